@@ -1,0 +1,42 @@
+# The README's two commands. Each creates .venv and installs what it needs on first use.
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+
+.PHONY: demo test lint bench clean chromium
+
+demo: $(STAMP)
+	$(BIN)/newsletter demo
+
+test: $(STAMP) chromium
+	$(BIN)/ruff check newsletter tests bench scheduler.py
+	$(BIN)/pytest
+
+# The browser tests drive Debian's chromium through Playwright (no browser download).
+chromium:
+	@test -x /usr/bin/chromium || { echo "Installing Debian's chromium for the browser tests"; \
+		$(SUDO) apt-get install -y -q chromium || { $(SUDO) apt-get update -q && $(SUDO) apt-get install -y -q chromium; }; }
+
+lint: $(STAMP)
+	$(BIN)/ruff check newsletter tests bench scheduler.py
+	$(BIN)/ruff format --check newsletter tests bench scheduler.py
+
+bench: $(STAMP)
+	$(BIN)/python bench/render.py
+
+# Debian's python3 lacks ensurepip unless python3-venv is installed: fall back to a venv without pip
+# and let the system pip install into it.
+$(STAMP): pyproject.toml
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV) || { rm -rf $(VENV); $(PYTHON) -m venv --without-pip $(VENV); }
+	@if $(BIN)/python -m pip --version >/dev/null 2>&1; then \
+		$(BIN)/python -m pip install --quiet --upgrade pip && $(BIN)/python -m pip install --quiet -e '.[dev]'; \
+	else \
+		$(PYTHON) -m pip --python $(BIN)/python install --quiet -e '.[dev]'; \
+	fi
+	@touch $(STAMP)
+
+clean:
+	rm -rf $(VENV) .pytest_cache .ruff_cache
