@@ -1,0 +1,161 @@
+"""One Settings object: every environment variable the product reads is declared and documented here.
+
+Values come from the environment, then from an optional `.env` file in the working directory, then from
+the defaults below, which are the embedded default: a SQLite file and a local outbox, no accounts.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+from functools import lru_cache
+from pathlib import Path
+from typing import Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from pydantic import Field, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from newsletter.headers import HeaderValueError, check_header_value, parse_from_address
+
+MIN_SECRET_LENGTH = 32
+
+
+class ConfigError(RuntimeError):
+    """A setting is missing or wrong; the message says which and how to fix it."""
+
+
+class Settings(BaseSettings):
+    """The product's configuration. Field docs double as the README's configuration table."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="NEWSLETTER_",
+        env_file=".env",
+        env_file_encoding="utf-8",
+        extra="ignore",
+        populate_by_name=True,
+    )
+
+    env: Literal["development", "production"] = Field(
+        "development", description="`production` refuses to start without an explicit secret key."
+    )
+    database_url: str = Field("sqlite:///subscribers.db", description="Any SQLAlchemy URL.")
+    provider: Literal["outbox"] = Field(
+        "outbox", description="Where messages go: `outbox` writes .eml files."
+    )
+    outbox_dir: Path = Field(Path("outbox"), description="Directory of the outbox provider's .eml files.")
+    site_url: str = Field(
+        "https://verdicts.example.com",
+        description="Public https base URL of the site: comparison pages and reader links point here.",
+    )
+    from_address: str = Field(
+        "Weekly AI Tool Verdicts <issue@verdicts.example.com>",
+        validation_alias="NEWSLETTER_FROM",
+        description="The From header of every message.",
+    )
+    name: str = Field("Weekly AI Tool Verdicts", description="The newsletter's name, shown in every issue.")
+    postal_address: str = Field(
+        "Weekly AI Tool Verdicts, 1 Example Street, 10115 Berlin, Germany",
+        description="Postal line in every footer (CAN-SPAM and friends ask for one).",
+    )
+    secret_key: str | None = Field(
+        None, description="Signs reader links. Required in production; generated and kept in a file locally."
+    )
+    secret_file: Path = Field(
+        Path(".newsletter-secret"), description="Where the generated local secret key is kept (mode 0600)."
+    )
+    timezone: str = Field("UTC", description="IANA zone for weeks and schedules, e.g. Europe/Berlin.")
+    issue_size: int = Field(3, ge=1, le=20, description="At most this many comparisons per issue.")
+    link_token_days: int = Field(
+        120,
+        ge=1,
+        le=3650,
+        description="How long the signed links in an issue (unsubscribe, vote) stay valid.",
+    )
+    send_batch_size: int = Field(500, ge=1, le=10_000, description="Deliveries claimed and sent per batch.")
+
+    @field_validator("site_url")
+    @classmethod
+    def _https_site(cls, value: str) -> str:
+        value = value.rstrip("/")
+        if not value.startswith("https://") or len(value) <= len("https://"):
+            raise ValueError("must be an absolute https:// URL (mail clients and spam filters expect https)")
+        return value
+
+    @field_validator("timezone")
+    @classmethod
+    def _known_zone(cls, value: str) -> str:
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError) as exc:
+            raise ValueError(f"unknown time zone {value!r}; use an IANA name such as Europe/Berlin") from exc
+        return value
+
+    @field_validator("from_address")
+    @classmethod
+    def _valid_from(cls, value: str) -> str:
+        try:
+            parse_from_address(value)
+        except HeaderValueError as exc:
+            raise ValueError(str(exc)) from exc
+        return value
+
+    @field_validator("name", "postal_address")
+    @classmethod
+    def _single_line(cls, value: str) -> str:
+        try:
+            return check_header_value(value, max_length=300)
+        except HeaderValueError as exc:
+            raise ValueError(str(exc)) from exc
+
+    @property
+    def zone(self) -> ZoneInfo:
+        return ZoneInfo(self.timezone)
+
+    @property
+    def site_host(self) -> str:
+        return self.site_url.removeprefix("https://").split("/", 1)[0]
+
+    def signing_key(self) -> bytes:
+        """The key for signed links: explicit in production, generated once and persisted locally."""
+        if self.secret_key:
+            if len(self.secret_key) < MIN_SECRET_LENGTH:
+                raise ConfigError(
+                    f"NEWSLETTER_SECRET_KEY must be at least {MIN_SECRET_LENGTH} characters long"
+                )
+            return self.secret_key.encode()
+        if self.env == "production":
+            raise ConfigError(
+                "NEWSLETTER_SECRET_KEY is not set. In production the key that signs reader links must come "
+                "from the environment; generate one with: "
+                'python -c "import secrets; print(secrets.token_urlsafe(48))"'
+            )
+        return _local_secret(self.secret_file).encode()
+
+
+def _local_secret(path: Path) -> str:
+    """Read the generated local key, creating it (0600, atomically) on first use."""
+    try:
+        existing = path.read_text().strip()
+    except FileNotFoundError:
+        existing = ""
+    if len(existing) >= MIN_SECRET_LENGTH:
+        return existing
+    key = secrets.token_urlsafe(48)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:  # another process won the race, or the file was empty: take what is there
+        existing = path.read_text().strip()
+        if len(existing) >= MIN_SECRET_LENGTH:
+            return existing
+        fd = os.open(path, os.O_WRONLY | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as handle:
+        handle.write(key + "\n")
+    return key
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    """The process-wide settings, read once."""
+    return Settings()

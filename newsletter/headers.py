@@ -1,0 +1,65 @@
+"""Checks for every value that ends up in an email header.
+
+Header injection works through CR, LF and other control characters; nothing typed by a reader or an
+editor reaches a header without passing through one of these functions first.
+"""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+from email.headerregistry import Address
+from email.utils import parseaddr
+
+from email_validator import EmailNotValidError, validate_email
+
+_FORBIDDEN = re.compile(r"[\x00-\x1f\x7f\u0085\u2028\u2029]")
+MAX_EMAIL_LENGTH = 254
+
+
+class HeaderValueError(ValueError):
+    """A value cannot be put in an email header; the message says why."""
+
+
+def check_header_value(value: str, *, max_length: int = 998, field: str = "value") -> str:
+    """Return `value` stripped, or raise if it holds a line break or control character or is too long."""
+    if _FORBIDDEN.search(value):
+        raise HeaderValueError(f"{field} must be a single line without control characters")
+    value = value.strip()
+    if not value:
+        raise HeaderValueError(f"{field} must not be empty")
+    if len(value) > max_length:
+        raise HeaderValueError(f"{field} is {len(value)} characters long; at most {max_length} are allowed")
+    return value
+
+
+def normalise_email(raw: str) -> str:
+    """Validate an address syntactically (no DNS) and return its canonical, lower-cased ASCII form.
+
+    Addresses are compared case-insensitively everywhere: `Ann@Example.com` and `ann@example.com`
+    are one reader. International domains are kept in their ASCII (punycode) form; local parts must
+    be ASCII, because most providers cannot deliver SMTPUTF8 mail.
+    """
+    if not isinstance(raw, str):
+        raise HeaderValueError("email address must be text")
+    if _FORBIDDEN.search(raw):
+        raise HeaderValueError("email address must not contain line breaks or control characters")
+    candidate = unicodedata.normalize("NFC", raw.strip())
+    if len(candidate) > MAX_EMAIL_LENGTH:
+        raise HeaderValueError(f"email address is longer than {MAX_EMAIL_LENGTH} characters")
+    try:
+        result = validate_email(candidate, check_deliverability=False, allow_smtputf8=False)
+    except EmailNotValidError as exc:
+        raise HeaderValueError(f"not a valid email address: {exc}") from exc
+    return (result.ascii_email or result.normalized).lower()
+
+
+def parse_from_address(value: str) -> Address:
+    """Parse a `Name <addr@host>` From value into an Address, validating both parts."""
+    check_header_value(value, max_length=300, field="From")
+    display, addr = parseaddr(value)
+    if not addr:
+        raise HeaderValueError(f"From {value!r} is not 'Name <address@domain>'")
+    email = normalise_email(addr)
+    local, _, domain = email.rpartition("@")
+    return Address(display_name=display, username=local, domain=domain)

@@ -1,0 +1,218 @@
+"""SQLModel tables. Derived figures (panel ship %, community %) are computed from rows, never stored.
+
+Times are stored as UTC. `UTCDateTime` makes that explicit on every backend: SQLite has no time zone
+type, so values go in as naive UTC and come back as aware UTC.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from enum import StrEnum
+
+from sqlalchemy import Column, DateTime, Index, Text, TypeDecorator, UniqueConstraint
+from sqlmodel import Field, SQLModel
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+class UTCDateTime(TypeDecorator):
+    """A timestamp that is always UTC in the store and always aware in Python."""
+
+    impl = DateTime
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetime given to the store; use an aware datetime")
+        return value.astimezone(UTC).replace(tzinfo=None)
+
+    def process_result_value(self, value: datetime | None, dialect) -> datetime | None:
+        if value is None:
+            return None
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+def _time(*, nullable: bool = False, index: bool = False, default=None):
+    """A UTC timestamp column."""
+    kwargs = {"default_factory": default} if default else {"default": None}
+    return Field(sa_column=Column(UTCDateTime(), nullable=nullable, index=index), **kwargs)
+
+
+class Verdict(StrEnum):
+    SHIP = "ship"
+    SKIP = "skip"
+
+
+class SubscriberStatus(StrEnum):
+    PENDING = "pending"
+    ACTIVE = "active"
+    UNSUBSCRIBED = "unsubscribed"
+    BOUNCED = "bounced"
+    COMPLAINED = "complained"
+
+
+class IssueStatus(StrEnum):
+    DRAFT = "draft"
+    APPROVED = "approved"
+    SENDING = "sending"
+    SENT = "sent"
+    CANCELLED = "cancelled"
+
+
+class DeliveryStatus(StrEnum):
+    QUEUED = "queued"
+    SENDING = "sending"
+    SENT = "sent"
+    FAILED = "failed"
+    SUPPRESSED = "suppressed"
+
+
+class Tool(SQLModel, table=True):
+    """An AI tool as the site describes it; shared by every comparison it appears in."""
+
+    id: int | None = Field(default=None, primary_key=True)
+    slug: str = Field(max_length=120, unique=True, index=True)
+    name: str = Field(max_length=200)
+    vendor: str | None = Field(default=None, max_length=200)
+    category: str = Field(max_length=100)
+    tagline: str = Field(max_length=300)
+    description: str = Field(sa_column=Column(Text, nullable=False))
+    entry_price: str = Field(max_length=100)
+    url: str | None = Field(default=None, max_length=2000)
+    updated_at: datetime = _time(default=utcnow)
+
+
+class Comparison(SQLModel, table=True):
+    """Two tools side by side, with the panel's reviews of each."""
+
+    id: int | None = Field(default=None, primary_key=True)
+    slug: str = Field(max_length=200, unique=True, index=True)
+    title: str = Field(max_length=300)
+    dek: str = Field(max_length=600)
+    category: str = Field(max_length=100, index=True)
+    left_tool_id: int = Field(foreign_key="tool.id")
+    right_tool_id: int = Field(foreign_key="tool.id")
+    url: str | None = Field(default=None, max_length=2000)
+    pinned: bool = Field(default=False)
+    published_at: datetime = _time(index=True)
+    created_at: datetime = _time(default=utcnow)
+    updated_at: datetime = _time(default=utcnow)
+
+
+class Reviewer(SQLModel, table=True):
+    """A panel member; the lens is the angle every one of their quotes takes."""
+
+    id: int | None = Field(default=None, primary_key=True)
+    slug: str = Field(max_length=120, unique=True, index=True)
+    name: str = Field(max_length=200)
+    lens: str = Field(max_length=100)
+
+
+class Review(SQLModel, table=True):
+    """One reviewer's verdict on one tool within one comparison."""
+
+    __table_args__ = (UniqueConstraint("comparison_id", "tool_id", "reviewer_id"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    comparison_id: int = Field(foreign_key="comparison.id", index=True)
+    tool_id: int = Field(foreign_key="tool.id")
+    reviewer_id: int = Field(foreign_key="reviewer.id")
+    position: int = Field(default=0)
+    verdict: str = Field(max_length=4)
+    quote: str = Field(sa_column=Column(Text, nullable=False))
+
+
+class Vote(SQLModel, table=True):
+    """A community vote: one per voter per tool in a comparison; a new vote replaces the old one."""
+
+    __table_args__ = (UniqueConstraint("comparison_id", "tool_id", "voter"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    comparison_id: int = Field(foreign_key="comparison.id", index=True)
+    tool_id: int = Field(foreign_key="tool.id")
+    voter: str = Field(max_length=120)
+    subscriber_id: int | None = Field(default=None, foreign_key="subscriber.id", index=True)
+    verdict: str = Field(max_length=4)
+    created_at: datetime = _time(default=utcnow)
+    updated_at: datetime = _time(default=utcnow)
+
+
+class Subscriber(SQLModel, table=True):
+    """A reader's address and where they stand. The address is unique in its lower-cased form."""
+
+    id: int | None = Field(default=None, primary_key=True)
+    email: str = Field(max_length=254, unique=True, index=True)
+    status: str = Field(default=SubscriberStatus.PENDING, max_length=20, index=True)
+    source: str = Field(default="unknown", max_length=40)
+    created_at: datetime = _time(default=utcnow)
+    confirmed_at: datetime | None = _time(nullable=True)
+    unsubscribed_at: datetime | None = _time(nullable=True)
+    updated_at: datetime = _time(default=utcnow)
+
+
+class SubscriberEvent(SQLModel, table=True):
+    """The audit trail of a subscriber: every change of state, when, from where."""
+
+    id: int | None = Field(default=None, primary_key=True)
+    subscriber_id: int | None = Field(default=None, foreign_key="subscriber.id", index=True)
+    kind: str = Field(max_length=40)
+    source: str = Field(max_length=40)
+    client_hash: str | None = Field(default=None, max_length=64)
+    detail: str | None = Field(default=None, max_length=2000)
+    at: datetime = _time(default=utcnow)
+
+
+class Issue(SQLModel, table=True):
+    """One issue per ISO week, ever; it moves draft -> approved -> sending -> sent (or cancelled)."""
+
+    id: int | None = Field(default=None, primary_key=True)
+    week: str = Field(max_length=8, unique=True, index=True)
+    status: str = Field(default=IssueStatus.DRAFT, max_length=20)
+    subject_override: str | None = Field(default=None, max_length=200)
+    preheader_override: str | None = Field(default=None, max_length=300)
+    created_at: datetime = _time(default=utcnow)
+    updated_at: datetime = _time(default=utcnow)
+    approved_at: datetime | None = _time(nullable=True)
+    send_started_at: datetime | None = _time(nullable=True)
+    sent_at: datetime | None = _time(nullable=True)
+
+    @property
+    def slug(self) -> str:
+        """The URL and tag form of the week: 2026-W48 -> 2026-w48."""
+        return self.week.lower()
+
+
+class IssueItem(SQLModel, table=True):
+    """A comparison picked for an issue, in reading order."""
+
+    __table_args__ = (UniqueConstraint("issue_id", "comparison_id"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    issue_id: int = Field(foreign_key="issue.id", index=True)
+    comparison_id: int = Field(foreign_key="comparison.id", index=True)
+    position: int
+
+
+class Delivery(SQLModel, table=True):
+    """The ledger: one row per (issue, subscriber), written before anything is sent."""
+
+    __table_args__ = (
+        UniqueConstraint("issue_id", "subscriber_id"),
+        Index("ix_delivery_issue_status", "issue_id", "status"),
+    )
+
+    id: int | None = Field(default=None, primary_key=True)
+    issue_id: int = Field(foreign_key="issue.id")
+    subscriber_id: int = Field(foreign_key="subscriber.id", index=True)
+    status: str = Field(default=DeliveryStatus.QUEUED, max_length=20)
+    provider: str | None = Field(default=None, max_length=40)
+    provider_message_id: str | None = Field(default=None, max_length=200)
+    attempts: int = Field(default=0)
+    last_error: str | None = Field(default=None, max_length=2000)
+    created_at: datetime = _time(default=utcnow)
+    updated_at: datetime = _time(default=utcnow)
+    sent_at: datetime | None = _time(nullable=True)

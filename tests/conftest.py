@@ -1,0 +1,61 @@
+"""Shared fixtures: every test gets its own real SQLite file, outbox directory and settings."""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+from sqlalchemy.engine import Engine
+from sqlmodel import Session
+
+from newsletter.config import Settings
+from newsletter.db import create_schema, make_engine
+from newsletter.samples import sample_comparisons
+
+FIXTURES = Path(__file__).parent / "fixtures"
+TEST_KEY = "test-signing-key-0123456789-abcdefghijklmnop"
+
+
+@pytest.fixture
+def settings(tmp_path: Path) -> Settings:
+    return Settings(
+        _env_file=None,
+        database_url=f"sqlite:///{tmp_path / 'subscribers.db'}",
+        outbox_dir=tmp_path / "outbox",
+        secret_key=TEST_KEY,
+        secret_file=tmp_path / ".newsletter-secret",
+        timezone="Europe/Berlin",
+    )
+
+
+@pytest.fixture
+def engine(settings: Settings) -> Iterator[Engine]:
+    engine = make_engine(settings.database_url)
+    create_schema(engine)
+    yield engine
+    engine.dispose()
+
+
+@pytest.fixture
+def session(engine: Engine) -> Iterator[Session]:
+    with Session(engine, expire_on_commit=False) as session:
+        yield session
+
+
+@pytest.fixture
+def samples():
+    """The packaged sample comparisons as validated import objects (the seed first)."""
+    return sample_comparisons()
+
+
+def seed_dict() -> dict:
+    """The seed comparison as a plain import document, to be varied by tests."""
+    return copy.deepcopy(sample_comparisons()[0].model_dump(mode="json", exclude_none=True))
+
+
+def at(text: str) -> datetime:
+    """An aware UTC datetime from an ISO string (a trailing Z or offset is required)."""
+    return datetime.fromisoformat(text).astimezone(UTC)
