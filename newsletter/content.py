@@ -1,0 +1,234 @@
+"""The content store: storing imported comparisons, and reading them back with their derived figures.
+
+Panel ship % comes from the review rows and community % from the vote rows, every time they are read.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from zoneinfo import ZoneInfo
+
+from sqlalchemy import delete, func
+from sqlmodel import Session, col, select
+
+from newsletter.importing import ComparisonIn, ToolIn, parse_files, slugify
+from newsletter.models import Comparison, Review, Reviewer, Tool, Vote, utcnow
+from newsletter.views import ComparisonView, ReviewView, Share, ToolView
+
+IMPORTED_VOTER_PREFIX = "site:"
+
+
+@dataclass(frozen=True)
+class ImportSummary:
+    created: list[str]
+    updated: list[str]
+
+    @property
+    def total(self) -> int:
+        return len(self.created) + len(self.updated)
+
+
+def import_files(session: Session, paths: Sequence[Path], zone: ZoneInfo) -> ImportSummary:
+    """Validate every file, then store all of them; any problem raises ImportFailed and stores nothing."""
+    return store_comparisons(session, parse_files(list(paths)), zone)
+
+
+def store_comparisons(session: Session, items: Iterable[ComparisonIn], zone: ZoneInfo) -> ImportSummary:
+    """Create or update comparisons by slug, in the caller's transaction.
+
+    Reviews and the site's vote tally are replaced as a whole; readers' own votes are kept.
+    Naive publication times are read in the configured time zone.
+    """
+    created: list[str] = []
+    updated: list[str] = []
+    tools: dict[str, Tool] = {}
+    reviewers: dict[str, Reviewer] = {}
+    now = utcnow()
+    for item in items:
+        left = _upsert_tool(session, tools, item.tools.left, now)
+        right = _upsert_tool(session, tools, item.tools.right, now)
+        published = item.published_at if item.published_at.tzinfo else item.published_at.replace(tzinfo=zone)
+        comparison = session.exec(select(Comparison).where(Comparison.slug == item.slug)).first()
+        fields = {
+            "title": item.display_title,
+            "dek": item.dek,
+            "category": item.category or item.tools.left.category,
+            "left_tool_id": left.id,
+            "right_tool_id": right.id,
+            "url": item.url,
+            "pinned": item.pinned,
+            "published_at": published,
+            "updated_at": now,
+        }
+        if comparison is None:
+            comparison = Comparison(slug=item.slug, **fields)
+            created.append(item.slug)
+        else:
+            comparison.sqlmodel_update(fields)
+            updated.append(item.slug)
+        session.add(comparison)
+        session.flush()
+        _replace_reviews(session, comparison, item, {"left": left, "right": right}, reviewers)
+        _replace_site_votes(session, comparison, item, {"left": left, "right": right}, now)
+    session.flush()
+    return ImportSummary(created, updated)
+
+
+def _upsert_tool(session: Session, cache: dict[str, Tool], data: ToolIn, now: datetime) -> Tool:
+    slug = data.key
+    tool = cache.get(slug) or session.exec(select(Tool).where(Tool.slug == slug)).first()
+    fields = data.model_dump(exclude={"slug"}) | {"updated_at": now}
+    if tool is None:
+        tool = Tool(slug=slug, **fields)
+    else:
+        tool.sqlmodel_update(fields)
+    session.add(tool)
+    session.flush()
+    cache[slug] = tool
+    return tool
+
+
+def _replace_reviews(
+    session: Session,
+    comparison: Comparison,
+    item: ComparisonIn,
+    tools: dict[str, Tool],
+    cache: dict[str, Reviewer],
+) -> None:
+    session.exec(delete(Review).where(col(Review.comparison_id) == comparison.id))
+    for position, review in enumerate(item.reviews):
+        slug = slugify(review.reviewer)
+        reviewer = cache.get(slug) or session.exec(select(Reviewer).where(Reviewer.slug == slug)).first()
+        if reviewer is None:
+            reviewer = Reviewer(slug=slug, name=review.reviewer, lens=review.lens)
+        else:
+            reviewer.name, reviewer.lens = review.reviewer, review.lens
+        session.add(reviewer)
+        session.flush()
+        cache[slug] = reviewer
+        session.add(
+            Review(
+                comparison_id=comparison.id,
+                tool_id=tools[review.tool].id,
+                reviewer_id=reviewer.id,
+                position=position,
+                verdict=review.verdict,
+                quote=review.quote,
+            )
+        )
+
+
+def _replace_site_votes(
+    session: Session, comparison: Comparison, item: ComparisonIn, tools: dict[str, Tool], now: datetime
+) -> None:
+    """The site's tally arrives as counts; it is stored as one row per vote so readers' votes add to it."""
+    session.exec(
+        delete(Vote).where(
+            col(Vote.comparison_id) == comparison.id, col(Vote.voter).startswith(IMPORTED_VOTER_PREFIX)
+        )
+    )
+    rows = []
+    for side in ("left", "right"):
+        tally = getattr(item.community, side)
+        tool_id = tools[side].id
+        for verdict, count in (("ship", tally.ship), ("skip", tally.skip)):
+            rows.extend(
+                {
+                    "comparison_id": comparison.id,
+                    "tool_id": tool_id,
+                    "voter": f"{IMPORTED_VOTER_PREFIX}{side}-{verdict}-{n}",
+                    "verdict": verdict,
+                    "created_at": now,
+                    "updated_at": now,
+                }
+                for n in range(count)
+            )
+    if rows:
+        session.execute(Vote.__table__.insert(), rows)
+
+
+def panel_shares(session: Session, comparison_ids: Sequence[int]) -> dict[tuple[int, int], Share]:
+    """Panel ship share per (comparison, tool), from the review rows."""
+    return _shares(session, Review, comparison_ids)
+
+
+def community_shares(session: Session, comparison_ids: Sequence[int]) -> dict[tuple[int, int], Share]:
+    """Community ship share per (comparison, tool), from the vote rows."""
+    return _shares(session, Vote, comparison_ids)
+
+
+def _shares(session: Session, table, comparison_ids: Sequence[int]) -> dict[tuple[int, int], Share]:
+    counts: dict[tuple[int, int], list[int]] = defaultdict(lambda: [0, 0])
+    if not comparison_ids:
+        return {}
+    query = (
+        select(table.comparison_id, table.tool_id, table.verdict, func.count())
+        .where(col(table.comparison_id).in_(comparison_ids))
+        .group_by(table.comparison_id, table.tool_id, table.verdict)
+    )
+    for comparison_id, tool_id, verdict, count in session.exec(query):
+        entry = counts[(comparison_id, tool_id)]
+        entry[1] += count
+        if verdict == "ship":
+            entry[0] += count
+    return {key: Share(ship, total) for key, (ship, total) in counts.items()}
+
+
+def comparison_views(
+    session: Session, comparisons: Sequence[Comparison], site_url: str
+) -> list[ComparisonView]:
+    """Plain views of `comparisons` (in the given order) with reviews and derived figures, in four queries."""
+    ids = [c.id for c in comparisons]
+    if not ids:
+        return []
+    tool_ids = {c.left_tool_id for c in comparisons} | {c.right_tool_id for c in comparisons}
+    tools = {t.id: t for t in session.exec(select(Tool).where(col(Tool.id).in_(tool_ids)))}
+    reviews: dict[tuple[int, int], list[ReviewView]] = defaultdict(list)
+    query = (
+        select(Review, Reviewer)
+        .join(Reviewer, col(Reviewer.id) == Review.reviewer_id)
+        .where(col(Review.comparison_id).in_(ids))
+        .order_by(Review.comparison_id, Review.position)
+    )
+    for review, reviewer in session.exec(query):
+        reviews[(review.comparison_id, review.tool_id)].append(
+            ReviewView(reviewer=reviewer.name, lens=reviewer.lens, verdict=review.verdict, quote=review.quote)
+        )
+    panel = panel_shares(session, ids)
+    community = community_shares(session, ids)
+    empty = Share(0, 0)
+
+    def tool_view(comparison: Comparison, tool_id: int) -> ToolView:
+        tool = tools[tool_id]
+        key = (comparison.id, tool_id)
+        return ToolView(
+            slug=tool.slug,
+            name=tool.name,
+            vendor=tool.vendor,
+            category=tool.category,
+            tagline=tool.tagline,
+            description=tool.description,
+            entry_price=tool.entry_price,
+            url=tool.url,
+            panel=panel.get(key, empty),
+            community=community.get(key, empty),
+            reviews=tuple(reviews[key]),
+        )
+
+    return [
+        ComparisonView(
+            slug=c.slug,
+            title=c.title,
+            dek=c.dek,
+            category=c.category,
+            url=c.url or f"{site_url}/compare/{c.slug}",
+            left=tool_view(c, c.left_tool_id),
+            right=tool_view(c, c.right_tool_id),
+            pinned=c.pinned,
+        )
+        for c in comparisons
+    ]

@@ -1,0 +1,327 @@
+"""The import file format for comparisons, and turning a file into validated data or precise errors.
+
+A file holds one comparison (a mapping) or a list of them, as JSON (`.json`) or YAML (`.yaml`, `.yml`).
+Every error names the file, the place in it (a path, and for YAML the line) and the reason. Storing is
+`content.store_comparisons`' job; nothing here touches the database.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import unicodedata
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import yaml
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    TypeAdapter,
+    ValidationError,
+    model_validator,
+)
+
+MAX_FILE_BYTES = 20 * 1024 * 1024
+MAX_QUOTE_CHARS = 4_000
+MAX_DESCRIPTION_CHARS = 5_000
+MAX_VOTES_PER_SIDE = 100_000
+SLUG_PATTERN = r"^[a-z0-9]+(?:-[a-z0-9]+)*$"
+SIDES = ("left", "right")
+
+
+def slugify(text: str) -> str:
+    """`Gemini 2.5 Flash Lite` -> `gemini-2-5-flash-lite`."""
+    ascii_text = unicodedata.normalize("NFKD", text).encode("ascii", "ignore").decode()
+    return re.sub(r"[^a-z0-9]+", "-", ascii_text.lower()).strip("-")[:120] or "item"
+
+
+def _https_url(value: str) -> str:
+    if not re.match(r"^https://[A-Za-z0-9.-]+(:\d+)?(/[^\s<>\"]*)?$", value):
+        raise ValueError("must be an absolute https:// link")
+    return value
+
+
+def _single_line(value: str) -> str:
+    if re.search(r"[\x00-\x1f\x7f]", value):
+        raise ValueError("must be a single line without control characters")
+    return value
+
+
+def _text(max_length: int, *, single_line: bool = True):
+    base = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=max_length)]
+    return Annotated[base, AfterValidator(_single_line)] if single_line else base
+
+
+HttpsUrl = Annotated[
+    str, StringConstraints(strip_whitespace=True, max_length=2000), AfterValidator(_https_url)
+]
+Slug = Annotated[str, StringConstraints(pattern=SLUG_PATTERN, max_length=120)]
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class ToolIn(_Strict):
+    name: _text(200)
+    slug: Slug | None = None
+    vendor: _text(200) | None = None
+    category: _text(100)
+    tagline: _text(300)
+    description: _text(MAX_DESCRIPTION_CHARS, single_line=False)
+    entry_price: _text(100)
+    url: HttpsUrl | None = None
+
+    @property
+    def key(self) -> str:
+        return self.slug or slugify(self.name)
+
+
+class ReviewIn(_Strict):
+    tool: Literal["left", "right"]
+    reviewer: _text(200)
+    lens: _text(100)
+    verdict: Literal["ship", "skip"]
+    quote: _text(MAX_QUOTE_CHARS, single_line=False)
+
+
+class TallyIn(_Strict):
+    ship: int = Field(0, ge=0, le=MAX_VOTES_PER_SIDE)
+    skip: int = Field(0, ge=0, le=MAX_VOTES_PER_SIDE)
+
+
+class PairIn(_Strict):
+    left: ToolIn
+    right: ToolIn
+
+
+class CommunityIn(_Strict):
+    left: TallyIn = TallyIn()
+    right: TallyIn = TallyIn()
+
+
+class ComparisonIn(_Strict):
+    slug: Annotated[str, StringConstraints(pattern=SLUG_PATTERN, max_length=200)]
+    title: _text(300) | None = None
+    dek: _text(600)
+    category: _text(100) | None = None
+    published_at: datetime
+    pinned: bool = False
+    url: HttpsUrl | None = None
+    tools: PairIn
+    reviews: list[ReviewIn] = Field(min_length=1, max_length=200)
+    community: CommunityIn = CommunityIn()
+
+    @model_validator(mode="after")
+    def _consistent(self) -> ComparisonIn:
+        if self.tools.left.key == self.tools.right.key:
+            raise ValueError(f"left and right are the same tool ({self.tools.left.key})")
+        seen: set[tuple[str, str]] = set()
+        for review in self.reviews:
+            key = (review.tool, slugify(review.reviewer))
+            if key in seen:
+                raise ValueError(f"{review.reviewer} reviews the {review.tool} tool more than once")
+            seen.add(key)
+        return self
+
+    @property
+    def display_title(self) -> str:
+        return self.title or f"{self.tools.left.name} vs {self.tools.right.name}"
+
+
+_ONE = TypeAdapter(ComparisonIn)
+_MANY = TypeAdapter(list[ComparisonIn])
+
+
+@dataclass(frozen=True)
+class ImportProblem:
+    """One reason a file cannot be imported, with where it is."""
+
+    file: str
+    place: str
+    reason: str
+    line: int | None = None
+
+    def __str__(self) -> str:
+        where = f"{self.file}:{self.line}" if self.line else self.file
+        return f"{where}: {self.place}: {self.reason}" if self.place else f"{where}: {self.reason}"
+
+
+class ImportFailed(Exception):
+    """The run is refused as a whole; `problems` lists every reason found."""
+
+    def __init__(self, problems: list[ImportProblem]):
+        self.problems = problems
+        super().__init__("\n".join(str(p) for p in problems))
+
+
+def parse_files(paths: list[Path]) -> list[ComparisonIn]:
+    """Validate every file; return all comparisons, or raise ImportFailed naming every problem."""
+    problems: list[ImportProblem] = []
+    comparisons: list[ComparisonIn] = []
+    origin: dict[str, str] = {}
+    for path in paths:
+        try:
+            found = parse_file(path)
+        except ImportFailed as failed:
+            problems.extend(failed.problems)
+            continue
+        for index, item in enumerate(found):
+            if item.slug in origin:
+                problems.append(
+                    ImportProblem(
+                        str(path),
+                        f"comparison {index + 1}",
+                        f"slug {item.slug!r} also in {origin[item.slug]}",
+                    )
+                )
+            origin[item.slug] = str(path)
+            comparisons.append(item)
+    if problems:
+        raise ImportFailed(problems)
+    return comparisons
+
+
+def parse_file(path: Path) -> list[ComparisonIn]:
+    """Read and validate one file."""
+    name = str(path)
+    suffix = path.suffix.lower()
+    if suffix not in {".json", ".yaml", ".yml"}:
+        raise ImportFailed([ImportProblem(name, "", "unsupported file type; use .json, .yaml or .yml")])
+    try:
+        size = path.stat().st_size
+        if size > MAX_FILE_BYTES:
+            raise ImportFailed(
+                [ImportProblem(name, "", f"file is {size:,} bytes; at most {MAX_FILE_BYTES:,}")]
+            )
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ImportFailed([ImportProblem(name, "", f"cannot read: {exc.strerror or exc}")]) from exc
+    except UnicodeDecodeError as exc:
+        raise ImportFailed([ImportProblem(name, "", f"not UTF-8 text (byte {exc.start})")]) from exc
+    return parse_text(text, name=name, is_yaml=suffix != ".json")
+
+
+def parse_text(text: str, *, name: str, is_yaml: bool) -> list[ComparisonIn]:
+    """Validate a document's text; `name` is only used in messages."""
+    try:
+        data = yaml.safe_load(text) if is_yaml else json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise ImportFailed([ImportProblem(name, f"column {exc.colno}", exc.msg, exc.lineno)]) from exc
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        reason = getattr(exc, "problem", None) or str(exc)
+        line = mark.line + 1 if mark else None
+        raise ImportFailed(
+            [ImportProblem(name, f"column {mark.column + 1}" if mark else "", reason, line)]
+        ) from exc
+    if data is None:
+        raise ImportFailed([ImportProblem(name, "", "the file is empty")])
+    if not isinstance(data, (dict, list)):
+        raise ImportFailed(
+            [ImportProblem(name, "document", "must be one comparison (a mapping) or a list of them")]
+        )
+    try:
+        if isinstance(data, list):
+            return _MANY.validate_python(data)
+        return [_ONE.validate_python(data)]
+    except ValidationError as exc:
+        raise ImportFailed(_problems(exc, data, text if is_yaml else None, name)) from exc
+
+
+def _problems(exc: ValidationError, data: Any, yaml_text: str | None, name: str) -> list[ImportProblem]:
+    problems = []
+    seen = set()
+    for error in exc.errors(include_url=False):
+        loc = list(error["loc"])
+        place, reason = _describe(loc, error, data)
+        if (place, reason) in seen:
+            continue
+        seen.add((place, reason))
+        problems.append(ImportProblem(name, place, reason, _yaml_line(yaml_text, loc) if yaml_text else None))
+    return problems
+
+
+def _describe(loc: list, error: dict, data: Any) -> tuple[str, str]:
+    """A readable place (comparison 2 'slug' > reviews[3].verdict) and reason for one pydantic error."""
+    parts: list[str] = []
+    node = data
+    for step in loc:
+        if isinstance(step, int):
+            if not parts and isinstance(data, list):
+                slug = node[step].get("slug") if isinstance(node[step], dict) else None
+                parts.append(f"comparison {step + 1}" + (f" ({slug})" if slug else ""))
+            else:
+                parts[-1:] = [f"{parts[-1] if parts else ''}[{step}]"]
+        else:
+            parts.append(str(step))
+        node = node[step] if isinstance(node, (dict, list)) and _has(node, step) else None
+    reason = _reason(error, loc)
+    if isinstance(data, dict):
+        slug = data.get("slug")
+        parts.insert(0, f"comparison ({slug})" if isinstance(slug, str) else "comparison")
+    if not parts:
+        return "document", reason
+    head, *rest = parts
+    if head.startswith("comparison "):
+        return (head + (" > " + ".".join(rest) if rest else "")), reason
+    return ".".join(parts), reason
+
+
+def _has(node: Any, step: Any) -> bool:
+    if isinstance(node, dict):
+        return step in node
+    return isinstance(step, int) and 0 <= step < len(node)
+
+
+def _reason(error: dict, loc: list) -> str:
+    kind = error["type"]
+    given = error.get("input")
+    if kind == "missing":
+        return "required field is missing"
+    if kind == "extra_forbidden":
+        if len(loc) >= 2 and loc[-2] in ("tools", "community"):
+            return f"unknown tool side {loc[-1]!r}; use 'left' or 'right'"
+        return f"unknown field {loc[-1]!r}"
+    if kind == "literal_error":
+        expected = error.get("ctx", {}).get("expected", "")
+        if loc and loc[-1] == "verdict":
+            return f"verdict must be 'ship' or 'skip', not {given!r}"
+        if loc and loc[-1] == "tool":
+            return f"unknown tool side {given!r}; use 'left' or 'right'"
+        return f"must be one of {expected}, not {given!r}"
+    if kind == "string_too_long":
+        limit = error.get("ctx", {}).get("max_length")
+        return f"is {len(given):,} characters long; at most {limit:,} are allowed"
+    if kind == "string_pattern_mismatch":
+        return f"{given!r} is not a slug (lower-case letters, digits and single hyphens)"
+    if kind in ("model_type", "model_attributes_type", "dict_type"):
+        return f"must be a mapping, not {type(given).__name__}"
+    message = error["msg"]
+    return message.removeprefix("Value error, ")
+
+
+def _yaml_line(text: str, loc: list) -> int | None:
+    """The 1-based line of the YAML node at `loc`, or of its nearest existing parent."""
+    try:
+        node = yaml.compose(text, Loader=yaml.SafeLoader)
+    except yaml.YAMLError:
+        return None
+    line = node.start_mark.line + 1 if node else None
+    for step in loc:
+        child = None
+        if isinstance(node, yaml.MappingNode):
+            child = next((value for key, value in node.value if key.value == step), None)
+        elif isinstance(node, yaml.SequenceNode) and isinstance(step, int) and step < len(node.value):
+            child = node.value[step]
+        if child is None:
+            break
+        node = child
+        line = node.start_mark.line + 1
+    return line
