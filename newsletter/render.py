@@ -1,0 +1,292 @@
+"""Templates -> MJML -> HTML (+ premailer) and plain text, once per issue; then cheap personalisation.
+
+The templates never see a reader. Where a reader's value belongs (the token in their links, their
+address in the footer) they write a marker holding a random per-render nonce, so no content can forge
+one. After the single MJML compile the output is split at the markers, and personalising a message is
+a join of prepared strings: no MJML, no Jinja, no premailer per reader.
+"""
+
+from __future__ import annotations
+
+import html
+import logging
+import re
+import secrets
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from datetime import date, timedelta
+from pathlib import Path
+
+from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoescape
+from mjml import mjml2html
+from premailer import Premailer
+
+from newsletter import links
+from newsletter.views import ComparisonView, IssueView, Masthead
+
+READER_FIELDS = ("token", "email")
+GMAIL_CLIP_BYTES = 102_000  # Gmail clips a larger HTML part; counted in decimal KB to be safe
+_PACKAGE_TEMPLATES = Path(__file__).parent / "templates"
+_REPO_TEMPLATES = Path(__file__).parent.parent / "templates"
+
+
+def templates_dir() -> Path:
+    """Templates inside an installed wheel, else the repository's `templates/` (editable installs)."""
+    return _PACKAGE_TEMPLATES if _PACKAGE_TEMPLATES.is_dir() else _REPO_TEMPLATES
+
+
+class RenderError(RuntimeError):
+    """A template produced something that cannot be sent (invalid MJML, a clipped size)."""
+
+
+class Personalisable:
+    """Compiled text split at reader-field markers; `fill` joins the parts with one reader's values."""
+
+    __slots__ = ("_parts", "_slots", "fields")
+
+    def __init__(self, text: str, marker: re.Pattern[str]):
+        pieces = marker.split(text)  # literal, field, literal, field, ..., literal
+        self._parts = pieces
+        self._slots = tuple((index, pieces[index]) for index in range(1, len(pieces), 2))
+        self.fields = frozenset(name for _, name in self._slots)
+
+    def fill(self, values: Mapping[str, str]) -> str:
+        parts = self._parts.copy()
+        for index, name in self._slots:
+            parts[index] = values[name]
+        return "".join(parts)
+
+    def with_placeholders(self, placeholder: Callable[[str], str]) -> str:
+        """The text with each field written in a provider's own substitution syntax."""
+        return self.fill({name: placeholder(name) for name in self.fields})
+
+    @property
+    def size(self) -> int:
+        """Bytes of UTF-8 without reader values, the figure to hold against Gmail's clipping limit."""
+        return sum(len(part.encode()) for index, part in enumerate(self._parts) if index % 2 == 0)
+
+
+@dataclass(frozen=True)
+class RenderedMessage:
+    """The body of one kind of email (an issue, a confirmation), compiled once, to be personalised."""
+
+    subject: str
+    preheader: str
+    html: Personalisable
+    text: Personalisable
+
+    def personalise(self, *, token: str, email: str) -> tuple[str, str]:
+        """(html, text) for one reader."""
+        content = self.for_reader(token=token, email=email)
+        return content.html, content.text
+
+    def for_reader(self, *, token: str, email: str) -> ReaderContent:
+        return ReaderContent(self, token, email)
+
+
+class ReaderContent:
+    """One reader's bodies, joined when read: a provider serialises a batch one message at a time, so
+    only one full body is alive at once instead of a batch of them (which costs more in page faults
+    than the joins themselves)."""
+
+    __slots__ = ("_email", "_rendered", "_token")
+
+    def __init__(self, rendered: RenderedMessage, token: str, email: str):
+        self._rendered, self._token, self._email = rendered, token, email
+
+    @property
+    def html(self) -> str:
+        """The address is HTML-escaped for the HTML part."""
+        return self._rendered.html.fill({"token": self._token, "email": html.escape(self._email, quote=True)})
+
+    @property
+    def text(self) -> str:
+        return self._rendered.text.fill({"token": self._token, "email": self._email})
+
+
+class Renderer:
+    """Owns the Jinja environments and the MJML and premailer steps."""
+
+    def __init__(self, directory: Path | None = None):
+        self.directory = directory or templates_dir()
+        self.env = Environment(
+            loader=FileSystemLoader(self.directory),
+            # Autoescape everywhere except plain-text parts, where HTML entities would be wrong text.
+            autoescape=select_autoescape(
+                disabled_extensions=("txt.j2",), default_for_string=True, default=True
+            ),
+            undefined=StrictUndefined,
+            trim_blocks=True,
+            lstrip_blocks=True,
+            keep_trailing_newline=True,
+        )
+        self.env.filters["wrap"] = _wrap
+        self.env.filters["verdict_word"] = lambda verdict: "Ship" if verdict == "ship" else "Skip"
+
+    def render_issue(self, issue: IssueView) -> RenderedMessage:
+        nonce = secrets.token_hex(6)
+        context = self.issue_context(issue, nonce)
+        mjml_source = self.env.get_template("email/issue.mjml.j2").render(context)
+        text = self.env.get_template("email/issue.txt.j2").render(context)
+        html_out = compile_mjml(mjml_source)
+        marker = _marker_pattern(nonce)
+        rendered = RenderedMessage(
+            subject=issue.subject,
+            preheader=issue.preheader,
+            html=Personalisable(html_out, marker),
+            text=Personalisable(text, marker),
+        )
+        if rendered.html.size > GMAIL_CLIP_BYTES:
+            raise RenderError(
+                f"the HTML is {rendered.html.size:,} bytes; Gmail clips above {GMAIL_CLIP_BYTES:,} "
+                "and would hide the footer and unsubscribe link. Pick fewer comparisons."
+            )
+        return rendered
+
+    def issue_context(self, issue: IssueView, nonce: str) -> dict:
+        site = issue.masthead.site_url
+        token = _marker(nonce, "token")
+        campaign = issue.slug
+
+        def vote_url(comparison: ComparisonView, tool_slug: str, verdict: str) -> str:
+            return links.vote_url(site, token, comparison.slug, tool_slug, verdict)
+
+        def comparison_url(comparison: ComparisonView) -> str:
+            return links.with_utm(comparison.url, campaign=campaign, content=comparison.slug)
+
+        return {
+            "issue": issue,
+            "masthead": issue.masthead,
+            "date_label": week_label(issue.week_start),
+            "week_number": issue.week_start.isocalendar().week,
+            "reader_email": _marker(nonce, "email"),
+            "unsubscribe_url": links.unsubscribe_url(site, token),
+            "preferences_url": links.preferences_url(site, token),
+            "web_url": links.with_utm(
+                links.issue_url(site, issue.slug), campaign=campaign, content="web-version"
+            ),
+            "site_url": links.with_utm(site, campaign=campaign, content="footer"),
+            "vote_url": vote_url,
+            "comparison_url": comparison_url,
+            "intro": intro_line(issue.comparisons),
+        }
+
+
+def compile_mjml(source: str) -> str:
+    """MJML -> HTML, then premailer inlines the template's own `premailer:inline` style block.
+
+    Every other style block (MJML's resets, its column widths and media queries, dark mode) is left
+    alone: inlining MJML's `table, td {...}` reset into every cell would add a third to the size for
+    clients that read head styles anyway. Configured around premailer's two known defects.
+    """
+    try:
+        compiled = mjml2html(source, fonts={}, disable_comments=True)
+    except ValueError as exc:
+        raise RenderError(f"the email template is not valid MJML: {exc}") from exc
+    inlined = Premailer(
+        _STYLE_BLOCK.sub(_mark_head_only, compiled),
+        keep_style_tags=True,  # media queries and dark-mode rules must survive
+        strip_important=False,  # else the mobile overrides lose to inline styles and nothing stacks
+        allow_network=False,
+        disable_validation=True,
+        cssutils_logging_level=logging.CRITICAL,
+    ).transform()
+    inlined = inlined.replace(f" {_IGNORE}", "").replace(INLINE_MARK, "")
+    if not inlined.lstrip().lower().startswith("<!doctype"):
+        inlined = "<!doctype html>\n" + inlined  # premailer drops MJML's lower-case doctype (upstream #156)
+    return inlined
+
+
+INLINE_MARK = "/* premailer:inline */"
+_IGNORE = 'data-premailer="ignore"'
+_STYLE_BLOCK = re.compile(r"<style([^>]*)>(.*?)</style>", re.DOTALL)
+
+
+def _mark_head_only(match: re.Match[str]) -> str:
+    if match[2].lstrip().startswith(INLINE_MARK):
+        return match[0]
+    return f"<style {_IGNORE}{match[1]}>{match[2]}</style>"
+
+
+def _marker(nonce: str, field: str) -> str:
+    return f"%%{nonce}.{field}%%"
+
+
+def _marker_pattern(nonce: str) -> re.Pattern[str]:
+    return re.compile(rf"%%{nonce}\.({'|'.join(READER_FIELDS)})%%")
+
+
+def _wrap(text: str, width: int = 72, indent: str = "") -> str:
+    """Wrap prose for the plain-text part, keeping the author's paragraphs.
+
+    A greedy wrap that never breaks a word (a long URL stays whole); textwrap does the same work
+    about ten times slower, and the text part is re-wrapped for every issue.
+    """
+    paragraphs = [p for p in _PARAGRAPH_BREAK.split(text.strip()) if p.strip()]
+    return "\n\n".join(_wrap_paragraph(p.split(), width, indent) for p in paragraphs)
+
+
+_PARAGRAPH_BREAK = re.compile(r"\n\s*\n")
+
+
+def _wrap_paragraph(words: list[str], width: int, indent: str) -> str:
+    lines: list[str] = []
+    line: list[str] = []
+    length = len(indent)
+    for word in words:
+        if line and length + 1 + len(word) > width:
+            lines.append(indent + " ".join(line))
+            line, length = [], len(indent)
+        length += len(word) + (1 if line else 0)
+        line.append(word)
+    if line:
+        lines.append(indent + " ".join(line))
+    return "\n".join(lines)
+
+
+def week_label(monday: date) -> str:
+    """`23–29 November 2026`, `30 November – 6 December 2026`, `28 December 2026 – 3 January 2027`."""
+    sunday = monday + timedelta(days=6)
+    if monday.year != sunday.year:
+        return f"{monday.day} {monday:%B %Y} – {sunday.day} {sunday:%B %Y}"
+    if monday.month != sunday.month:
+        return f"{monday.day} {monday:%B} – {sunday.day} {sunday:%B %Y}"
+    return f"{monday.day}–{sunday.day} {sunday:%B %Y}"
+
+
+def intro_line(comparisons: tuple[ComparisonView, ...]) -> str:
+    if not comparisons:
+        return ""
+    count = len(comparisons)
+    most_split = max(comparisons, key=lambda c: c.split)
+    head = "One comparison this week." if count == 1 else f"{count} comparisons this week."
+    if most_split.split > 0:
+        return f"{head} The panel split hardest on {most_split.title}."
+    return f"{head} The panel agreed on every tool."
+
+
+def default_subject(comparisons: tuple[ComparisonView, ...] | list[ComparisonView]) -> str:
+    """The lead comparison, and how many more verdicts follow."""
+    if not comparisons:
+        return "This week's AI tool verdicts"
+    lead, rest = comparisons[0].title, len(comparisons) - 1
+    if rest == 0:
+        return f"{lead}: the panel's verdict"
+    return f"{lead}, plus {rest} more verdict{'s' if rest > 1 else ''}"
+
+
+def default_preheader(comparisons: tuple[ComparisonView, ...] | list[ComparisonView]) -> str:
+    """The lead's panel figures, then the other titles: what a reader sees beside the subject."""
+    if not comparisons:
+        return ""
+    lead = comparisons[0]
+    left, right = lead.left, lead.right
+    text = f"Panel: {left.name} {left.panel.label} ship, {right.name} {right.panel.label} ship."
+    others = [c.title for c in comparisons[1:]]
+    if others:
+        text += " Also: " + "; ".join(others) + "."
+    return text if len(text) <= 200 else text[:199].rstrip() + "…"
+
+
+def masthead_from(settings) -> Masthead:
+    return Masthead(name=settings.name, site_url=settings.site_url, postal_address=settings.postal_address)

@@ -1,0 +1,68 @@
+"""The rendered issue in a real browser: side by side at 600 px, stacked at 375 px, readable in dark."""
+
+from __future__ import annotations
+
+import pytest
+
+from newsletter.render import Renderer
+from tests.browser import artifact, browser  # noqa: F401  (fixture)
+from tests.test_render import issue_of
+
+
+@pytest.fixture(scope="module")
+def issue_file(tmp_path_factory):
+    from newsletter.config import Settings
+    from newsletter.samples import sample_comparisons
+
+    settings = Settings(_env_file=None, secret_key="x" * 40)
+    page, _ = Renderer().render_issue(issue_of(sample_comparisons()[:3], settings)).personalise(
+        token="preview-token", email="reader@example.com"
+    )
+    path = tmp_path_factory.mktemp("issue") / "issue.html"
+    path.write_text(page, encoding="utf-8")
+    return path
+
+
+def open_issue(browser, path, width: int, scheme: str = "light"):  # noqa: F811
+    page = browser.new_page(viewport={"width": width, "height": 900}, color_scheme=scheme)
+    page.route("**/*", lambda route: route.continue_() if route.request.url.startswith("file:") else route.abort())
+    page.goto(path.as_uri())
+    return page
+
+
+def tool_cards(page):
+    """Bounding boxes of the first comparison's two tool cards, found by their names."""
+    boxes = []
+    for name in ("Claude Haiku Open Weights", "Gemini 2.5 Flash Lite"):
+        boxes.append(page.locator(".card", has=page.locator(".tool-name", has_text=name)).first.bounding_box())
+    return boxes
+
+
+def test_tools_stand_side_by_side_at_600px(browser, issue_file):  # noqa: F811
+    page = open_issue(browser, issue_file, 600)
+    left, right = tool_cards(page)
+    assert abs(left["y"] - right["y"]) < 2, "both cards start on the same line"
+    assert right["x"] >= left["x"] + left["width"] - 1
+    assert page.evaluate("document.documentElement.scrollWidth") <= 600
+    page.screenshot(path=artifact("issue-600.png"), full_page=True)
+    page.close()
+
+
+def test_tools_stack_without_horizontal_scroll_at_375px(browser, issue_file):  # noqa: F811
+    page = open_issue(browser, issue_file, 375)
+    left, right = tool_cards(page)
+    assert right["y"] >= left["y"] + left["height"] - 1, "the second card sits below the first"
+    assert left["width"] > 300 and right["width"] > 300, "each card takes the phone's width"
+    assert page.evaluate("document.documentElement.scrollWidth") <= 375
+    page.screenshot(path=artifact("issue-375.png"), full_page=True)
+    page.close()
+
+
+def test_dark_mode_turns_the_page_dark_and_keeps_text_light(browser, issue_file):  # noqa: F811
+    page = open_issue(browser, issue_file, 600, scheme="dark")
+    background = page.evaluate("getComputedStyle(document.body).backgroundColor")
+    name_colour = page.evaluate("getComputedStyle(document.querySelector('.tool-name')).color")
+    assert background == "rgb(17, 24, 39)"
+    assert name_colour == "rgb(229, 231, 235)"
+    page.screenshot(path=artifact("issue-600-dark.png"), full_page=True)
+    page.close()
