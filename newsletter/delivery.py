@@ -1,0 +1,249 @@
+"""The delivery ledger and the send loop.
+
+The ledger holds one row per (issue, subscriber), written before anything is sent, and each row moves
+queued -> sending -> sent | failed | suppressed. A batch is marked `sending` and committed before its
+request goes out, so after a crash the rows whose outcome is unknown are exactly the `sending` ones;
+they are reconciled with the provider before anything is sent again. A finished send sends nothing.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import timedelta
+
+from sqlalchemy import and_, exists, func, insert, literal, update
+from sqlalchemy.engine import Engine
+from sqlmodel import Session, col, select
+
+from newsletter.config import Settings
+from newsletter.db import session_scope
+from newsletter.editions import EditionError, issue_view
+from newsletter.models import (
+    Delivery,
+    DeliveryStatus,
+    Issue,
+    IssueStatus,
+    Subscriber,
+    SubscriberStatus,
+    utcnow,
+)
+from newsletter.personalise import IssueMailer
+from newsletter.providers.base import Provider, SendResult
+from newsletter.render import Renderer
+
+ProgressCallback = Callable[[int, int], None]
+
+
+@dataclass
+class SendReport:
+    """What one run of `send` did, for the closing summary."""
+
+    week: str
+    sent: int = 0
+    suppressed: int = 0
+    failed: Counter[str] = field(default_factory=Counter)
+    reconciled: int = 0
+    previously_sent: int = 0
+    seconds: float = 0.0
+
+    @property
+    def rate(self) -> float:
+        return self.sent / self.seconds if self.seconds > 0 else 0.0
+
+    @property
+    def failed_total(self) -> int:
+        return sum(self.failed.values())
+
+
+def enqueue(session: Session, issue_id: int) -> int:
+    """Ledger rows for every active subscriber who has none for this issue yet; returns how many."""
+    now = utcnow()
+    already = exists().where(and_(Delivery.issue_id == issue_id, Delivery.subscriber_id == Subscriber.id))
+    source = select(
+        literal(issue_id),
+        Subscriber.id,
+        literal(DeliveryStatus.QUEUED.value),
+        literal(0),
+        literal(now),
+        literal(now),
+    ).where(Subscriber.status == SubscriberStatus.ACTIVE, ~already)
+    columns = ["issue_id", "subscriber_id", "status", "attempts", "created_at", "updated_at"]
+    result = session.execute(insert(Delivery).from_select(columns, source))
+    return result.rowcount or 0
+
+
+def ledger_counts(session: Session, issue_id: int) -> dict[str, int]:
+    query = (
+        select(Delivery.status, func.count()).where(Delivery.issue_id == issue_id).group_by(Delivery.status)
+    )
+    return {status: count for status, count in session.exec(query)}
+
+
+class Sender:
+    """Sends one issue to everyone in its ledger through one provider."""
+
+    def __init__(
+        self, engine: Engine, settings: Settings, provider: Provider, renderer: Renderer | None = None
+    ):
+        self.engine = engine
+        self.settings = settings
+        self.provider = provider
+        self.renderer = renderer or Renderer()
+        self.batch_size = min(settings.send_batch_size, provider.max_batch)
+
+    async def send(self, issue_id: int, *, on_progress: ProgressCallback | None = None) -> SendReport:
+        started = time.perf_counter()
+        with session_scope(self.engine) as session:
+            issue = session.get(Issue, issue_id)
+            if issue is None:
+                raise EditionError(f"no issue with id {issue_id}")
+            report = SendReport(week=issue.week)
+            if issue.status == IssueStatus.CANCELLED:
+                raise EditionError(f"issue {issue.week} is cancelled; it will not be sent")
+            if issue.status == IssueStatus.SENT:
+                report.previously_sent = ledger_counts(session, issue_id).get(DeliveryStatus.SENT, 0)
+                return report
+            now = utcnow()
+            issue.approved_at = issue.approved_at or now
+            issue.send_started_at = issue.send_started_at or now
+            issue.status = IssueStatus.SENDING
+            session.add(issue)
+            enqueue(session, issue_id)
+            counts = ledger_counts(session, issue_id)
+            report.previously_sent = counts.get(DeliveryStatus.SENT, 0)
+            mailer = self._mailer(session, issue)
+        total = counts.get(DeliveryStatus.QUEUED, 0) + counts.get(DeliveryStatus.SENDING, 0)
+        done = 0
+        if on_progress:
+            on_progress(done, total)
+        report.reconciled = await self._reconcile(issue_id, mailer)
+        while batch := self._claim(issue_id):
+            messages = [mailer.message(delivery_id=d, subscriber_id=s, email=e) for d, s, e in batch]
+            results = await self.provider.send_batch(messages)
+            self._record(batch, results, report)
+            done += len(batch)
+            if on_progress:
+                on_progress(done, total)
+        self._finish(issue_id)
+        report.seconds = time.perf_counter() - started
+        return report
+
+    def _mailer(self, session: Session, issue: Issue) -> IssueMailer:
+        rendered = self.renderer.render_issue(issue_view(session, issue, self.settings))
+        expires = issue.send_started_at + timedelta(days=self.settings.link_token_days)
+        return IssueMailer(rendered, self.settings, tag=issue.slug, expires_at=int(expires.timestamp()))
+
+    async def _reconcile(self, issue_id: int, mailer: IssueMailer) -> int:
+        """Rows left `sending` by a crash: ask the provider which it accepted, requeue the rest."""
+        with session_scope(self.engine) as session:
+            query = (
+                select(Delivery.id, Delivery.subscriber_id, Subscriber.email)
+                .join(Subscriber, col(Subscriber.id) == Delivery.subscriber_id)
+                .where(Delivery.issue_id == issue_id, Delivery.status == DeliveryStatus.SENDING)
+            )
+            stale = list(session.exec(query))
+        if not stale:
+            return 0
+        messages = {d: mailer.message(delivery_id=d, subscriber_id=s, email=e) for d, s, e in stale}
+        accepted = await self.provider.reconcile(list(messages.values()))
+        now = utcnow()
+        rows = []
+        for delivery_id, message in messages.items():
+            if message.message_id in accepted:
+                rows.append(
+                    {
+                        "id": delivery_id,
+                        "status": DeliveryStatus.SENT,
+                        "sent_at": now,
+                        "updated_at": now,
+                        "provider": self.provider.name,
+                        "provider_message_id": accepted[message.message_id],
+                    }
+                )
+            else:
+                rows.append({"id": delivery_id, "status": DeliveryStatus.QUEUED, "updated_at": now})
+        with session_scope(self.engine) as session:
+            session.execute(update(Delivery), rows)
+        return sum(1 for row in rows if row["status"] == DeliveryStatus.SENT)
+
+    def _claim(self, issue_id: int) -> list[tuple[int, int, str]]:
+        """The next queued rows, marked `sending` and committed before any request goes out.
+
+        Rows whose reader is no longer active (they left after the ledger was written) are suppressed
+        here, so unsubscribing stops the very next batch.
+        """
+        while True:
+            with session_scope(self.engine) as session:
+                query = (
+                    select(Delivery.id, Delivery.subscriber_id, Subscriber.email, Subscriber.status)
+                    .join(Subscriber, col(Subscriber.id) == Delivery.subscriber_id)
+                    .where(Delivery.issue_id == issue_id, Delivery.status == DeliveryStatus.QUEUED)
+                    .order_by(Delivery.id)
+                    .limit(self.batch_size)
+                )
+                rows = list(session.exec(query))
+                if not rows:
+                    return []
+                now = utcnow()
+                gone = [r[0] for r in rows if r[3] != SubscriberStatus.ACTIVE]
+                batch = [(r[0], r[1], r[2]) for r in rows if r[3] == SubscriberStatus.ACTIVE]
+                if gone:
+                    session.execute(
+                        update(Delivery)
+                        .where(col(Delivery.id).in_(gone))
+                        .values(
+                            status=DeliveryStatus.SUPPRESSED,
+                            last_error="reader no longer active",
+                            updated_at=now,
+                        )
+                    )
+                if batch:
+                    session.execute(
+                        update(Delivery)
+                        .where(col(Delivery.id).in_([b[0] for b in batch]))
+                        .values(status=DeliveryStatus.SENDING, attempts=Delivery.attempts + 1, updated_at=now)
+                    )
+                    return batch
+
+    def _record(
+        self, batch: list[tuple[int, int, str]], results: list[SendResult], report: SendReport
+    ) -> None:
+        if len(results) != len(batch):
+            raise RuntimeError(
+                f"{self.provider.name} answered {len(results)} results for {len(batch)} messages"
+            )
+        now = utcnow()
+        rows = []
+        for (delivery_id, _subscriber, _email), result in zip(batch, results, strict=True):
+            row = {"id": delivery_id, "updated_at": now, "provider": self.provider.name}
+            if result.accepted:
+                row |= {
+                    "status": DeliveryStatus.SENT,
+                    "sent_at": now,
+                    "provider_message_id": result.provider_message_id,
+                    "last_error": None,
+                }
+                report.sent += 1
+            elif result.permanent:
+                row |= {"status": DeliveryStatus.SUPPRESSED, "last_error": result.error}
+                report.suppressed += 1
+            else:
+                row |= {"status": DeliveryStatus.FAILED, "last_error": result.error}
+                report.failed[result.error or "unknown error"] += 1
+            rows.append(row)
+        with session_scope(self.engine) as session:
+            session.execute(update(Delivery), rows)
+
+    def _finish(self, issue_id: int) -> None:
+        """The issue is sent once no row is queued or in flight; failed rows stay for a retry."""
+        with session_scope(self.engine) as session:
+            counts = ledger_counts(session, issue_id)
+            if counts.get(DeliveryStatus.QUEUED, 0) or counts.get(DeliveryStatus.SENDING, 0):
+                return
+            issue = session.get(Issue, issue_id)
+            issue.status = IssueStatus.SENT
+            issue.sent_at = utcnow()
+            session.add(issue)

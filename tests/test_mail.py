@@ -1,0 +1,106 @@
+"""The .eml form of a message, checked by the stdlib's own parser."""
+
+from __future__ import annotations
+
+import email
+from datetime import UTC, datetime
+from email import policy
+
+import pytest
+
+from newsletter.headers import HeaderValueError, normalise_email
+from newsletter.mail import FixedContent, OutgoingMessage, to_eml
+
+SENT_AT = datetime(2026, 11, 30, 8, 0, tzinfo=UTC)
+
+
+def message(**changes) -> OutgoingMessage:
+    fields = {
+        "sender": "Weekly AI Tool Verdicts <issue@verdicts.example.com>",
+        "to": "ada@example.com",
+        "subject": "Claude Haiku Open Weights vs Gemini 2.5 Flash Lite, plus 2 more verdicts",
+        "html": '<!doctype html>\n<html lang="en"><body><p>Panel 50% — “quoted” = fine</p></body></html>',
+        "text": "Panel ship 50% — “quoted” = fine\nSecond line with trailing space \n" + "long " * 40,
+        "message_id": "<2026-w48.7@verdicts.example.com>",
+        "unsubscribe_url": "https://verdicts.example.com/unsubscribe/7.abc.def",
+        "list_id": "Weekly AI Tool Verdicts <weekly.verdicts.example.com>",
+        "tag": "2026-w48",
+    } | changes
+    fields["content"] = FixedContent(html=fields.pop("html"), text=fields.pop("text"))
+    return OutgoingMessage(**fields)
+
+
+def parsed(raw: bytes) -> email.message.EmailMessage:
+    return email.message_from_bytes(raw, policy=policy.default)
+
+
+def test_headers_and_both_parts_round_trip_through_the_stdlib_parser():
+    original = message()
+    mail = parsed(to_eml(original, SENT_AT))
+    assert mail["From"] == original.sender
+    assert mail["To"] == "ada@example.com"
+    assert mail["Subject"] == original.subject
+    assert mail["Date"].datetime == SENT_AT
+    assert mail["Message-ID"] == original.message_id
+    assert mail["List-Unsubscribe"] == "<https://verdicts.example.com/unsubscribe/7.abc.def>"
+    assert mail["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"
+    assert mail["List-Id"] == original.list_id
+    assert mail.get_content_type() == "multipart/alternative"
+    text, html = mail.iter_parts()
+    assert text.get_content_type() == "text/plain" and text["Content-Transfer-Encoding"] == "quoted-printable"
+    assert text.get_content().replace("\r\n", "\n").rstrip("\n") == original.text.rstrip("\n")
+    assert html.get_content().replace("\r\n", "\n").rstrip("\n") == original.html
+    assert mail.defects == [] and all(part.defects == [] for part in mail.walk())
+
+
+def test_non_ascii_subject_and_sender_name_are_encoded_words_that_decode_back():
+    original = message(
+        subject="Verdicts — über alles, “quoted”", sender="Verdicts Café <issue@verdicts.example.com>"
+    )
+    raw = to_eml(original, SENT_AT)
+    assert raw.isascii()
+    mail = parsed(raw)
+    assert mail["Subject"] == original.subject
+    assert mail["From"].addresses[0].display_name == "Verdicts Café"
+
+
+def test_every_line_is_crlf_terminated_and_at_most_76_characters_in_bodies():
+    raw = to_eml(message(html="<p>" + "x" * 5000 + "</p>"), SENT_AT)
+    assert b"\n" not in raw.replace(b"\r\n", b"")
+    head, _, body = raw.partition(b"\r\n\r\n")
+    assert max(len(line) for line in body.split(b"\r\n")) <= 76
+    assert max(len(line) for line in head.split(b"\r\n")) <= 998
+
+
+@pytest.mark.parametrize("field", ["subject", "to", "tag", "unsubscribe_url"])
+def test_a_line_break_in_any_header_value_is_refused(field):
+    with pytest.raises(HeaderValueError, match="single line"):
+        to_eml(message(**{field: "x\r\nBcc: victim@example.com"}), SENT_AT)
+
+
+@pytest.mark.parametrize(
+    ("raw", "normalised"),
+    [
+        ("Ann@Example.COM", "ann@example.com"),
+        ("  bob@example.com ", "bob@example.com"),
+        ("ann@bücher.de", "ann@xn--bcher-kva.de"),
+    ],
+)
+def test_addresses_are_normalised_to_lower_case_ascii(raw, normalised):
+    assert normalise_email(raw) == normalised
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        "not-an-address",
+        "a@b",
+        "ann@example.com\r\nBcc: x@example.com",
+        "ünï@example.com",
+        "a" * 250 + "@example.com",
+    ],
+    ids=["no-at", "no-dot", "crlf", "non-ascii-local", "too-long"],
+)
+def test_bad_addresses_are_refused(raw):
+    with pytest.raises(HeaderValueError):
+        normalise_email(raw)
