@@ -1,0 +1,436 @@
+"""The `newsletter` command line: a thin shell over the services, with clear errors and exit codes.
+
+Exit codes: 0 done (or nothing to do), 1 refused (bad input, wrong state; the message says why),
+2 usage error (Typer's own).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Annotated, NoReturn
+
+import typer
+from pydantic import ValidationError
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+from rich.table import Table
+from sqlalchemy import inspect
+from sqlalchemy.engine import Engine
+from sqlmodel import col, select
+
+from newsletter.config import ConfigError, Settings
+from newsletter.content import comparison_views, import_files
+from newsletter.curation import Week, pick
+from newsletter.db import create_schema, make_engine, session_scope, sqlite_path
+from newsletter.delivery import Sender, SendReport, ledger_counts
+from newsletter.editions import (
+    ComposeOutcome,
+    EditionError,
+    compose,
+    find_issue,
+    issue_comparisons,
+    issue_view,
+    require_issue,
+    set_overrides,
+)
+from newsletter.headers import HeaderValueError
+from newsletter.importing import ImportFailed
+from newsletter.models import Comparison, Issue
+from newsletter.preview import write_preview
+from newsletter.providers import make_provider
+from newsletter.render import RenderError, default_preheader, default_subject, masthead_from
+from newsletter.samples import load_samples
+from newsletter.subscriptions import add_active, count_by_status
+from newsletter.views import IssueView
+
+app = typer.Typer(
+    help="Weekly AI Tool Verdicts: pick, render and send the weekly issue.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+issue_app = typer.Typer(help="Compose, inspect, edit and send the week's issue.", no_args_is_help=True)
+comparisons_app = typer.Typer(help="The comparisons in the store.", no_args_is_help=True)
+subscribers_app = typer.Typer(help="The readers on the list.", no_args_is_help=True)
+app.add_typer(issue_app, name="issue")
+app.add_typer(comparisons_app, name="comparisons")
+app.add_typer(subscribers_app, name="subscribers")
+
+console = Console(highlight=False)
+errors = Console(stderr=True, highlight=False)
+
+DEMO_READERS = ("ada@example.com", "grace@example.com", "linus@example.com", "margaret@example.com")
+WeekOption = Annotated[
+    str | None, typer.Option("--week", "-w", help="ISO week like 2026-W48; default: this week.")
+]
+
+
+def main() -> None:
+    app()
+
+
+def fail(message: str) -> NoReturn:
+    errors.print(f"[bold red]error:[/] {message}")
+    raise typer.Exit(1)
+
+
+@contextmanager
+def refusals() -> Iterator[None]:
+    """Turn the services' expected refusals into a message and exit code 1, never a traceback."""
+    try:
+        yield
+    except ImportFailed as exc:
+        errors.print(f"[bold red]import refused[/], nothing was stored ({len(exc.problems)} problem(s)):")
+        for problem in exc.problems:
+            errors.print(f"  {problem}", markup=False)
+        raise typer.Exit(1) from None
+    except (EditionError, ConfigError, RenderError, HeaderValueError) as exc:
+        fail(str(exc))
+
+
+def load_settings() -> Settings:
+    try:
+        return Settings()
+    except ValidationError as exc:
+        lines = []
+        for error in exc.errors(include_url=False):
+            name = "NEWSLETTER_" + "_".join(str(part) for part in error["loc"]).upper()
+            name = name.replace("NEWSLETTER_FROM_ADDRESS", "NEWSLETTER_FROM")
+            lines.append(f"{name}: {error['msg'].removeprefix('Value error, ')}")
+        fail("invalid configuration:\n  " + "\n  ".join(lines))
+
+
+def open_store(settings: Settings, *, create: bool = False) -> Engine:
+    path = sqlite_path(settings.database_url)
+    if not create and path is not None and not path.exists():
+        fail(f"no store at {path}; run `newsletter init` first")
+    engine = make_engine(settings.database_url)
+    if create:
+        create_schema(engine)
+    elif not inspect(engine).has_table("issue"):
+        fail(f"no store at {settings.database_url}; run `newsletter init` first")
+    return engine
+
+
+def parse_week(text: str | None, settings: Settings) -> Week:
+    if text is None:
+        return Week.containing(datetime.now(UTC), settings.zone)
+    try:
+        return Week.parse(text)
+    except ValueError as exc:
+        fail(str(exc))
+
+
+@app.command()
+def init(
+    sample: Annotated[bool, typer.Option("--sample", help="Also load the sample comparisons.")] = False,
+) -> None:
+    """Create the store (safe to run again); with --sample, load the sample content into this week."""
+    settings = load_settings()
+    with refusals():
+        settings.signing_key()
+        engine = open_store(settings, create=True)
+        console.print(f"Store ready at [bold]{settings.database_url}[/]")
+        if sample:
+            with session_scope(engine) as session:
+                summary = load_samples(session, settings.zone, datetime.now(UTC))
+            console.print(
+                f"Sample content: {len(summary.created)} new, {len(summary.updated)} updated comparisons, "
+                f"dated into {Week.containing(datetime.now(UTC), settings.zone)}."
+            )
+
+
+@app.command("import")
+def import_command(
+    paths: Annotated[
+        list[Path], typer.Argument(help="JSON or YAML files: one comparison or a list per file.")
+    ],
+) -> None:
+    """Load comparisons; the same slug updates. Any invalid file refuses the whole run."""
+    settings = load_settings()
+    engine = open_store(settings)
+    with refusals(), session_scope(engine) as session:
+        summary = import_files(session, paths, settings.zone)
+    console.print(
+        f"Imported {summary.total} comparison(s): {len(summary.created)} new, {len(summary.updated)} updated."
+    )
+
+
+@comparisons_app.command("list")
+def comparisons_list(
+    week: WeekOption = None, all_weeks: Annotated[bool, typer.Option("--all")] = False
+) -> None:
+    """Comparisons of a week (default this week) with their derived figures."""
+    settings = load_settings()
+    engine = open_store(settings)
+    chosen = parse_week(week, settings)
+    with session_scope(engine) as session:
+        query = select(Comparison).order_by(col(Comparison.published_at).desc())
+        if not all_weeks:
+            start, end = chosen.bounds(settings.zone)
+            query = query.where(col(Comparison.published_at) >= start, col(Comparison.published_at) < end)
+        views = comparison_views(session, list(session.exec(query)), settings.site_url)
+    table = Table(title=("All comparisons" if all_weeks else f"Comparisons published in {chosen}"))
+    for column in ("slug", "pin", "left panel", "right panel", "community", "split"):
+        table.add_column(column)
+    for view in views:
+        table.add_row(
+            view.slug,
+            "yes" if view.pinned else "",
+            f"{view.left.panel.label}",
+            f"{view.right.panel.label}",
+            f"{view.left.community.label} / {view.right.community.label}",
+            f"{view.split:.2f}",
+        )
+    console.print(table if views else "No comparisons.")
+
+
+@comparisons_app.command("pin")
+def comparisons_pin(slug: str, unpin: Annotated[bool, typer.Option("--unpin")] = False) -> None:
+    """Pin a comparison so the weekly pick puts it first (or --unpin it)."""
+    settings = load_settings()
+    engine = open_store(settings)
+    with session_scope(engine) as session:
+        comparison = session.exec(select(Comparison).where(Comparison.slug == slug)).first()
+        if comparison is None:
+            fail(f"no comparison with slug {slug!r}")
+        comparison.pinned = not unpin
+        session.add(comparison)
+    console.print(f"{slug} is {'no longer ' if unpin else ''}pinned.")
+
+
+@issue_app.command("compose")
+def issue_compose(week: WeekOption = None) -> None:
+    """Pick the week's comparisons into its draft issue (created, or refreshed while still a draft)."""
+    settings = load_settings()
+    engine = open_store(settings)
+    chosen = parse_week(week, settings)
+    with refusals(), session_scope(engine) as session:
+        result = compose(session, chosen, settings)
+        titles = [c.title for c in result.picks]
+        status = result.issue.status if result.issue else None
+    if result.outcome == ComposeOutcome.EMPTY:
+        console.print(f"Nothing to compose for {chosen}: no comparison published that week is free to pick.")
+        raise typer.Exit(0 if status else 1)
+    if result.outcome == ComposeOutcome.UNCHANGED:
+        console.print(f"Issue {chosen} is {status}; its picks are fixed.")
+    else:
+        console.print(f"Issue {chosen} {result.outcome.value} as a draft with {len(titles)} comparison(s):")
+    for index, title in enumerate(titles, 1):
+        console.print(f"  {index}. {title}")
+
+
+@issue_app.command("show")
+def issue_show(week: WeekOption = None) -> None:
+    """The issue's state, subject, preheader, picks and ledger."""
+    settings = load_settings()
+    engine = open_store(settings)
+    chosen = parse_week(week, settings)
+    with refusals(), session_scope(engine) as session:
+        issue = require_issue(session, chosen)
+        view = issue_view(session, issue, settings)
+        counts = ledger_counts(session, issue.id)
+    console.print(f"[bold]Issue {issue.week}[/] · {issue.status}")
+    console.print(f"Subject:   {view.subject}{'  (edited)' if issue.subject_override else ''}", markup=False)
+    console.print(
+        f"Preheader: {view.preheader}{'  (edited)' if issue.preheader_override else ''}", markup=False
+    )
+    for index, comparison in enumerate(view.comparisons, 1):
+        console.print(
+            f"  {index}. {comparison.title}  "
+            f"[{comparison.left.panel.label} / {comparison.right.panel.label}]",
+            markup=False,
+        )
+    if counts:
+        console.print(
+            "Deliveries: " + ", ".join(f"{status} {count}" for status, count in sorted(counts.items()))
+        )
+
+
+@issue_app.command("edit")
+def issue_edit(
+    week: WeekOption = None,
+    subject: Annotated[
+        str | None, typer.Option(help="Replace the generated subject ('' restores it).")
+    ] = None,
+    preheader: Annotated[
+        str | None, typer.Option(help="Replace the generated preheader ('' restores it).")
+    ] = None,
+    reset: Annotated[
+        bool, typer.Option("--reset", help="Restore the generated subject and preheader.")
+    ] = False,
+) -> None:
+    """Override the subject or preheader of a draft or approved issue."""
+    settings = load_settings()
+    engine = open_store(settings)
+    chosen = parse_week(week, settings)
+    with refusals(), session_scope(engine) as session:
+        issue = require_issue(session, chosen)
+        set_overrides(session, issue, subject=subject, preheader=preheader, reset=reset)
+        view = issue_view(session, issue, settings)
+    console.print(f"Subject:   {view.subject}", markup=False)
+    console.print(f"Preheader: {view.preheader}", markup=False)
+
+
+@issue_app.command("send")
+def issue_send(week: WeekOption = None) -> None:
+    """Send the week's issue to every active reader; a rerun sends nobody twice."""
+    settings = load_settings()
+    engine = open_store(settings)
+    chosen = parse_week(week, settings)
+    with refusals():
+        with session_scope(engine) as session:
+            issue_id = require_issue(session, chosen).id
+        report = run_send(engine, settings, issue_id)
+    print_send_report(report, settings)
+
+
+def run_send(engine: Engine, settings: Settings, issue_id: int) -> SendReport:
+    provider = make_provider(settings)
+    sender = Sender(engine, settings, provider)
+    if sys.stderr.isatty():
+        columns = (TextColumn("Sending"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn())
+        with Progress(*columns, console=errors, transient=True) as progress:
+            task = progress.add_task("send", total=None)
+            return asyncio.run(
+                sender.send(
+                    issue_id,
+                    on_progress=lambda done, total: progress.update(task, completed=done, total=total),
+                )
+            )
+
+    def log(done: int, total: int) -> None:
+        errors.print(f"sent {done} of {total}", markup=False)
+
+    return asyncio.run(sender.send(issue_id, on_progress=log))
+
+
+def print_send_report(report: SendReport, settings: Settings) -> None:
+    if not (report.sent or report.failed_total or report.suppressed or report.reconciled):
+        console.print(
+            f"Issue {report.week}: nothing to send; {report.previously_sent} reader(s) already have it."
+        )
+        return
+    console.print(
+        f"Issue {report.week}: sent {report.sent} in {report.seconds:.2f} s ({report.rate:,.0f}/s) "
+        f"through {settings.provider}; suppressed {report.suppressed}; failed {report.failed_total}; "
+        f"{report.previously_sent} already had it"
+        + (f"; {report.reconciled} confirmed sent after an interrupted run" if report.reconciled else "")
+        + "."
+    )
+    for reason, count in report.failed.most_common():
+        console.print(f"  failed: {count} × {reason}", markup=False)
+
+
+@app.command()
+def render(
+    out: Annotated[
+        Path, typer.Option("--out", "-o", help="Directory for issue.html, issue.txt and issue.eml.")
+    ],
+    week: WeekOption = None,
+) -> None:
+    """Write the week's issue as a preview reader would get it (the pick, if no issue exists yet)."""
+    settings = load_settings()
+    engine = open_store(settings)
+    chosen = parse_week(week, settings)
+    with refusals(), session_scope(engine) as session:
+        view = _issue_or_pick_view(session, chosen, settings)
+        written = write_preview(view, settings, out)
+    for path in written:
+        console.print(f"wrote {path}")
+
+
+def _issue_or_pick_view(session, week: Week, settings: Settings) -> IssueView:
+    issue = find_issue(session, week)
+    if issue is not None:
+        return issue_view(session, issue, settings)
+    picks = pick(session, week, settings.zone, settings.issue_size)
+    if not picks:
+        fail(f"nothing to render for {week}: no issue and no comparison published that week")
+    comparisons = tuple(comparison_views(session, picks, settings.site_url))
+    return IssueView(
+        week=week.label,
+        slug=week.label.lower(),
+        subject=default_subject(comparisons),
+        preheader=default_preheader(comparisons),
+        comparisons=comparisons,
+        week_start=week.monday,
+        masthead=masthead_from(settings),
+    )
+
+
+@subscribers_app.command("add")
+def subscribers_add(
+    emails: Annotated[list[str], typer.Argument(help="Addresses whose consent you vouch for.")],
+) -> None:
+    """Add readers as active (the list owner vouches for their consent)."""
+    settings = load_settings()
+    engine = open_store(settings)
+    with refusals(), session_scope(engine) as session:
+        result = add_active(session, emails, source="cli")
+    console.print(f"Added {len(result.added)}; already active {len(result.already)}.")
+    if result.not_reactivated:
+        console.print(
+            "Not reactivated (they left; only they can come back): " + ", ".join(result.not_reactivated),
+            markup=False,
+        )
+
+
+@subscribers_app.command("stats")
+def subscribers_stats() -> None:
+    """How many readers are in each state."""
+    settings = load_settings()
+    engine = open_store(settings)
+    with session_scope(engine) as session:
+        counts = count_by_status(session)
+    console.print(
+        ", ".join(f"{status}: {count}" for status, count in sorted(counts.items())) or "No subscribers."
+    )
+
+
+@app.command()
+def demo() -> None:
+    """The whole loop on the embedded default: store, samples, readers, this week's issue, outbox."""
+    settings = load_settings()
+    now = datetime.now(UTC)
+    week = Week.containing(now, settings.zone)
+    with refusals():
+        settings.signing_key()
+        engine = open_store(settings, create=True)
+        with session_scope(engine) as session:
+            load_samples(session, settings.zone, now)
+            added = add_active(session, DEMO_READERS, source="demo")
+            result = compose(session, week, settings)
+        if result.issue is None:
+            fail(f"nothing to compose for {week}")
+        report = run_send(engine, settings, result.issue.id)
+        with session_scope(engine) as session:
+            issue = session.get(Issue, result.issue.id)
+            view = issue_view(session, issue, settings)
+            picks = issue_comparisons(session, issue)
+            preview_files = write_preview(view, settings, Path("render") / issue.slug)
+    console.rule(f"[bold]{settings.name}[/] · demo")
+    console.print(
+        f"Store:    {settings.database_url}   readers added: {len(added.added)} "
+        f"(already there: {len(added.already)})"
+    )
+    console.print(f"Issue:    {issue.week} · {issue.status} · subject: {view.subject}", markup=False)
+    for index, comparison in enumerate(view.comparisons, 1):
+        console.print(
+            f"  {index}. {comparison.title}: panel ship {comparison.left.panel.label} vs "
+            f"{comparison.right.panel.label}, community {comparison.left.community.label} vs "
+            f"{comparison.right.community.label}",
+            markup=False,
+        )
+    print_send_report(report, settings)
+    outbox = settings.outbox_dir / issue.slug
+    console.print(f"Outbox:   {outbox}/ ({len(list(outbox.glob('*.eml')))} .eml files, one per reader)")
+    console.print(
+        f"Preview:  {preview_files[0]}  (open it with: python -m webbrowser -t {preview_files[0].resolve()})"
+    )
+    console.print(f"Picked {len(picks)} of the week's comparisons; run `newsletter issue show` for details.")

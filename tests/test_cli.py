@@ -1,0 +1,146 @@
+"""The `newsletter` command, run for real in a subprocess in an empty directory."""
+
+from __future__ import annotations
+
+import email
+import json
+import os
+import subprocess
+import sys
+from email import policy
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import seed_dict
+
+
+def run(cwd: Path, *args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    clean = {k: v for k, v in os.environ.items() if not k.startswith("NEWSLETTER_")}
+    clean.update({"COLUMNS": "200", "NO_COLOR": "1"} | (env or {}))
+    return subprocess.run(
+        [sys.executable, "-m", "newsletter", *args],
+        cwd=cwd,
+        env=clean,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+
+def test_demo_runs_the_whole_loop_in_an_empty_directory_and_a_rerun_sends_nobody_twice(tmp_path):
+    first = run(tmp_path, "demo")
+    assert first.returncode == 0, first.stderr
+    assert (tmp_path / "subscribers.db").is_file()
+    assert (tmp_path / ".newsletter-secret").is_file()
+    files = sorted((tmp_path / "outbox").glob("*/*.eml"))
+    assert len(files) == 4
+    assert "Claude Haiku Open Weights vs Gemini 2.5 Flash Lite" in first.stdout
+    assert "sent 4" in first.stdout
+    assert (tmp_path / "render").is_dir() and "issue.html" in first.stdout
+    recipients = {email.message_from_bytes(f.read_bytes(), policy=policy.default)["To"] for f in files}
+    assert recipients == {"ada@example.com", "grace@example.com", "linus@example.com", "margaret@example.com"}
+
+    second = run(tmp_path, "demo")
+    assert second.returncode == 0, second.stderr
+    assert "nothing to send; 4 reader(s) already have it" in second.stdout
+    assert len(list((tmp_path / "outbox").glob("*/*.eml"))) == 4
+
+
+def test_import_of_a_bad_file_exits_non_zero_naming_file_place_and_reason_and_stores_nothing(tmp_path):
+    assert run(tmp_path, "init").returncode == 0
+    good = tmp_path / "good.json"
+    good.write_text(json.dumps(seed_dict()))
+    document = seed_dict()
+    document["slug"] = "other"
+    document["reviews"][5]["verdict"] = "perhaps"
+    bad = tmp_path / "bad.json"
+    bad.write_text(json.dumps(document))
+
+    result = run(tmp_path, "import", str(good), str(bad))
+    assert result.returncode == 1
+    assert "nothing was stored" in result.stderr
+    assert (
+        "bad.json" in result.stderr and "reviews[5].verdict" in result.stderr and "'perhaps'" in result.stderr
+    )
+    assert "Traceback" not in result.stderr
+    listing = run(tmp_path, "comparisons", "list", "--all")
+    assert "No comparisons." in listing.stdout
+
+    ok = run(tmp_path, "import", str(good))
+    assert ok.returncode == 0 and "1 new" in ok.stdout
+    again = run(tmp_path, "import", str(good))
+    assert again.returncode == 0 and "0 new, 1 updated" in again.stdout
+
+
+def test_an_empty_week_says_so_and_exits_non_zero(tmp_path):
+    run(tmp_path, "init", "--sample")
+    result = run(tmp_path, "issue", "compose", "--week", "2020-W10")
+    assert result.returncode == 1
+    assert "Nothing to compose for 2020-W10" in result.stdout
+
+
+def test_compose_show_edit_render_and_send_for_this_week(tmp_path):
+    assert run(tmp_path, "init", "--sample").returncode == 0
+    assert (
+        run(
+            tmp_path, "subscribers", "add", "ada@example.com", "ADA@example.com", "bob@example.com"
+        ).returncode
+        == 0
+    )
+    composed = run(tmp_path, "issue", "compose")
+    assert composed.returncode == 0 and "created as a draft with 3 comparison(s)" in composed.stdout
+    edited = run(tmp_path, "issue", "edit", "--subject", "Three verdicts, one week")
+    assert edited.returncode == 0 and "Three verdicts, one week" in edited.stdout
+    refused = run(tmp_path, "issue", "edit", "--subject", "bad\nsubject")
+    assert refused.returncode == 1 and "single line" in refused.stderr
+
+    out = tmp_path / "preview"
+    rendered = run(tmp_path, "render", "--out", str(out))
+    assert rendered.returncode == 0, rendered.stderr
+    assert {p.name for p in out.iterdir()} == {"issue.html", "issue.txt", "issue.eml"}
+    assert "Three verdicts, one week" in (out / "issue.eml").read_text()
+
+    sent = run(tmp_path, "issue", "send")
+    assert sent.returncode == 0 and "sent 2" in sent.stdout
+    shown = run(tmp_path, "issue", "show")
+    assert "sent" in shown.stdout and "Deliveries: sent 2" in shown.stdout
+
+
+@pytest.mark.parametrize(
+    ("env", "message"),
+    [
+        (
+            {"NEWSLETTER_SITE_URL": "http://verdicts.example.com"},
+            "NEWSLETTER_SITE_URL: must be an absolute https:// URL",
+        ),
+        ({"NEWSLETTER_TIMEZONE": "Nowhere/Land"}, "NEWSLETTER_TIMEZONE: unknown time zone"),
+        ({"NEWSLETTER_ENV": "production"}, "NEWSLETTER_SECRET_KEY is not set"),
+    ],
+    ids=["http-site", "bad-zone", "production-without-key"],
+)
+def test_bad_configuration_is_a_clear_error_not_a_traceback(tmp_path, env, message):
+    result = run(tmp_path, "init", env=env)
+    assert result.returncode == 1
+    assert message in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_commands_on_a_missing_store_say_how_to_create_it(tmp_path):
+    result = run(tmp_path, "issue", "send")
+    assert result.returncode == 1
+    assert "run `newsletter init` first" in result.stderr
+    assert not (tmp_path / "subscribers.db").exists(), "a command other than init must not create a store"
+
+
+def test_sending_a_week_without_an_issue_is_refused(tmp_path):
+    run(tmp_path, "init")
+    result = run(tmp_path, "issue", "send", "--week", "2026-W01")
+    assert result.returncode == 1
+    assert "there is no issue for 2026-W01" in result.stderr
+
+
+def test_a_bad_week_is_refused(tmp_path):
+    run(tmp_path, "init")
+    result = run(tmp_path, "issue", "compose", "--week", "2027-W53")
+    assert result.returncode == 1 and "2027 has no ISO week 53" in result.stderr
