@@ -26,8 +26,8 @@ LAUNCH_ARGS = [
 ]
 
 
-@pytest.fixture(scope="session")
-def browser() -> Iterator:
+def launch() -> Iterator:
+    """Yield a launched Chromium; the `browser` fixture in conftest wraps this."""
     from playwright.sync_api import sync_playwright
 
     if not (Path(CHROMIUM).is_file() or shutil.which(CHROMIUM)):

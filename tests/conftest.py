@@ -14,9 +14,17 @@ from sqlmodel import Session
 from newsletter.config import Settings
 from newsletter.db import create_schema, make_engine
 from newsletter.samples import sample_comparisons
+from tests.browser import launch
 
 FIXTURES = Path(__file__).parent / "fixtures"
 TEST_KEY = "test-signing-key-0123456789-abcdefghijklmnop"
+
+
+@pytest.fixture(scope="module")
+def browser():
+    """A real Chromium per test module (Debian's, driven by Playwright). Not per session: Playwright's
+    sync API keeps an event loop running while it is open, and other modules call asyncio.run."""
+    yield from launch()
 
 
 @pytest.fixture
