@@ -28,7 +28,8 @@ CRLF = b"\r\n"
 
 class Content(Protocol):
     """The two bodies of a message. A personalised body may be built on each access (see
-    `render.ReaderContent`), so a batch of messages does not hold a batch of 100 KB strings."""
+    `render.ReaderContent`), so a batch of messages does not hold a batch of 100 KB strings.
+    It may also offer `quoted_printable(subtype) -> bytes`, its body already encoded for the .eml."""
 
     @property
     def html(self) -> str: ...
@@ -101,25 +102,73 @@ def to_eml(message: OutgoingMessage, sent_at: datetime) -> bytes:
     ]
     out = [f"{name}: {check_header_value(value, field=name)}".encode("ascii") for name, value in headers]
     out.append(b"")
-    for subtype, body in (("plain", message.text), ("html", message.html)):
+    encoded = getattr(message.content, "quoted_printable", None)
+    for subtype in ("plain", "html"):
+        if encoded is not None:
+            body = encoded(subtype)
+        else:
+            body = quoted_printable(message.text if subtype == "plain" else message.html)
         out += [
             f"--{boundary}".encode(),
             f'Content-Type: text/{subtype}; charset="utf-8"'.encode(),
             b"Content-Transfer-Encoding: quoted-printable",
             b"",
-            _quoted_printable(body),
+            body,
         ]
     out += [f"--{boundary}--".encode(), b""]
     return CRLF.join(out)
 
 
-def _quoted_printable(text: str) -> bytes:
+QP_LINE = 76  # RFC 2045: encoded lines of at most 76 characters, a soft break's "=" included
+SOFT_BREAK = b"=\r\n"
+
+
+def quoted_printable(text: str) -> bytes:
     """UTF-8, CRLF line ends, lines of at most 76 characters, trailing spaces encoded."""
-    data = text.replace("\r\n", "\n").replace("\r", "\n").replace("\n", "\r\n").encode()
-    if not data.endswith(CRLF):
-        data += CRLF  # b2a_qp needs a CRLF in the first line to keep CRLF throughout
-    encoded = binascii.b2a_qp(data, quotetabs=False, istext=True, header=False)
-    return encoded.removesuffix(CRLF)
+    return _qp_segment(text, room=QP_LINE)
+
+
+def _qp_segment(text: str, *, room: int) -> bytes:
+    """Encode `text`; its last line keeps at most `room` characters (75 leaves space for a soft break)."""
+    data = text.replace("\r\n", "\n").replace("\r", "\n").encode()
+    encoded = binascii.b2a_qp(data, quotetabs=False, istext=True, header=False).replace(b"\n", CRLF)
+    # b2a_qp writes 78 characters when it encodes a trailing space on a full line; break those too.
+    lines = encoded.split(CRLF)
+    out: list[bytes] = []
+    for index, line in enumerate(lines):
+        limit = room if index == len(lines) - 1 else QP_LINE
+        while len(line) > limit:
+            cut = limit - 1
+            while cut > 0 and b"=" in line[max(cut - 2, 0) : cut]:
+                cut -= 1  # never split an =XX escape
+            out.append(line[:cut] + b"=")
+            line = line[cut:]
+        out.append(line)
+    return CRLF.join(out)
+
+
+class QuotedPrintableTemplate:
+    """Literal parts encoded once; `fill` joins them with encoded values through soft line breaks.
+
+    Decoding gives literal0 + value0 + literal1 + ..., exactly as if the whole text were encoded, and
+    no line exceeds 76 characters: each segment's last line leaves room for the soft break's "=".
+    """
+
+    __slots__ = ("_literals",)
+
+    def __init__(self, literals: list[str]):
+        last = len(literals) - 1
+        self._literals = [
+            _qp_segment(lit, room=QP_LINE if i == last else QP_LINE - 1) for i, lit in enumerate(literals)
+        ]
+
+    def fill(self, values: list[str]) -> bytes:
+        if len(values) != len(self._literals) - 1:
+            raise ValueError(f"{len(values)} values for {len(self._literals) - 1} slots")
+        out = [self._literals[0]]
+        for value, literal in zip(values, self._literals[1:], strict=True):
+            out += [SOFT_BREAK, _qp_segment(value, room=QP_LINE - 1), SOFT_BREAK, literal]
+        return b"".join(out)
 
 
 def _unstructured(value: str) -> str:

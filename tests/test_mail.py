@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import email
+import quopri
+import random
 from datetime import UTC, datetime
 from email import policy
 
 import pytest
 
 from newsletter.headers import HeaderValueError, normalise_email
-from newsletter.mail import FixedContent, OutgoingMessage, to_eml
+from newsletter.mail import FixedContent, OutgoingMessage, QuotedPrintableTemplate, to_eml
 
 SENT_AT = datetime(2026, 11, 30, 8, 0, tzinfo=UTC)
 
@@ -104,3 +106,38 @@ def test_addresses_are_normalised_to_lower_case_ascii(raw, normalised):
 def test_bad_addresses_are_refused(raw):
     with pytest.raises(HeaderValueError):
         normalise_email(raw)
+
+
+ALPHABET = "ab =\t\n.€“”<>&é" + "x" * 10
+
+
+@pytest.mark.parametrize("seed", range(40))
+def test_template_encoding_decodes_to_the_filled_text_with_short_lines(seed):
+    """Encoding the literal parts once and joining per reader must equal encoding the whole text."""
+    rng = random.Random(seed)
+
+    def chunk(n: int) -> str:
+        return "".join(rng.choice(ALPHABET) for _ in range(rng.randrange(n)))
+
+    literals = [chunk(400) for _ in range(rng.randrange(1, 6))]
+    values = [chunk(90) or "v" for _ in literals[1:]]
+    encoded = QuotedPrintableTemplate(literals).fill(values)
+    expected = "".join(part for pair in zip(literals, [*values, ""], strict=True) for part in pair)
+    assert quopri.decodestring(encoded).decode() == expected.replace("\r\n", "\n").replace("\n", "\r\n")
+    assert all(len(line) <= 76 for line in encoded.split(b"\r\n"))
+    assert b"\n" not in encoded.replace(b"\r\n", b"")
+
+
+def test_personalised_eml_is_the_same_message_as_the_plain_path(samples, settings):
+    from newsletter.personalise import IssueMailer
+    from newsletter.render import Renderer
+    from tests.test_render import issue_of
+
+    rendered = Renderer().render_issue(issue_of(samples[:2], settings))
+    mailer = IssueMailer(rendered, settings, tag="2026-w48", expires_at=2_000_000_000)
+    fast = mailer.message(delivery_id=3, subscriber_id=3, email="o'hara=x@example.com")
+    slow = message(html=fast.html, text=fast.text, to=fast.to)
+    fast_mail, slow_mail = parsed(to_eml(fast, SENT_AT)), parsed(to_eml(slow, SENT_AT))
+    for subtype in ("plain", "html"):
+        assert fast_mail.get_body((subtype,)).get_content() == slow_mail.get_body((subtype,)).get_content()
+    assert "o&#x27;hara=x@example.com" in fast_mail.get_body(("html",)).get_content()
