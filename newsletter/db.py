@@ -3,6 +3,7 @@ SQLAlchemy URL is passed through as given."""
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -35,8 +36,11 @@ def make_engine(url: str) -> Engine:
         if path is not None:
             path.parent.mkdir(parents=True, exist_ok=True)
         engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 30})
+        gate = _WriterGate()
         event.listen(engine, "connect", _sqlite_pragmas)
-        event.listen(engine, "begin", _sqlite_begin_immediate)
+        event.listen(engine, "begin", gate.enter)
+        event.listen(engine, "commit", gate.leave)
+        event.listen(engine, "rollback", gate.leave)
         return engine
     return create_engine(url, pool_pre_ping=True)
 
@@ -52,10 +56,31 @@ def _sqlite_pragmas(dbapi_connection, _record) -> None:
     cursor.close()
 
 
-def _sqlite_begin_immediate(connection) -> None:
-    """Take the write lock at BEGIN, so two writers queue on busy_timeout instead of failing mid-way
-    with 'database is locked' when a read transaction tries to upgrade."""
-    connection.exec_driver_sql("BEGIN IMMEDIATE")
+class _WriterGate:
+    """Transactions on one SQLite file take turns: first in this process, then in the database.
+
+    BEGIN IMMEDIATE takes the write lock at the start, so two writers never fail mid-way with
+    'database is locked' when a read tries to upgrade. Within a process, threads queue on a lock
+    first: SQLite's own busy handler makes waiters sleep with a growing back-off, which under a
+    burst of signups turned a 2 ms transaction into a second of waiting at the tail. Other processes
+    (the scheduler, a second web worker) still wait on SQLite's lock and busy_timeout.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+
+    def enter(self, connection) -> None:
+        held = self._lock.acquire(timeout=SQLITE_BUSY_TIMEOUT_MS / 1000)
+        connection.info["writer_gate"] = held
+        try:
+            connection.exec_driver_sql("BEGIN IMMEDIATE")
+        except BaseException:
+            self.leave(connection)
+            raise
+
+    def leave(self, connection) -> None:
+        if connection.info.pop("writer_gate", False):
+            self._lock.release()
 
 
 def create_schema(engine: Engine) -> None:
