@@ -53,6 +53,7 @@ class SubscriberStatus(StrEnum):
     UNSUBSCRIBED = "unsubscribed"
     BOUNCED = "bounced"
     COMPLAINED = "complained"
+    ERASED = "erased"
 
 
 class IssueStatus(StrEnum):
@@ -142,16 +143,32 @@ class Vote(SQLModel, table=True):
 
 
 class Subscriber(SQLModel, table=True):
-    """A reader's address and where they stand. The address is unique in its lower-cased form."""
+    """A reader's address and where they stand. The address is unique in its lower-cased form.
+
+    `requested_at` is when the reader last asked to join: a confirmation link issued before it no
+    longer counts. `categories` is a JSON list of the comparison categories they want (None: all).
+    An erased reader keeps only this row's id, state and times (the address becomes NULL), so the
+    ledger stays whole.
+    """
 
     id: int | None = Field(default=None, primary_key=True)
-    email: str = Field(max_length=254, unique=True, index=True)
+    email: str | None = Field(default=None, max_length=254, unique=True, index=True)
     status: str = Field(default=SubscriberStatus.PENDING, max_length=20, index=True)
     source: str = Field(default="unknown", max_length=40)
+    categories: str | None = Field(default=None, sa_column=Column(Text, nullable=True))
     created_at: datetime = _time(default=utcnow)
+    requested_at: datetime | None = _time(nullable=True)
     confirmed_at: datetime | None = _time(nullable=True)
     unsubscribed_at: datetime | None = _time(nullable=True)
+    paused_until: datetime | None = _time(nullable=True)
     updated_at: datetime = _time(default=utcnow)
+
+
+class ErasedAddress(SQLModel, table=True):
+    """A keyed hash of an address whose owner asked to be erased: imports must not re-add it."""
+
+    email_hash: str = Field(primary_key=True, max_length=64)
+    erased_at: datetime = _time(default=utcnow)
 
 
 class SubscriberEvent(SQLModel, table=True):

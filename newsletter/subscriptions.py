@@ -1,22 +1,64 @@
-"""Readers joining and leaving. Every change of a subscriber's state is written as an event."""
+"""Readers joining, confirming, changing their mind and leaving. Every change of state is an event.
+
+The list never holds an address that did not ask to be on it: a signup creates a *pending* reader and
+only the confirmation (a POST with a signed link from their inbox) makes them active. The list owner may
+vouch for consent on import; even then, readers who left are never reactivated by anyone but themselves.
+"""
 
 from __future__ import annotations
 
 import hashlib
+import hmac
+import json
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from enum import StrEnum
 
-from sqlmodel import Session, select
+from sqlalchemy import delete, func, update
+from sqlmodel import Session, col, select
 
 from newsletter.headers import normalise_email
-from newsletter.models import Subscriber, SubscriberEvent, SubscriberStatus, utcnow
+from newsletter.models import (
+    ErasedAddress,
+    Subscriber,
+    SubscriberEvent,
+    SubscriberStatus,
+    Vote,
+    utcnow,
+)
+
+LEFT = (SubscriberStatus.UNSUBSCRIBED, SubscriberStatus.BOUNCED, SubscriberStatus.COMPLAINED)
+MAX_PAUSE_WEEKS = 26
+SIGNUP_REQUESTED = "signup_requested"
 
 
-@dataclass
-class AddResult:
-    added: list[str] = field(default_factory=list)
-    already: list[str] = field(default_factory=list)
-    not_reactivated: list[str] = field(default_factory=list)
+class RateLimited(Exception):
+    """Too many requests for one key; `retry_after` is in seconds."""
+
+    def __init__(self, retry_after: int, what: str):
+        super().__init__(f"too many {what}; try again in {retry_after} s")
+        self.retry_after = retry_after
+
+
+class Signup(StrEnum):
+    CONFIRM = "confirm"  # send a confirmation link
+    ALREADY_ACTIVE = "already_active"  # send a note with the preferences link instead
+    IGNORED = "ignored"  # a bot (honeypot): send nothing, say the same as always
+
+
+class Outcome(StrEnum):
+    DONE = "done"
+    ALREADY = "already"
+    STALE = "stale"  # a link from before the reader left or asked again
+    GONE = "gone"  # no such reader, or erased
+
+
+@dataclass(frozen=True)
+class SignupResult:
+    action: Signup
+    subscriber_id: int | None = None
+    email: str | None = None
 
 
 def client_hash(address: str | None) -> str | None:
@@ -24,6 +66,11 @@ def client_hash(address: str | None) -> str | None:
     if not address:
         return None
     return hashlib.sha256(address.encode()).hexdigest()[:32]
+
+
+def email_hash(key: bytes, email: str) -> str:
+    """Keyed, so the kept hash of an erased address cannot be reversed with a list of addresses."""
+    return hmac.new(key, b"erased-address\x00" + email.encode(), hashlib.sha256).hexdigest()
 
 
 def record_event(
@@ -34,6 +81,7 @@ def record_event(
     source: str,
     client: str | None = None,
     detail: str | None = None,
+    at: datetime | None = None,
 ) -> None:
     session.add(
         SubscriberEvent(
@@ -42,8 +90,229 @@ def record_event(
             source=source,
             client_hash=client_hash(client),
             detail=detail,
+            at=at or utcnow(),
         )
     )
+
+
+def find_by_email(session: Session, email: str) -> Subscriber | None:
+    return session.exec(select(Subscriber).where(Subscriber.email == email)).first()
+
+
+def request_signup(
+    session: Session,
+    raw_email: str,
+    *,
+    source: str,
+    client: str | None,
+    per_address: tuple[int, int],
+    now: datetime | None = None,
+) -> SignupResult:
+    """A reader asks to join. Raises HeaderValueError for a bad address and RateLimited when this
+    address was sent too many confirmations lately. The caller says "check your inbox" either way."""
+    email = normalise_email(raw_email)
+    now = now or utcnow()
+    subscriber = find_by_email(session, email)
+    if subscriber is not None:
+        _check_address_rate(session, subscriber, per_address, now)
+    if subscriber is None:
+        subscriber = Subscriber(email=email, status=SubscriberStatus.PENDING, source=source, requested_at=now)
+        session.add(subscriber)
+        session.flush()
+        record_event(session, subscriber, SIGNUP_REQUESTED, source=source, client=client, at=now)
+        return SignupResult(Signup.CONFIRM, subscriber.id, email)
+    if subscriber.status == SubscriberStatus.ACTIVE:
+        record_event(
+            session,
+            subscriber,
+            SIGNUP_REQUESTED,
+            source=source,
+            client=client,
+            detail="already active",
+            at=now,
+        )
+        return SignupResult(Signup.ALREADY_ACTIVE, subscriber.id, email)
+    previous = subscriber.status
+    subscriber.status, subscriber.requested_at, subscriber.updated_at = SubscriberStatus.PENDING, now, now
+    session.add(subscriber)
+    detail = None if previous == SubscriberStatus.PENDING else f"was {previous}"
+    record_event(session, subscriber, SIGNUP_REQUESTED, source=source, client=client, detail=detail, at=now)
+    return SignupResult(Signup.CONFIRM, subscriber.id, email)
+
+
+def _check_address_rate(
+    session: Session, subscriber: Subscriber, limit: tuple[int, int], now: datetime
+) -> None:
+    count, window = limit
+    since = now - timedelta(seconds=window)
+    query = (
+        select(SubscriberEvent.at)
+        .where(
+            SubscriberEvent.subscriber_id == subscriber.id,
+            SubscriberEvent.kind == SIGNUP_REQUESTED,
+            col(SubscriberEvent.at) >= since,
+        )
+        .order_by(col(SubscriberEvent.at).desc())
+        .limit(count)
+    )
+    recent = list(session.exec(query))
+    if len(recent) >= count:
+        oldest = min(recent)
+        raise RateLimited(
+            max(1, int((oldest + timedelta(seconds=window) - now).total_seconds()) + 1), "signups"
+        )
+
+
+def confirm(
+    session: Session, subscriber_id: int, issued_at: datetime, *, client: str | None, key: bytes
+) -> Outcome:
+    """Activate a pending reader from their confirmation link (the POST, never the GET)."""
+    subscriber = session.get(Subscriber, subscriber_id)
+    if subscriber is None or subscriber.status == SubscriberStatus.ERASED:
+        return Outcome.GONE
+    if subscriber.status == SubscriberStatus.ACTIVE:
+        return Outcome.ALREADY
+    # Tokens count whole seconds: a link issued in the second the reader left still counts.
+    left_at = subscriber.unsubscribed_at.replace(microsecond=0) if subscriber.unsubscribed_at else None
+    if subscriber.status != SubscriberStatus.PENDING or (left_at is not None and issued_at < left_at):
+        return Outcome.STALE
+    now = utcnow()
+    subscriber.status, subscriber.confirmed_at, subscriber.updated_at = SubscriberStatus.ACTIVE, now, now
+    subscriber.paused_until = None
+    session.add(subscriber)
+    record_event(session, subscriber, "confirmed", source="confirmation link", client=client, at=now)
+    # They came back by themselves: the guard against re-adding an erased address has done its job.
+    session.exec(
+        delete(ErasedAddress).where(col(ErasedAddress.email_hash) == email_hash(key, subscriber.email))
+    )
+    return Outcome.DONE
+
+
+def unsubscribe(session: Session, subscriber_id: int, *, source: str, client: str | None) -> Outcome:
+    """Leave at once: no further issue is sent (the sender checks the state of every batch)."""
+    subscriber = session.get(Subscriber, subscriber_id)
+    if subscriber is None or subscriber.status == SubscriberStatus.ERASED:
+        return Outcome.GONE
+    if subscriber.status in LEFT:
+        return Outcome.ALREADY
+    now = utcnow()
+    previous = subscriber.status
+    subscriber.status, subscriber.unsubscribed_at, subscriber.updated_at = (
+        SubscriberStatus.UNSUBSCRIBED,
+        now,
+        now,
+    )
+    session.add(subscriber)
+    record_event(
+        session, subscriber, "unsubscribed", source=source, client=client, detail=f"was {previous}", at=now
+    )
+    return Outcome.DONE
+
+
+def pause(session: Session, subscriber: Subscriber, weeks: int, *, client: str | None) -> None:
+    """Skip the next `weeks` weekly issues; 0 resumes now."""
+    if not 0 <= weeks <= MAX_PAUSE_WEEKS:
+        raise ValueError(f"a pause lasts 0 to {MAX_PAUSE_WEEKS} weeks")
+    now = utcnow()
+    subscriber.paused_until = now + timedelta(weeks=weeks) if weeks else None
+    subscriber.updated_at = now
+    session.add(subscriber)
+    detail = f"until {subscriber.paused_until:%Y-%m-%d}" if weeks else "resumed"
+    record_event(
+        session,
+        subscriber,
+        "paused" if weeks else "resumed",
+        source="preferences",
+        client=client,
+        detail=detail,
+        at=now,
+    )
+
+
+def chosen_categories(subscriber: Subscriber) -> frozenset[str] | None:
+    """The categories a reader chose, or None for all of them."""
+    return frozenset(json.loads(subscriber.categories)) if subscriber.categories else None
+
+
+def set_categories(
+    session: Session,
+    subscriber: Subscriber,
+    categories: Iterable[str] | None,
+    known: Iterable[str],
+    *,
+    client: str | None,
+) -> None:
+    """Receive only comparisons in `categories` (None or every known category: all of them)."""
+    known_set = set(known)
+    chosen = sorted(set(categories)) if categories is not None else None
+    if chosen is not None:
+        unknown = [c for c in chosen if c not in known_set]
+        if unknown:
+            raise ValueError(f"unknown categories: {', '.join(unknown)}")
+        if not chosen:
+            raise ValueError("choose at least one category, or unsubscribe")
+        if set(chosen) == known_set:
+            chosen = None
+    subscriber.categories = json.dumps(chosen) if chosen is not None else None
+    subscriber.updated_at = utcnow()
+    session.add(subscriber)
+    record_event(
+        session,
+        subscriber,
+        "categories",
+        source="preferences",
+        client=client,
+        detail=", ".join(chosen) if chosen else "all",
+    )
+
+
+def export_data(session: Session, subscriber: Subscriber) -> dict:
+    """Everything stored about a reader: the row, its full event trail and their votes."""
+    events = session.exec(
+        select(SubscriberEvent)
+        .where(SubscriberEvent.subscriber_id == subscriber.id)
+        .order_by(SubscriberEvent.id)
+    )
+    votes = session.exec(select(Vote).where(Vote.subscriber_id == subscriber.id).order_by(Vote.id))
+    row = subscriber.model_dump(mode="json")
+    row["categories"] = sorted(chosen_categories(subscriber)) if subscriber.categories else None
+    return {
+        "subscriber": row,
+        "events": [e.model_dump(mode="json", exclude={"subscriber_id"}) for e in events],
+        "votes": [
+            v.model_dump(mode="json", include={"comparison_id", "tool_id", "verdict", "updated_at"})
+            for v in votes
+        ],
+    }
+
+
+def erase(session: Session, subscriber: Subscriber, *, key: bytes) -> None:
+    """Delete the address and everything that ties a person to it. A keyed hash is kept so that an
+    import cannot silently re-add the address; the row's id stays so that the ledger stays whole."""
+    now = utcnow()
+    if subscriber.email:
+        session.merge(ErasedAddress(email_hash=email_hash(key, subscriber.email), erased_at=now))
+    session.exec(delete(SubscriberEvent).where(col(SubscriberEvent.subscriber_id) == subscriber.id))
+    session.exec(update(Vote).where(col(Vote.subscriber_id) == subscriber.id).values(subscriber_id=None))
+    subscriber.email = None
+    subscriber.status = SubscriberStatus.ERASED
+    subscriber.categories = None
+    subscriber.paused_until = None
+    subscriber.source = "erased"
+    subscriber.updated_at = now
+    session.add(subscriber)
+    record_event(session, subscriber, "erased", source="preferences", at=now)
+
+
+def is_erased(session: Session, key: bytes, email: str) -> bool:
+    return session.get(ErasedAddress, email_hash(key, email)) is not None
+
+
+@dataclass
+class AddResult:
+    added: list[str] = field(default_factory=list)
+    already: list[str] = field(default_factory=list)
+    not_reactivated: list[str] = field(default_factory=list)
 
 
 def add_active(session: Session, emails: Iterable[str], *, source: str) -> AddResult:
@@ -55,7 +324,9 @@ def add_active(session: Session, emails: Iterable[str], *, source: str) -> AddRe
     normalised = list(dict.fromkeys(normalise_email(e) for e in emails))
     result = AddResult()
     now = utcnow()
-    existing = {s.email: s for s in session.exec(select(Subscriber).where(Subscriber.email.in_(normalised)))}
+    existing = {
+        s.email: s for s in session.exec(select(Subscriber).where(col(Subscriber.email).in_(normalised)))
+    }
     for email in normalised:
         subscriber = existing.get(email)
         if subscriber is None:
@@ -87,7 +358,22 @@ def add_active(session: Session, emails: Iterable[str], *, source: str) -> AddRe
 
 
 def count_by_status(session: Session) -> dict[str, int]:
-    from sqlalchemy import func
-
     query = select(Subscriber.status, func.count()).group_by(Subscriber.status)
     return {status: count for status, count in session.exec(query)}
+
+
+def paused_count(session: Session, now: datetime | None = None) -> int:
+    query = select(func.count()).where(
+        Subscriber.status == SubscriberStatus.ACTIVE, col(Subscriber.paused_until) > (now or utcnow())
+    )
+    return session.exec(query).one()
+
+
+def recent_event_counts(session: Session, days: int, now: datetime | None = None) -> dict[str, int]:
+    since = (now or utcnow()) - timedelta(days=days)
+    query = (
+        select(SubscriberEvent.kind, func.count())
+        .where(col(SubscriberEvent.at) >= since)
+        .group_by(SubscriberEvent.kind)
+    )
+    return {kind: count for kind, count in session.exec(query)}
