@@ -65,10 +65,16 @@ class Week:
 
 
 def pick(
-    session: Session, week: Week, zone: ZoneInfo, size: int, *, for_issue_id: int | None = None
+    session: Session,
+    week: Week,
+    zone: ZoneInfo,
+    size: int,
+    *,
+    for_issue_id: int | None = None,
+    categories: frozenset[str] | None = None,
 ) -> list[Comparison]:
     """The week's comparisons in reading order; `for_issue_id` is the issue being refreshed, whose own
-    items stay eligible."""
+    items stay eligible; `categories` keeps only those (a reader's choice)."""
     start, end = week.bounds(zone)
     committed = (
         select(IssueItem.comparison_id)
@@ -77,15 +83,14 @@ def pick(
     )
     if for_issue_id is not None:
         committed = committed.where(col(Issue.id) != for_issue_id)
-    candidates = list(
-        session.exec(
-            select(Comparison).where(
-                col(Comparison.published_at) >= start,
-                col(Comparison.published_at) < end,
-                col(Comparison.id).not_in(committed),
-            )
-        )
+    query = select(Comparison).where(
+        col(Comparison.published_at) >= start,
+        col(Comparison.published_at) < end,
+        col(Comparison.id).not_in(committed),
     )
+    if categories is not None:
+        query = query.where(col(Comparison.category).in_(sorted(categories)))
+    candidates = list(session.exec(query))
     shares = panel_shares(session, [c.id for c in candidates])
     empty = Share(0, 0)
 

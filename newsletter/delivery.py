@@ -8,19 +8,21 @@ they are reconciled with the provider before anything is sent again. A finished 
 
 from __future__ import annotations
 
+import json
 import time
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import timedelta
+from typing import NamedTuple
 
-from sqlalchemy import and_, exists, func, insert, literal, update
+from sqlalchemy import and_, exists, func, insert, literal, or_, update
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, col, select
 
 from newsletter.config import Settings
 from newsletter.db import session_scope
-from newsletter.editions import EditionError, issue_view
+from newsletter.editions import EditionError, issue_view, variant_comparisons
 from newsletter.models import (
     Delivery,
     DeliveryStatus,
@@ -69,10 +71,24 @@ def enqueue(session: Session, issue_id: int) -> int:
         literal(0),
         literal(now),
         literal(now),
-    ).where(Subscriber.status == SubscriberStatus.ACTIVE, ~already)
+    ).where(Subscriber.status == SubscriberStatus.ACTIVE, ~already, not_paused(now))
     columns = ["issue_id", "subscriber_id", "status", "attempts", "created_at", "updated_at"]
     result = session.execute(insert(Delivery).from_select(columns, source))
     return result.rowcount or 0
+
+
+def not_paused(now):
+    return or_(col(Subscriber.paused_until).is_(None), col(Subscriber.paused_until) <= now)
+
+
+class Claimed(NamedTuple):
+    delivery_id: int
+    subscriber_id: int
+    email: str
+    categories: str | None
+
+
+NO_MATCHING_CATEGORY = "nothing in the reader's categories this week"
 
 
 def ledger_counts(session: Session, issue_id: int) -> dict[str, int]:
@@ -114,16 +130,31 @@ class Sender:
             enqueue(session, issue_id)
             counts = ledger_counts(session, issue_id)
             report.previously_sent = counts.get(DeliveryStatus.SENT, 0)
-            mailer = self._mailer(session, issue)
+        self._mailers: dict[str | None, IssueMailer | None] = {}
+        self._rendered: dict[tuple[int, ...], IssueMailer] = {}
+        main = self._mailer_for(issue_id, None)
         total = counts.get(DeliveryStatus.QUEUED, 0) + counts.get(DeliveryStatus.SENDING, 0)
         done = 0
         if on_progress:
             on_progress(done, total)
-        report.reconciled = await self._reconcile(issue_id, mailer)
+        report.reconciled = await self._reconcile(issue_id, main)
         while batch := self._claim(issue_id):
-            messages = [mailer.message(delivery_id=d, subscriber_id=s, email=e) for d, s, e in batch]
-            results = await self.provider.send_batch(messages)
-            self._record(batch, results, report)
+            sendable, unmatched = [], []
+            for row in batch:
+                mailer = self._mailer_for(issue_id, row.categories)
+                if mailer is None:
+                    unmatched.append(row.delivery_id)
+                else:
+                    message = mailer.message(
+                        delivery_id=row.delivery_id, subscriber_id=row.subscriber_id, email=row.email
+                    )
+                    sendable.append((row, message))
+            if unmatched:
+                self._suppress(unmatched, NO_MATCHING_CATEGORY)
+                report.suppressed += len(unmatched)
+            if sendable:
+                results = await self.provider.send_batch([message for _, message in sendable])
+                self._record([row for row, _ in sendable], results, report)
             done += len(batch)
             if on_progress:
                 on_progress(done, total)
@@ -131,10 +162,26 @@ class Sender:
         report.seconds = time.perf_counter() - started
         return report
 
-    def _mailer(self, session: Session, issue: Issue) -> IssueMailer:
-        rendered = self.renderer.render_issue(issue_view(session, issue, self.settings))
-        expires = issue.send_started_at + timedelta(days=self.settings.link_token_days)
-        return IssueMailer(rendered, self.settings, tag=issue.slug, expires_at=int(expires.timestamp()))
+    def _mailer_for(self, issue_id: int, categories: str | None) -> IssueMailer | None:
+        """The compiled issue for readers with these categories (None: all), or None if the week has
+        nothing in them. Rendered once per distinct set of comparisons, however many readers share it."""
+        if categories in self._mailers:
+            return self._mailers[categories]
+        with session_scope(self.engine) as session:
+            issue = session.get(Issue, issue_id)
+            chosen = frozenset(json.loads(categories)) if categories else None
+            comparisons = variant_comparisons(session, issue, self.settings, chosen)
+            key = tuple(c.id for c in comparisons)
+            mailer = self._rendered.get(key) if comparisons else None
+            if comparisons and mailer is None:
+                rendered = self.renderer.render_issue(issue_view(session, issue, self.settings, comparisons))
+                expires = issue.send_started_at + timedelta(days=self.settings.link_token_days)
+                mailer = IssueMailer(
+                    rendered, self.settings, tag=issue.slug, expires_at=int(expires.timestamp())
+                )
+                self._rendered[key] = mailer
+        self._mailers[categories] = mailer
+        return mailer
 
     async def _reconcile(self, issue_id: int, mailer: IssueMailer) -> int:
         """Rows left `sending` by a crash: ask the provider which it accepted, requeue the rest."""
@@ -169,16 +216,23 @@ class Sender:
             session.execute(update(Delivery), rows)
         return sum(1 for row in rows if row["status"] == DeliveryStatus.SENT)
 
-    def _claim(self, issue_id: int) -> list[tuple[int, int, str]]:
+    def _claim(self, issue_id: int) -> list[Claimed]:
         """The next queued rows, marked `sending` and committed before any request goes out.
 
-        Rows whose reader is no longer active (they left after the ledger was written) are suppressed
-        here, so unsubscribing stops the very next batch.
+        Rows whose reader is no longer active or has paused since the ledger was written are
+        suppressed here, so unsubscribing stops the very next batch.
         """
         while True:
             with session_scope(self.engine) as session:
                 query = (
-                    select(Delivery.id, Delivery.subscriber_id, Subscriber.email, Subscriber.status)
+                    select(
+                        Delivery.id,
+                        Delivery.subscriber_id,
+                        Subscriber.email,
+                        Subscriber.categories,
+                        Subscriber.status,
+                        Subscriber.paused_until,
+                    )
                     .join(Subscriber, col(Subscriber.id) == Delivery.subscriber_id)
                     .where(Delivery.issue_id == issue_id, Delivery.status == DeliveryStatus.QUEUED)
                     .order_by(Delivery.id)
@@ -188,37 +242,45 @@ class Sender:
                 if not rows:
                     return []
                 now = utcnow()
-                gone = [r[0] for r in rows if r[3] != SubscriberStatus.ACTIVE]
-                batch = [(r[0], r[1], r[2]) for r in rows if r[3] == SubscriberStatus.ACTIVE]
-                if gone:
-                    session.execute(
-                        update(Delivery)
-                        .where(col(Delivery.id).in_(gone))
-                        .values(
-                            status=DeliveryStatus.SUPPRESSED,
-                            last_error="reader no longer active",
-                            updated_at=now,
+                left = [r[0] for r in rows if r[4] != SubscriberStatus.ACTIVE]
+                paused = [r[0] for r in rows if r[4] == SubscriberStatus.ACTIVE and r[5] and r[5] > now]
+                batch = [
+                    Claimed(*r[:4])
+                    for r in rows
+                    if r[4] == SubscriberStatus.ACTIVE and not (r[5] and r[5] > now)
+                ]
+                for ids, reason in ((left, "reader no longer active"), (paused, "reader paused")):
+                    if ids:
+                        session.execute(
+                            update(Delivery)
+                            .where(col(Delivery.id).in_(ids))
+                            .values(status=DeliveryStatus.SUPPRESSED, last_error=reason, updated_at=now)
                         )
-                    )
                 if batch:
                     session.execute(
                         update(Delivery)
-                        .where(col(Delivery.id).in_([b[0] for b in batch]))
+                        .where(col(Delivery.id).in_([b.delivery_id for b in batch]))
                         .values(status=DeliveryStatus.SENDING, attempts=Delivery.attempts + 1, updated_at=now)
                     )
                     return batch
 
-    def _record(
-        self, batch: list[tuple[int, int, str]], results: list[SendResult], report: SendReport
-    ) -> None:
+    def _suppress(self, delivery_ids: list[int], reason: str) -> None:
+        with session_scope(self.engine) as session:
+            session.execute(
+                update(Delivery)
+                .where(col(Delivery.id).in_(delivery_ids))
+                .values(status=DeliveryStatus.SUPPRESSED, last_error=reason, updated_at=utcnow())
+            )
+
+    def _record(self, batch: list[Claimed], results: list[SendResult], report: SendReport) -> None:
         if len(results) != len(batch):
             raise RuntimeError(
                 f"{self.provider.name} answered {len(results)} results for {len(batch)} messages"
             )
         now = utcnow()
         rows = []
-        for (delivery_id, _subscriber, _email), result in zip(batch, results, strict=True):
-            row = {"id": delivery_id, "updated_at": now, "provider": self.provider.name}
+        for claimed, result in zip(batch, results, strict=True):
+            row = {"id": claimed.delivery_id, "updated_at": now, "provider": self.provider.name}
             if result.accepted:
                 row |= {
                     "status": DeliveryStatus.SENT,

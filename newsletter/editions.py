@@ -122,18 +122,43 @@ def set_overrides(
     return issue
 
 
-def issue_view(session: Session, issue: Issue, settings: Settings) -> IssueView:
-    """Everything the renderer needs for `issue`, with the editor's overrides applied."""
-    week = Week.parse(issue.week)
-    comparisons = tuple(comparison_views(session, issue_comparisons(session, issue), settings.site_url))
-    if not comparisons:
+def variant_comparisons(
+    session: Session, issue: Issue, settings: Settings, categories: frozenset[str] | None
+) -> list[Comparison]:
+    """What readers who chose `categories` get: the issue's own picks when they chose all (None), else
+    the week's pick within their categories, by the same rules (it may be empty)."""
+    if categories is None:
+        return issue_comparisons(session, issue)
+    return pick(
+        session,
+        Week.parse(issue.week),
+        settings.zone,
+        settings.issue_size,
+        for_issue_id=issue.id,
+        categories=categories,
+    )
+
+
+def issue_view(
+    session: Session, issue: Issue, settings: Settings, comparisons: list[Comparison] | None = None
+) -> IssueView:
+    """Everything the renderer needs for `issue` (or for a readers' variant of it, `comparisons`).
+
+    The editor's subject and preheader apply to the issue as composed; a variant with other
+    comparisons gets its own generated ones, since the editor's words may name what it lacks.
+    """
+    own = issue_comparisons(session, issue)
+    chosen = own if comparisons is None else comparisons
+    views = tuple(comparison_views(session, chosen, settings.site_url))
+    if not views:
         raise EditionError(f"issue {issue.week} has no comparisons")
+    edited = [c.id for c in chosen] == [c.id for c in own]
     return IssueView(
         week=issue.week,
         slug=issue.slug,
-        subject=issue.subject_override or default_subject(comparisons),
-        preheader=issue.preheader_override or default_preheader(comparisons),
-        comparisons=comparisons,
-        week_start=week.monday,
+        subject=(issue.subject_override if edited else None) or default_subject(views),
+        preheader=(issue.preheader_override if edited else None) or default_preheader(views),
+        comparisons=views,
+        week_start=Week.parse(issue.week).monday,
         masthead=masthead_from(settings),
     )

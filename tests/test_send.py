@@ -112,21 +112,31 @@ def test_ledger_rows_are_unique_per_issue_and_reader(engine, issue_id):
         assert enqueue(session, issue_id) == 0
 
 
+class DiesMidBatch(OutboxProvider):
+    """Writes the first `survivors` messages of its first batch, then the process "dies"."""
+
+    max_batch = 4
+
+    def __init__(self, directory, survivors: int):
+        super().__init__(directory)
+        self.survivors = survivors
+
+    async def send_batch(self, messages):
+        for message in messages[: self.survivors]:
+            self.write(message)
+        raise KeyboardInterrupt("killed mid-request")
+
+
 def test_a_crash_mid_send_is_reconciled_before_anything_is_resent(engine, settings, issue_id):
     """Rows left `sending` whose file exists were sent; the others are sent now, once."""
-    provider = OutboxProvider(settings.outbox_dir)
-    with session_scope(engine) as session:
-        issue = session.get(Issue, issue_id)
-        issue.status, issue.send_started_at = IssueStatus.SENDING, NOW
-        enqueue(session, issue_id)
-    # Simulate the crash: a batch of four was claimed, two files were written, then the process died.
-    sender = Sender(engine, settings, provider)
-    sender.batch_size = 4
-    claimed = sender._claim(issue_id)
+    with pytest.raises(KeyboardInterrupt):
+        send(engine, settings, issue_id, DiesMidBatch(settings.outbox_dir, survivors=2))
     with Session(engine) as session:
-        mailer = sender._mailer(session, session.get(Issue, issue_id))
-    for delivery_id, subscriber_id, address in claimed[:2]:
-        provider.write(mailer.message(delivery_id=delivery_id, subscriber_id=subscriber_id, email=address))
+        assert ledger_counts(session, issue_id) == {
+            DeliveryStatus.SENDING: 4,
+            DeliveryStatus.QUEUED: len(READERS) - 4,
+        }
+    assert len(outbox_files(settings)) == 2
 
     report = send(engine, settings, issue_id)
     assert report.reconciled == 2
@@ -193,3 +203,55 @@ def test_editor_subject_reaches_the_message_and_line_breaks_never_do(engine, set
     assert message["Subject"] == "Three verdicts you should read"
     assert message["Bcc"] is None
     assert "Haiku splits the panel" in message.get_body(("html",)).get_content()
+
+
+def test_paused_readers_are_not_queued_and_a_pause_after_queueing_suppresses(engine, settings, issue_id):
+    from datetime import timedelta
+
+    from newsletter.models import utcnow
+
+    with session_scope(engine) as session:
+        session.execute(
+            update(Subscriber)
+            .where(Subscriber.email == READERS[0])
+            .values(paused_until=utcnow() + timedelta(weeks=2))
+        )
+        enqueue(session, issue_id)
+        session.execute(
+            update(Subscriber)
+            .where(Subscriber.email == READERS[1])
+            .values(paused_until=utcnow() + timedelta(weeks=1))
+        )
+    report = send(engine, settings, issue_id)
+    recipients = {parse(p)["To"] for p in outbox_files(settings)}
+    assert READERS[0] not in recipients and READERS[1] not in recipients
+    assert report.sent == len(READERS) - 2
+    with Session(engine) as session:
+        rows = session.exec(select(Delivery).where(Delivery.last_error == "reader paused")).all()
+        assert len(rows) == 1
+
+
+def test_readers_get_the_comparisons_of_the_categories_they_chose(engine, settings, issue_id):
+    import json
+
+    with session_scope(engine) as session:
+        session.execute(
+            update(Subscriber)
+            .where(Subscriber.email == READERS[0])
+            .values(categories=json.dumps(["Voice & Audio"]))
+        )
+        session.execute(
+            update(Subscriber)
+            .where(Subscriber.email == READERS[1])
+            .values(categories=json.dumps(["Astrology"]))
+        )
+    report = send(engine, settings, issue_id)
+    by_reader = {parse(p)["To"]: parse(p) for p in outbox_files(settings)}
+    voice = by_reader[READERS[0]].get_body(("plain",)).get_content()
+    assert "ElevenLabs v3" in voice and "GPT-4o mini TTS" in voice
+    assert "Claude Haiku Open Weights" not in voice
+    assert by_reader[READERS[0]]["Subject"].startswith("ElevenLabs v3 vs GPT-4o mini TTS")
+    everyone_else = by_reader[READERS[2]].get_body(("plain",)).get_content()
+    assert "Claude Haiku Open Weights" in everyone_else
+    assert READERS[1] not in by_reader, "a week with nothing in their categories sends them nothing"
+    assert report.suppressed == 1 and report.sent == len(READERS) - 1
