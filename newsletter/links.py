@@ -13,6 +13,11 @@ def unsubscribe_url(site_url: str, token: str) -> str:
     return f"{site_url}/unsubscribe/{token}"
 
 
+def confirm_url(site_url: str, token: str) -> str:
+    """GET shows one Confirm button; only the POST activates (link scanners only GET)."""
+    return f"{site_url}/confirm/{token}"
+
+
 def preferences_url(site_url: str, token: str) -> str:
     return f"{site_url}/preferences/{token}"
 
@@ -20,6 +25,10 @@ def preferences_url(site_url: str, token: str) -> str:
 def vote_url(site_url: str, token: str, comparison_slug: str, tool_slug: str, verdict: str) -> str:
     """GET shows the comparison and one button; only the POST records the vote."""
     return f"{site_url}/vote/{token}/{comparison_slug}/{tool_slug}/{verdict}"
+
+
+def comparison_page_url(site_url: str, comparison_slug: str) -> str:
+    return f"{site_url}/compare/{comparison_slug}"
 
 
 def issue_url(site_url: str, issue_slug: str) -> str:

@@ -53,9 +53,9 @@ class OutgoingMessage:
     subject: str
     content: Content
     message_id: str
-    unsubscribe_url: str
-    list_id: str
     tag: str
+    unsubscribe_url: str | None = None  # list mail only; a confirmation email has none
+    list_id: str | None = None
     metadata: dict[str, str] = field(default_factory=dict)
 
     @property
@@ -73,11 +73,13 @@ class OutgoingMessage:
 
     def list_headers(self) -> dict[str, str]:
         """The bulk-mail headers Gmail and Yahoo require (RFC 2369, RFC 8058) and the list's id (RFC 2919)."""
-        return {
-            "List-Unsubscribe": f"<{self.unsubscribe_url}>",
-            "List-Unsubscribe-Post": ONE_CLICK,
-            "List-Id": self.list_id,
-        }
+        headers = {}
+        if self.unsubscribe_url:
+            headers["List-Unsubscribe"] = f"<{self.unsubscribe_url}>"
+            headers["List-Unsubscribe-Post"] = ONE_CLICK
+        if self.list_id:
+            headers["List-Id"] = self.list_id
+        return headers
 
 
 def make_message_id(tag: str, delivery_id: int, domain: str) -> str:

@@ -36,6 +36,18 @@ def templates_dir() -> Path:
     return _PACKAGE_TEMPLATES if _PACKAGE_TEMPLATES.is_dir() else _REPO_TEMPLATES
 
 
+@dataclass(frozen=True)
+class Notice:
+    """The words of a one-button transactional email."""
+
+    subject: str
+    preheader: str
+    heading: str
+    paragraphs: tuple[str, ...]
+    button: str
+    footnote: str
+
+
 class RenderError(RuntimeError):
     """A template produced something that cannot be sent (invalid MJML, a clipped size)."""
 
@@ -141,16 +153,8 @@ class Renderer:
 
     def render_issue(self, issue: IssueView) -> RenderedMessage:
         nonce = secrets.token_hex(6)
-        context = self.issue_context(issue, nonce)
-        mjml_source = self.env.get_template("email/issue.mjml.j2").render(context)
-        text = self.env.get_template("email/issue.txt.j2").render(context)
-        html_out = compile_mjml(mjml_source)
-        marker = _marker_pattern(nonce)
-        rendered = RenderedMessage(
-            subject=issue.subject,
-            preheader=issue.preheader,
-            html=Personalisable(html_out, marker),
-            text=Personalisable(text, marker),
+        rendered = self._compile(
+            "email/issue", self.issue_context(issue, nonce), nonce, issue.subject, issue.preheader
         )
         if rendered.html.size > GMAIL_CLIP_BYTES:
             raise RenderError(
@@ -158,6 +162,30 @@ class Renderer:
                 "and would hide the footer and unsubscribe link. Pick fewer comparisons."
             )
         return rendered
+
+    def render_notice(
+        self, notice: Notice, masthead: Masthead, link: Callable[[str], str]
+    ) -> RenderedMessage:
+        """A one-button transactional email (confirm, manage); `link(token)` builds the button's URL."""
+        nonce = secrets.token_hex(6)
+        context = {
+            "notice": notice,
+            "masthead": masthead,
+            "button_url": link(_marker(nonce, "token")),
+            "reader_email": _marker(nonce, "email"),
+        }
+        return self._compile("email/notice", context, nonce, notice.subject, notice.preheader)
+
+    def _compile(
+        self, template: str, context: dict, nonce: str, subject: str, preheader: str
+    ) -> RenderedMessage:
+        """One Jinja render per part and one MJML compile, split at the reader markers."""
+        html_out = compile_mjml(self.env.get_template(f"{template}.mjml.j2").render(context))
+        text = self.env.get_template(f"{template}.txt.j2").render(context)
+        marker = _marker_pattern(nonce)
+        return RenderedMessage(
+            subject, preheader, Personalisable(html_out, marker), Personalisable(text, marker)
+        )
 
     def issue_context(self, issue: IssueView, nonce: str) -> dict:
         site = issue.masthead.site_url

@@ -17,6 +17,7 @@ from newsletter.mail import OutgoingMessage, to_eml
 from newsletter.providers.base import SendResult
 
 _UNSAFE = re.compile(r"[^A-Za-z0-9._-]")
+INLINE_WRITES = 4
 
 
 class OutboxProvider:
@@ -52,6 +53,10 @@ class OutboxProvider:
         return results
 
     async def send_batch(self, messages: Sequence[OutgoingMessage]) -> list[SendResult]:
+        if len(messages) <= INLINE_WRITES:
+            # A confirmation email or two: a thread hop costs more than the write, and a thread
+            # waiting for the GIL slows every request behind it.
+            return self._send_all(messages)
         return await asyncio.to_thread(self._send_all, messages)
 
     async def reconcile(self, messages: Sequence[OutgoingMessage]) -> dict[str, str | None]:
