@@ -41,11 +41,13 @@ from newsletter.editions import (
 from newsletter.headers import HeaderValueError
 from newsletter.importing import ImportFailed
 from newsletter.models import Comparison, Issue
+from newsletter.notices import NoticeKind, Notices
 from newsletter.preview import write_preview
 from newsletter.providers import make_provider
 from newsletter.render import RenderError, default_preheader, default_subject, masthead_from
 from newsletter.samples import load_samples
-from newsletter.subscriptions import add_active, count_by_status
+from newsletter.subscriber_files import CsvRefused, export_csv, import_csv, record_confirmations_sent
+from newsletter.subscriptions import add_active, count_by_status, paused_count, recent_event_counts
 from newsletter.views import IssueView
 
 app = typer.Typer(
@@ -381,15 +383,135 @@ def subscribers_add(
         )
 
 
+@subscribers_app.command("import")
+def subscribers_import(
+    path: Annotated[Path, typer.Argument(help="CSV with an 'email' column; other columns are ignored.")],
+    confirm: Annotated[
+        bool, typer.Option("--confirm", help="Add as pending and email each a confirmation.")
+    ] = False,
+    skip_invalid: Annotated[
+        bool, typer.Option("--skip-invalid", help="Import the valid rows, report the rest.")
+    ] = False,
+) -> None:
+    """Import a list: rows become active (you vouch for their consent) or pending with --confirm.
+
+    Readers who unsubscribed, bounced, complained or were erased are never added back."""
+    settings = load_settings()
+    engine = open_store(settings)
+    try:
+        with session_scope(engine) as session:
+            report = import_csv(
+                session, path, key=settings.signing_key(), confirm=confirm, skip_invalid=skip_invalid
+            )
+    except CsvRefused as refused:
+        errors.print(f"[bold red]import refused[/], nothing was stored: {refused.reason}", markup=True)
+        for problem in refused.problems[:50]:
+            errors.print(f"  {path}: {problem}", markup=False)
+        if len(refused.problems) > 50:
+            errors.print(f"  ... and {len(refused.problems) - 50} more")
+        if refused.problems:
+            errors.print("Fix those rows, or pass --skip-invalid to import the valid ones.")
+        raise typer.Exit(1) from None
+    state = "pending (confirmation emails follow)" if confirm else "active"
+    console.print(
+        f"{report.rows} row(s): {len(report.added)} added as {state}, "
+        f"{report.activated} pending made active, {report.already} already on the list, "
+        f"{report.duplicates} duplicate row(s) merged."
+    )
+    if report.not_reactivated:
+        console.print(f"{len(report.not_reactivated)} left earlier and were not reactivated.")
+    if report.erased:
+        console.print(f"{report.erased} were erased at their request and were not added.")
+    if report.skipped:
+        console.print(f"{len(report.skipped)} invalid row(s) skipped:")
+        for problem in report.skipped[:50]:
+            console.print(f"  {problem}", markup=False)
+    if confirm and report.to_confirm:
+        sent = asyncio.run(send_confirmations(settings, engine, report.to_confirm))
+        console.print(f"Sent {sent} confirmation email(s) through {settings.provider}.")
+
+
+async def send_confirmations(settings: Settings, engine: Engine, readers: list[tuple[int, str]]) -> int:
+    """Confirmation emails in provider-sized batches; each batch is recorded once the provider took it."""
+    notices = Notices(settings)
+    provider = make_provider(settings)
+    sent = 0
+    try:
+        for start in range(0, len(readers), provider.max_batch):
+            batch = readers[start : start + provider.max_batch]
+            messages = [notices.message(NoticeKind.CONFIRM, subscriber_id=i, email=e) for i, e in batch]
+            results = await provider.send_batch(messages)
+            accepted = [sid for (sid, _), result in zip(batch, results, strict=True) if result.accepted]
+            with session_scope(engine) as session:
+                record_confirmations_sent(session, accepted, "import")
+            sent += len(accepted)
+    finally:
+        await provider.aclose()
+    return sent
+
+
+@subscribers_app.command("export")
+def subscribers_export(
+    out: Annotated[
+        Path | None, typer.Option("--out", "-o", help="CSV file to write; default: standard output.")
+    ] = None,
+) -> None:
+    """Every reader with an address as CSV: email, status, subscribed_at and more."""
+    settings = load_settings()
+    engine = open_store(settings)
+    with session_scope(engine) as session:
+        if out is None:
+            export_csv(session, sys.stdout)
+            return
+        with out.open("w", encoding="utf-8", newline="") as handle:
+            count = export_csv(session, handle)
+    errors.print(f"wrote {count} reader(s) to {out}")
+
+
 @subscribers_app.command("stats")
 def subscribers_stats() -> None:
-    """How many readers are in each state."""
+    """Readers per state, and what happened in the last seven days."""
     settings = load_settings()
     engine = open_store(settings)
     with session_scope(engine) as session:
         counts = count_by_status(session)
-    console.print(
-        ", ".join(f"{status}: {count}" for status, count in sorted(counts.items())) or "No subscribers."
+        recent = recent_event_counts(session, days=7)
+        paused = paused_count(session)
+    table = Table(title="Readers")
+    table.add_column("state")
+    table.add_column("count", justify="right")
+    for status, count in sorted(counts.items()):
+        table.add_row(status, str(count))
+    table.add_row("of the active: paused", str(paused))
+    console.print(table if counts else "No subscribers.")
+    if recent:
+        console.print(
+            "Last 7 days: " + ", ".join(f"{kind} {count}" for kind, count in sorted(recent.items()))
+        )
+
+
+@app.command()
+def serve(
+    host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port to listen on.")] = 8000,
+) -> None:
+    """Run the readers' web app (signup, confirm, unsubscribe, preferences, votes) on uvicorn."""
+    import uvicorn
+
+    from newsletter.web import create_app
+
+    settings = load_settings()
+    engine = open_store(settings)
+    with refusals():
+        web_app = create_app(settings, engine)
+    uvicorn.run(
+        web_app,
+        host=host,
+        port=port,
+        proxy_headers=True,
+        forwarded_allow_ips=settings.trusted_proxies,
+        server_header=False,
+        log_level="info",
     )
 
 

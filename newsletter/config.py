@@ -7,6 +7,7 @@ the defaults below, which are the embedded default: a SQLite file and a local ou
 from __future__ import annotations
 
 import os
+import re
 import secrets
 from functools import lru_cache
 from pathlib import Path
@@ -73,6 +74,26 @@ class Settings(BaseSettings):
         description="How long the signed links in an issue (unsubscribe, vote) stay valid.",
     )
     send_batch_size: int = Field(500, ge=1, le=10_000, description="Deliveries claimed and sent per batch.")
+    promise: str = Field(
+        "New AI tools ship daily. We compare them before you waste an afternoon.",
+        description="The one-line promise on the signup page.",
+    )
+    confirm_token_days: int = Field(7, ge=1, le=90, description="How long a confirmation link stays valid.")
+    signup_rate_per_client: str = Field(
+        "20/hour", description="Signups one client address may make, as COUNT/second|minute|hour|day."
+    )
+    signup_rate_per_address: str = Field(
+        "3/hour", description="Confirmation emails one address may be sent, as COUNT/second|minute|hour|day."
+    )
+    embed_origins: str = Field(
+        "", description="Comma-separated https origins whose pages may post the signup form (the embed)."
+    )
+    trusted_proxies: str = Field(
+        "127.0.0.1", description="Proxy addresses whose X-Forwarded-For is believed (comma-separated, or *)."
+    )
+    max_body_bytes: int = Field(
+        16_384, ge=1024, le=10_000_000, description="Largest request body the app reads."
+    )
 
     @field_validator("site_url")
     @classmethod
@@ -80,6 +101,20 @@ class Settings(BaseSettings):
         value = value.rstrip("/")
         if not value.startswith("https://") or len(value) <= len("https://"):
             raise ValueError("must be an absolute https:// URL (mail clients and spam filters expect https)")
+        return value
+
+    @field_validator("signup_rate_per_client", "signup_rate_per_address")
+    @classmethod
+    def _rate(cls, value: str) -> str:
+        parse_rate(value)
+        return value
+
+    @field_validator("embed_origins")
+    @classmethod
+    def _origins(cls, value: str) -> str:
+        for origin in _split(value):
+            if not re.fullmatch(r"https://[A-Za-z0-9.-]+(:\d+)?", origin):
+                raise ValueError(f"{origin!r} is not an origin like https://example.com")
         return value
 
     @field_validator("timezone")
@@ -109,6 +144,10 @@ class Settings(BaseSettings):
             raise ValueError(str(exc)) from exc
 
     @property
+    def embed_origin_set(self) -> frozenset[str]:
+        return frozenset(_split(self.embed_origins))
+
+    @property
     def zone(self) -> ZoneInfo:
         return ZoneInfo(self.timezone)
 
@@ -131,6 +170,21 @@ class Settings(BaseSettings):
                 'python -c "import secrets; print(secrets.token_urlsafe(48))"'
             )
         return _local_secret(self.secret_file).encode()
+
+
+RATE_UNITS = {"second": 1, "minute": 60, "hour": 3600, "day": 86400}
+
+
+def parse_rate(text: str) -> tuple[int, int]:
+    """`20/hour` -> (20, 3600): at most COUNT events per window of seconds."""
+    match = re.fullmatch(r"\s*(\d+)\s*/\s*(second|minute|hour|day)\s*", text)
+    if not match or int(match[1]) < 1:
+        raise ValueError(f"{text!r} is not a rate like 20/hour (second, minute, hour or day)")
+    return int(match[1]), RATE_UNITS[match[2]]
+
+
+def _split(value: str) -> list[str]:
+    return [part.strip().rstrip("/") for part in value.split(",") if part.strip()]
 
 
 def _local_secret(path: Path) -> str:

@@ -1,0 +1,161 @@
+"""The web app's guards: body size, CSRF for the signup form, rate limits, response headers."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import secrets
+import threading
+import time
+from collections import OrderedDict, deque
+
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+CSRF_COOKIE = "nl_csrf"
+CSRF_MAX_AGE = 6 * 3600
+
+SECURITY_HEADERS = [
+    # No scripts at all; inline styles only; forms post to this site alone; never framed.
+    (
+        b"content-security-policy",
+        b"default-src 'none'; style-src 'unsafe-inline'; img-src 'self' data:; form-action 'self'; "
+        b"frame-ancestors 'none'; base-uri 'none'",
+    ),
+    (b"x-content-type-options", b"nosniff"),
+    # Links carry tokens: never leak them to another site through the Referer header.
+    (b"referrer-policy", b"no-referrer"),
+    (b"x-frame-options", b"DENY"),
+]
+
+
+class BodyLimitMiddleware:
+    """Refuse request bodies over `limit` bytes with 413, whether announced or streamed."""
+
+    def __init__(self, app: ASGIApp, limit: int):
+        self.app, self.limit = app, limit
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        declared = dict(scope["headers"]).get(b"content-length")
+        if declared is not None and (not declared.isdigit() or int(declared) > self.limit):
+            await _plain(send, 413, f"Request body too large (at most {self.limit} bytes).")
+            return
+        seen = 0
+        answered = False
+
+        async def limited() -> Message:
+            nonlocal seen, answered
+            if answered:
+                return {"type": "http.disconnect"}
+            message = await receive()
+            if message["type"] == "http.request":
+                seen += len(message.get("body", b""))
+                if seen > self.limit:
+                    # Answer now; the app sees the client go away and whatever it says is dropped.
+                    answered = True
+                    await _plain(send, 413, f"Request body too large (at most {self.limit} bytes).")
+                    return {"type": "http.disconnect"}
+            return message
+
+        async def guarded(message: Message) -> None:
+            if not answered:
+                await send(message)
+
+        await self.app(scope, limited, guarded)
+
+
+class SecurityHeadersMiddleware:
+    def __init__(self, app: ASGIApp):
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+
+        async def with_headers(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                present = {name for name, _ in message["headers"]}
+                message["headers"] = list(message["headers"]) + [
+                    h for h in SECURITY_HEADERS if h[0] not in present
+                ]
+            await send(message)
+
+        await self.app(scope, receive, with_headers)
+
+
+async def _plain(send: Send, status: int, text: str) -> None:
+    body = text.encode()
+    headers = [
+        (b"content-type", b"text/plain; charset=utf-8"),
+        (b"content-length", str(len(body)).encode()),
+        (b"connection", b"close"),
+    ]
+    await send({"type": "http.response.start", "status": status, "headers": headers + SECURITY_HEADERS})
+    await send({"type": "http.response.body", "body": body})
+
+
+class CsrfGuard:
+    """Double-submit CSRF: a random cookie, and a form field that is an HMAC of it with an expiry.
+
+    The field cannot be made without the key, and the cookie (SameSite=Lax) is not sent with another
+    site's POST, so a forged cross-site form fails. Sites allowed to embed the form are let in by their
+    Origin header instead (see `origin_allowed`).
+    """
+
+    def __init__(self, key: bytes):
+        self._key = hashlib.sha256(b"newsletter/csrf/v1\x00" + key).digest()
+
+    @staticmethod
+    def new_cookie() -> str:
+        return secrets.token_urlsafe(24)
+
+    def token_for(self, cookie: str, now: float | None = None) -> str:
+        expires = int((now or time.time()) + CSRF_MAX_AGE)
+        return f"{expires}.{self._mac(cookie, expires)}"
+
+    def valid(self, cookie: str | None, token: str | None, now: float | None = None) -> bool:
+        if not cookie or not token or "." not in token or len(token) > 200:
+            return False
+        expires_text, mac = token.split(".", 1)
+        if not expires_text.isdigit() or int(expires_text) < (now or time.time()):
+            return False
+        return hmac.compare_digest(mac, self._mac(cookie, int(expires_text)))
+
+    def _mac(self, cookie: str, expires: int) -> str:
+        return hmac.new(self._key, f"{cookie}|{expires}".encode(), hashlib.sha256).hexdigest()[:32]
+
+
+def origin_allowed(origin: str | None, own: str, embed: frozenset[str]) -> bool:
+    """A POST whose Origin is this site or an allowed embedding site."""
+    return bool(origin) and origin != "null" and (origin == own or origin in embed)
+
+
+class SlidingWindowLimiter:
+    """At most `count` hits per key in any `window` seconds, in this process's memory.
+
+    Bounded: the least recently seen keys are dropped beyond `max_keys`, so a flood of addresses
+    cannot grow it without limit.
+    """
+
+    def __init__(self, count: int, window: int, max_keys: int = 100_000):
+        self.count, self.window, self.max_keys = count, window, max_keys
+        self._hits: OrderedDict[str, deque[float]] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def hit(self, key: str, now: float | None = None) -> int | None:
+        """Record a hit; None if allowed, else the seconds until the next one would be."""
+        now = time.monotonic() if now is None else now
+        with self._lock:
+            hits = self._hits.pop(key, None) or deque()
+            while hits and hits[0] <= now - self.window:
+                hits.popleft()
+            self._hits[key] = hits
+            if len(self._hits) > self.max_keys:
+                self._hits.popitem(last=False)
+            if len(hits) >= self.count:
+                return max(1, int(hits[0] + self.window - now) + 1)
+            hits.append(now)
+            return None

@@ -1,0 +1,128 @@
+"""A real `newsletter serve` process on 127.0.0.1 for integration and browser tests."""
+
+from __future__ import annotations
+
+import email
+import os
+import re
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from email import policy
+from pathlib import Path
+
+import httpx
+
+from tests.conftest import TEST_KEY
+
+
+@dataclass
+class Server:
+    url: str
+    directory: Path
+    env: dict[str, str]
+
+    @property
+    def outbox(self) -> Path:
+        return self.directory / "outbox"
+
+    @property
+    def database(self) -> Path:
+        return self.directory / "subscribers.db"
+
+    def cli(self, *args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "-m", "newsletter", *args],
+            cwd=self.directory,
+            env=self.env,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+
+    def mail_to(self, address: str, kind: str = "confirm", *, timeout: float = 10, count: int = 1):
+        """The newest message of `kind` sent to `address`, waiting for the app's background send."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            found = []
+            for path in sorted((self.outbox / kind).glob("*.eml"), key=lambda p: p.stat().st_mtime_ns):
+                message = email.message_from_bytes(path.read_bytes(), policy=policy.default)
+                if message["To"] == address:
+                    found.append(message)
+            if len(found) >= count:
+                return found[-1]
+            time.sleep(0.05)
+        raise AssertionError(f"no {kind} email to {address} within {timeout} s")
+
+    def mails_to(self, address: str, kind: str) -> int:
+        if not (self.outbox / kind).is_dir():
+            return 0
+        return sum(
+            1
+            for path in (self.outbox / kind).glob("*.eml")
+            if email.message_from_bytes(path.read_bytes(), policy=policy.default)["To"] == address
+        )
+
+
+def link_in(message, path_prefix: str) -> str:
+    """The first link in the text part that starts with the site URL and `path_prefix`."""
+    text = message.get_body(("plain",)).get_content()
+    match = re.search(rf"https://verdicts\.example\.com({re.escape(path_prefix)}[^\s]+)", text)
+    assert match, f"no {path_prefix} link in:\n{text}"
+    return match.group(1)
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+@contextmanager
+def running_server(directory: Path, **settings: str) -> Iterator[Server]:
+    """Init a store with the sample content in `directory`, then serve it until the block ends."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("NEWSLETTER_")}
+    env |= {
+        "NEWSLETTER_SECRET_KEY": TEST_KEY,
+        "NEWSLETTER_SIGNUP_RATE_PER_CLIENT": "10000/minute",
+        "NEWSLETTER_SIGNUP_RATE_PER_ADDRESS": "50/hour",
+    }
+    env |= {f"NEWSLETTER_{name.upper()}": value for name, value in settings.items()}
+    server = Server(url="", directory=directory, env=env)
+    init = server.cli("init", "--sample")
+    assert init.returncode == 0, init.stderr
+    port = free_port()
+    log = (directory / "serve.log").open("w")
+    process = subprocess.Popen(
+        [sys.executable, "-m", "newsletter", "serve", "--port", str(port)],
+        cwd=directory,
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
+    server.url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                if httpx.get(f"{server.url}/healthz", timeout=1).status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass
+            if process.poll() is not None or time.monotonic() > deadline:
+                raise AssertionError("the server did not start:\n" + (directory / "serve.log").read_text())
+            time.sleep(0.1)
+        yield server
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+        log.close()
+        if "Traceback" in (directory / "serve.log").read_text():
+            raise AssertionError("the server logged a traceback:\n" + (directory / "serve.log").read_text())
