@@ -5,14 +5,13 @@ ASCII subscriber address, the subject an editor's single line, the From a valida
 the .eml checks again, so a line break can never open a header of its own.
 
 The .eml is written by hand rather than through `email.message.EmailMessage`: the stdlib's pure-Python
-quoted-printable encoder and generator take about 6 ms for a 100 KB issue, `binascii.b2a_qp` (C)
-about 0.1 ms, and the outbox writes one file per reader. The tests parse every file back with the
-stdlib's parser.
+quoted-printable encoder and generator take about 6 ms for a 100 KB issue, and the outbox writes one
+file per reader; the bodies come pre-encoded (see `encoding`). The tests parse every file back with
+the stdlib's parser.
 """
 
 from __future__ import annotations
 
-import binascii
 import hashlib
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -20,6 +19,7 @@ from email.header import Header
 from email.utils import format_datetime, formataddr, parseaddr
 from typing import Protocol
 
+from newsletter.encoding import QUOTED_PRINTABLE, Codec
 from newsletter.headers import check_header_value
 
 ONE_CLICK = "List-Unsubscribe=One-Click"
@@ -29,7 +29,8 @@ CRLF = b"\r\n"
 class Content(Protocol):
     """The two bodies of a message. A personalised body may be built on each access (see
     `render.ReaderContent`), so a batch of messages does not hold a batch of 100 KB strings.
-    It may also offer `quoted_printable(subtype) -> bytes`, its body already encoded for the .eml."""
+    It may also offer `encoded(part, codec) -> bytes`: a body already in a wire encoding, built from
+    parts encoded once per issue."""
 
     @property
     def html(self) -> str: ...
@@ -82,6 +83,14 @@ class OutgoingMessage:
         return headers
 
 
+def encoded_body(message: OutgoingMessage, part: str, codec: Codec) -> bytes:
+    """`part` ("html" or "text") of the message in `codec`'s encoding, the cheap way when offered."""
+    encoded = getattr(message.content, "encoded", None)
+    if encoded is not None:
+        return encoded(part, codec)
+    return codec.encode(message.html if part == "html" else message.text)
+
+
 def make_message_id(tag: str, delivery_id: int, domain: str) -> str:
     """Deterministic per delivery, so a resent copy of the same delivery is recognisably the same message."""
     return f"<{tag}.{delivery_id}@{domain}>"
@@ -104,12 +113,8 @@ def to_eml(message: OutgoingMessage, sent_at: datetime) -> bytes:
     ]
     out = [f"{name}: {check_header_value(value, field=name)}".encode("ascii") for name, value in headers]
     out.append(b"")
-    encoded = getattr(message.content, "quoted_printable", None)
-    for subtype in ("plain", "html"):
-        if encoded is not None:
-            body = encoded(subtype)
-        else:
-            body = quoted_printable(message.text if subtype == "plain" else message.html)
+    for subtype, part in (("plain", "text"), ("html", "html")):
+        body = encoded_body(message, part, QUOTED_PRINTABLE)
         out += [
             f"--{boundary}".encode(),
             f'Content-Type: text/{subtype}; charset="utf-8"'.encode(),
@@ -119,58 +124,6 @@ def to_eml(message: OutgoingMessage, sent_at: datetime) -> bytes:
         ]
     out += [f"--{boundary}--".encode(), b""]
     return CRLF.join(out)
-
-
-QP_LINE = 76  # RFC 2045: encoded lines of at most 76 characters, a soft break's "=" included
-SOFT_BREAK = b"=\r\n"
-
-
-def quoted_printable(text: str) -> bytes:
-    """UTF-8, CRLF line ends, lines of at most 76 characters, trailing spaces encoded."""
-    return _qp_segment(text, room=QP_LINE)
-
-
-def _qp_segment(text: str, *, room: int) -> bytes:
-    """Encode `text`; its last line keeps at most `room` characters (75 leaves space for a soft break)."""
-    data = text.replace("\r\n", "\n").replace("\r", "\n").encode()
-    encoded = binascii.b2a_qp(data, quotetabs=False, istext=True, header=False).replace(b"\n", CRLF)
-    # b2a_qp writes 78 characters when it encodes a trailing space on a full line; break those too.
-    lines = encoded.split(CRLF)
-    out: list[bytes] = []
-    for index, line in enumerate(lines):
-        limit = room if index == len(lines) - 1 else QP_LINE
-        while len(line) > limit:
-            cut = limit - 1
-            while cut > 0 and b"=" in line[max(cut - 2, 0) : cut]:
-                cut -= 1  # never split an =XX escape
-            out.append(line[:cut] + b"=")
-            line = line[cut:]
-        out.append(line)
-    return CRLF.join(out)
-
-
-class QuotedPrintableTemplate:
-    """Literal parts encoded once; `fill` joins them with encoded values through soft line breaks.
-
-    Decoding gives literal0 + value0 + literal1 + ..., exactly as if the whole text were encoded, and
-    no line exceeds 76 characters: each segment's last line leaves room for the soft break's "=".
-    """
-
-    __slots__ = ("_literals",)
-
-    def __init__(self, literals: list[str]):
-        last = len(literals) - 1
-        self._literals = [
-            _qp_segment(lit, room=QP_LINE if i == last else QP_LINE - 1) for i, lit in enumerate(literals)
-        ]
-
-    def fill(self, values: list[str]) -> bytes:
-        if len(values) != len(self._literals) - 1:
-            raise ValueError(f"{len(values)} values for {len(self._literals) - 1} slots")
-        out = [self._literals[0]]
-        for value, literal in zip(values, self._literals[1:], strict=True):
-            out += [SOFT_BREAK, _qp_segment(value, room=QP_LINE - 1), SOFT_BREAK, literal]
-        return b"".join(out)
 
 
 def _unstructured(value: str) -> str:

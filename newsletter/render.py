@@ -22,7 +22,7 @@ from mjml import mjml2html
 from premailer import Premailer
 
 from newsletter import links
-from newsletter.mail import QuotedPrintableTemplate
+from newsletter.encoding import Codec, EncodedTemplate
 from newsletter.views import ComparisonView, IssueView, Masthead
 
 READER_FIELDS = ("token", "email")
@@ -55,14 +55,14 @@ class RenderError(RuntimeError):
 class Personalisable:
     """Compiled text split at reader-field markers; `fill` joins the parts with one reader's values."""
 
-    __slots__ = ("_parts", "_qp", "_slots", "fields")
+    __slots__ = ("_encoded", "_parts", "_slots", "fields")
 
     def __init__(self, text: str, marker: re.Pattern[str]):
         pieces = marker.split(text)  # literal, field, literal, field, ..., literal
         self._parts = pieces
         self._slots = tuple((index, pieces[index]) for index in range(1, len(pieces), 2))
         self.fields = frozenset(name for _, name in self._slots)
-        self._qp: QuotedPrintableTemplate | None = None
+        self._encoded: dict[str, EncodedTemplate] = {}
 
     def fill(self, values: Mapping[str, str]) -> str:
         parts = self._parts.copy()
@@ -70,12 +70,13 @@ class Personalisable:
             parts[index] = values[name]
         return "".join(parts)
 
-    def fill_quoted_printable(self, values: Mapping[str, str]) -> bytes:
-        """`fill(values)` already in its .eml transfer encoding: the literal parts are encoded once
-        per issue, so a reader costs a join instead of encoding 100 KB again."""
-        if self._qp is None:
-            self._qp = QuotedPrintableTemplate(self._parts[0::2])
-        return self._qp.fill([values[name] for _, name in self._slots])
+    def fill_encoded(self, values: Mapping[str, str], codec: Codec) -> bytes:
+        """`fill(values)` already in `codec`'s encoding: the literal parts are encoded once per issue,
+        so a reader costs a join instead of encoding 100 KB again."""
+        template = self._encoded.get(codec.name)
+        if template is None:
+            template = self._encoded[codec.name] = codec.template(self._parts[0::2])
+        return template.fill([values[name] for _, name in self._slots])
 
     def with_placeholders(self, placeholder: Callable[[str], str]) -> str:
         """The text with each field written in a provider's own substitution syntax."""
@@ -104,6 +105,16 @@ class RenderedMessage:
     def for_reader(self, *, token: str, email: str) -> ReaderContent:
         return ReaderContent(self, token, email)
 
+    def bodies_with(self, placeholder: Callable[[str], str]) -> tuple[str, str]:
+        """(html, text) with each reader field written in a provider's substitution syntax, for
+        providers that fill in per-recipient values themselves (the body then travels once per batch).
+        The HTML asks for `email_html` (escaped) and the text for `email`; see `ReaderContent.values`."""
+        html_names = {"token": "token", "email": "email_html"}
+        return (
+            self.html.fill({name: placeholder(html_names[name]) for name in self.html.fields}),
+            self.text.fill({name: placeholder(name) for name in self.text.fields}),
+        )
+
 
 class ReaderContent:
     """One reader's bodies, joined when read: a provider serialises a batch one message at a time, so
@@ -116,6 +127,18 @@ class ReaderContent:
         self._rendered, self._token, self._email = rendered, token, email
 
     @property
+    def rendered(self) -> RenderedMessage:
+        return self._rendered
+
+    def values(self) -> dict[str, str]:
+        """This reader's values for `RenderedMessage.bodies_with` placeholders."""
+        return {
+            "token": self._token,
+            "email": self._email,
+            "email_html": html.escape(self._email, quote=True),
+        }
+
+    @property
     def html(self) -> str:
         """The address is HTML-escaped for the HTML part."""
         return self._rendered.html.fill({"token": self._token, "email": html.escape(self._email, quote=True)})
@@ -124,12 +147,12 @@ class ReaderContent:
     def text(self) -> str:
         return self._rendered.text.fill({"token": self._token, "email": self._email})
 
-    def quoted_printable(self, subtype: str) -> bytes:
-        """The `plain` or `html` body, quoted-printable, for the .eml form (see `mail.to_eml`)."""
-        if subtype == "html":
+    def encoded(self, part: str, codec: Codec) -> bytes:
+        """The `html` or `text` body in `codec`'s wire encoding (see `encoding`)."""
+        if part == "html":
             escaped = html.escape(self._email, quote=True)
-            return self._rendered.html.fill_quoted_printable({"token": self._token, "email": escaped})
-        return self._rendered.text.fill_quoted_printable({"token": self._token, "email": self._email})
+            return self._rendered.html.fill_encoded({"token": self._token, "email": escaped}, codec)
+        return self._rendered.text.fill_encoded({"token": self._token, "email": self._email}, codec)
 
 
 class Renderer:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import email
+import json
 import quopri
 import random
 from datetime import UTC, datetime
@@ -10,8 +11,9 @@ from email import policy
 
 import pytest
 
+from newsletter.encoding import JSON_STRING, QuotedPrintableTemplate
 from newsletter.headers import HeaderValueError, normalise_email
-from newsletter.mail import FixedContent, OutgoingMessage, QuotedPrintableTemplate, to_eml
+from newsletter.mail import FixedContent, OutgoingMessage, encoded_body, to_eml
 
 SENT_AT = datetime(2026, 11, 30, 8, 0, tzinfo=UTC)
 
@@ -141,3 +143,32 @@ def test_personalised_eml_is_the_same_message_as_the_plain_path(samples, setting
     for subtype in ("plain", "html"):
         assert fast_mail.get_body((subtype,)).get_content() == slow_mail.get_body((subtype,)).get_content()
     assert "o&#x27;hara=x@example.com" in fast_mail.get_body(("html",)).get_content()
+
+
+@pytest.mark.parametrize("seed", range(20))
+def test_json_template_encoding_equals_encoding_the_filled_text(seed):
+    rng = random.Random(seed)
+    literals = [
+        "".join(rng.choice(ALPHABET + '"\\\x01/') for _ in range(rng.randrange(300))) for _ in range(4)
+    ]
+    values = ["".join(rng.choice(ALPHABET + '"') for _ in range(rng.randrange(1, 40))) for _ in range(3)]
+    filled = "".join(part for pair in zip(literals, [*values, ""], strict=True) for part in pair)
+    encoded = JSON_STRING.template(literals).fill(values)
+    assert encoded == json.dumps(filled, ensure_ascii=False)[1:-1].encode()
+    assert json.loads(b'"' + encoded + b'"') == filled
+
+
+def test_a_personalised_body_encodes_like_its_plain_text(samples, settings):
+    from newsletter.personalise import IssueMailer
+    from newsletter.render import Renderer
+    from tests.test_render import issue_of
+
+    rendered = Renderer().render_issue(issue_of(samples[:1], settings))
+    message = IssueMailer(rendered, settings, tag="t", expires_at=2_000_000_000).message(
+        delivery_id=1, subscriber_id=1, email="a&b@example.com"
+    )
+    for part in ("html", "text"):
+        plain = getattr(message, part)
+        assert (
+            encoded_body(message, part, JSON_STRING) == json.dumps(plain, ensure_ascii=False)[1:-1].encode()
+        )
