@@ -41,8 +41,8 @@ class Settings(BaseSettings):
         "development", description="`production` refuses to start without an explicit secret key."
     )
     database_url: str = Field("sqlite:///subscribers.db", description="Any SQLAlchemy URL.")
-    provider: Literal["outbox"] = Field(
-        "outbox", description="Where messages go: `outbox` writes .eml files."
+    provider: Literal["outbox", "smtp", "postmark", "resend", "sendgrid", "mailgun"] = Field(
+        "outbox", description="Where messages go: `outbox` writes .eml files; the others are real services."
     )
     outbox_dir: Path = Field(Path("outbox"), description="Directory of the outbox provider's .eml files.")
     site_url: str = Field(
@@ -73,7 +73,12 @@ class Settings(BaseSettings):
         le=3650,
         description="How long the signed links in an issue (unsubscribe, vote) stay valid.",
     )
-    send_batch_size: int = Field(500, ge=1, le=10_000, description="Deliveries claimed and sent per batch.")
+    send_batch_size: int | None = Field(
+        None,
+        ge=1,
+        le=10_000,
+        description="Deliveries per provider request; default: what suits the provider.",
+    )
     promise: str = Field(
         "New AI tools ship daily. We compare them before you waste an afternoon.",
         description="The one-line promise on the signup page.",
@@ -93,6 +98,58 @@ class Settings(BaseSettings):
     )
     max_body_bytes: int = Field(
         16_384, ge=1024, le=10_000_000, description="Largest request body the app reads."
+    )
+    api_base_url: str | None = Field(
+        None, description="Send to this base URL instead of the provider's own (a local emulator, staging)."
+    )
+    smtp_url: str | None = Field(
+        None, description="smtp://host:port, smtp+starttls://... or smtps://... (user:password@ allowed)."
+    )
+    postmark_server_token: str | None = Field(
+        None, validation_alias="POSTMARK_SERVER_TOKEN", description="Postmark server API token."
+    )
+    postmark_stream: str = Field(
+        "broadcast", description="Postmark message stream for issues (a broadcast one)."
+    )
+    resend_api_key: str | None = Field(None, validation_alias="RESEND_API_KEY", description="Resend API key.")
+    sendgrid_api_key: str | None = Field(
+        None, validation_alias="SENDGRID_API_KEY", description="SendGrid API key."
+    )
+    mailgun_api_key: str | None = Field(
+        None, validation_alias="MAILGUN_API_KEY", description="Mailgun API key."
+    )
+    mailgun_domain: str | None = Field(
+        None, validation_alias="MAILGUN_DOMAIN", description="Mailgun sending domain."
+    )
+    send_concurrency: int = Field(
+        4, ge=1, le=64, description="Provider requests in flight at once during a send."
+    )
+    send_rate: float = Field(
+        0, ge=0, description="At most this many messages per second (0: no limit), for plans that cap it."
+    )
+    send_max_attempts: int = Field(
+        5, ge=1, le=20, description="Tries per batch on retryable errors before its rows are marked failed."
+    )
+    send_timeout: float = Field(60, gt=0, le=600, description="Seconds to wait for a provider's answer.")
+    unknown_outcome: Literal["resend", "assume-sent"] = Field(
+        "resend",
+        description="For providers that cannot be asked afterwards (SendGrid, SMTP): whether an interrupted "
+        "request's rows are sent again or taken as sent.",
+    )
+    postmark_webhook_user: str | None = Field(None, description="Basic-auth user in Postmark's webhook URL.")
+    postmark_webhook_password: str | None = Field(
+        None, description="Basic-auth password in Postmark's webhook URL."
+    )
+    resend_webhook_secret: str | None = Field(
+        None, validation_alias="RESEND_WEBHOOK_SECRET", description="Resend (Svix) signing secret, whsec_..."
+    )
+    sendgrid_webhook_public_key: str | None = Field(
+        None,
+        validation_alias="SENDGRID_WEBHOOK_PUBLIC_KEY",
+        description="SendGrid signed event webhook public key.",
+    )
+    mailgun_webhook_signing_key: str | None = Field(
+        None, validation_alias="MAILGUN_WEBHOOK_SIGNING_KEY", description="Mailgun webhook signing key."
     )
 
     @field_validator("site_url")

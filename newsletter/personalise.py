@@ -30,7 +30,11 @@ class IssueMailer:
     def token_for(self, subscriber_id: int) -> str:
         return self.signer.sign(READER_PURPOSE, subscriber_id, self.expires_at)
 
-    def message(self, *, delivery_id: int, subscriber_id: int, email: str) -> OutgoingMessage:
+    def message(
+        self, *, delivery_id: int, subscriber_id: int, email: str, batch: str | None = None
+    ) -> OutgoingMessage:
+        """`batch` names the request this message goes out in (the ledger's batch key); providers use
+        it as an idempotency key and to find the batch again after a crash."""
         token = self.token_for(subscriber_id)
         return OutgoingMessage(
             sender=self.sender,
@@ -41,5 +45,6 @@ class IssueMailer:
             unsubscribe_url=links.unsubscribe_url(self.site_url, token),
             list_id=self.list_id,
             tag=self.tag,
-            metadata={"issue": self.tag, "delivery": str(delivery_id), "subscriber": str(subscriber_id)},
+            metadata={"issue": self.tag, "delivery": str(delivery_id), "subscriber": str(subscriber_id)}
+            | ({"batch": batch} if batch else {}),
         )

@@ -23,6 +23,7 @@ INLINE_WRITES = 4
 class OutboxProvider:
     name = "outbox"
     max_batch = 1000
+    default_batch = 500
 
     def __init__(self, directory: Path):
         self.directory = Path(directory)

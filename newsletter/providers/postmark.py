@@ -1,0 +1,192 @@
+"""Postmark: `POST /email/batch` (at most 500 messages and 50 MB per request), and the outbound message
+search (`GET /messages/outbound`) to learn, after a crash, which messages of a batch it accepted.
+
+Postmark fills in no per-recipient values in a batch, so every message carries its own body; bodies
+arrive already JSON-encoded from the issue's cached parts (see `encoding`).
+"""
+
+from __future__ import annotations
+
+import json
+from collections import defaultdict
+from collections.abc import Sequence
+
+from newsletter.encoding import JSON_STRING
+from newsletter.mail import OutgoingMessage, encoded_body
+from newsletter.providers.base import (
+    Failure,
+    HttpProvider,
+    ProviderError,
+    SendResult,
+    json_array,
+    with_completed,
+)
+
+DEFAULT_BASE_URL = "https://api.postmarkapp.com"
+MAX_BATCH = 500
+MAX_REQUEST_BYTES = 50 * 1000 * 1000 * 95 // 100  # 5% under the stated 50 MB
+PERMANENT_CODES = {300: "invalid email request", 406: "inactive recipient"}
+FATAL_CODES = {
+    10: "bad server token",
+    400: "sender signature not found",
+    401: "sender signature not confirmed",
+    405: "not allowed to send (account suspended or out of credits)",
+    412: "account pending approval",
+    413: "recipient not allowed (pending approval)",
+    1235: "message stream not found",
+}
+SEARCH_PAGE = 500
+
+
+class PostmarkProvider(HttpProvider):
+    name = "postmark"
+    max_batch = MAX_BATCH
+    # Every message carries its ~100 KB body: 100 per request keeps requests near 10 MB, so a few in
+    # flight stay small in memory while the connection pool keeps the provider busy.
+    default_batch = 100
+
+    def __init__(
+        self,
+        token: str,
+        *,
+        base_url: str | None = None,
+        message_stream: str = "broadcast",
+        timeout: float = 60.0,
+        concurrency: int = 4,
+    ):
+        super().__init__(
+            base_url or DEFAULT_BASE_URL,
+            headers={"X-Postmark-Server-Token": token, "Content-Type": "application/json"},
+            timeout=timeout,
+            concurrency=concurrency,
+        )
+        self.message_stream = message_stream
+
+    def encode(self, message: OutgoingMessage) -> bytes:
+        """One message as Postmark JSON; the two bodies are spliced in pre-encoded."""
+        head = {
+            "From": message.sender,
+            "To": message.to,
+            "Subject": message.subject,
+            "Tag": message.tag,
+            "Headers": [{"Name": name, "Value": value} for name, value in message.list_headers().items()],
+            "Metadata": message.metadata,
+            "MessageStream": self.message_stream,
+            "TrackOpens": False,
+            "TrackLinks": "None",
+        }
+        prefix = json.dumps(head, ensure_ascii=False)[:-1].encode()
+        return b"".join(
+            (
+                prefix,
+                b',"HtmlBody":"',
+                encoded_body(message, "html", JSON_STRING),
+                b'","TextBody":"',
+                encoded_body(message, "text", JSON_STRING),
+                b'"}',
+            )
+        )
+
+    async def send_batch(self, messages: Sequence[OutgoingMessage]) -> list[SendResult]:
+        results: list[SendResult] = []
+        for chunk in self._chunks([(m, self.encode(m)) for m in messages]):
+            try:
+                results.extend(await self._send_chunk(chunk))
+            except ProviderError as error:
+                raise with_completed(error, dict(enumerate(results))) from None
+        return results
+
+    def _chunks(self, encoded: list[tuple[OutgoingMessage, bytes]]):
+        """Requests of at most 500 messages and MAX_REQUEST_BYTES each."""
+        chunk: list[tuple[OutgoingMessage, bytes]] = []
+        size = 2
+        for item in encoded:
+            if len(item[1]) + 2 > MAX_REQUEST_BYTES:
+                raise ProviderError(
+                    f"postmark: one message is {len(item[1]):,} bytes, over the request limit",
+                    failure=Failure.FATAL,
+                )
+            if chunk and (len(chunk) == MAX_BATCH or size + len(item[1]) + 1 > MAX_REQUEST_BYTES):
+                yield chunk
+                chunk, size = [], 2
+            chunk.append(item)
+            size += len(item[1]) + 1
+        if chunk:
+            yield chunk
+
+    async def _send_chunk(self, chunk: list[tuple[OutgoingMessage, bytes]]) -> list[SendResult]:
+        headers, body = json_array([encoded for _, encoded in chunk])
+        response = await self.request("POST", "/email/batch", content=body, headers=headers)
+        if response.status_code >= 400:
+            raise self._request_error(response)
+        answers = response.json()
+        if not isinstance(answers, list) or len(answers) != len(chunk):
+            raise ProviderError(
+                f"postmark: expected {len(chunk)} results, got {str(answers)[:200]}",
+                failure=Failure.AMBIGUOUS,
+            )
+        return [self._result(message, answer) for (message, _), answer in zip(chunk, answers, strict=True)]
+
+    @staticmethod
+    def _result(message: OutgoingMessage, answer: dict) -> SendResult:
+        code = answer.get("ErrorCode", -1)
+        if code == 0:
+            return SendResult(message.message_id, accepted=True, provider_message_id=answer.get("MessageID"))
+        reason = f"postmark {code}: {answer.get('Message', '')}".strip()
+        return SendResult(message.message_id, accepted=False, error=reason, permanent=code in PERMANENT_CODES)
+
+    def _request_error(self, response) -> ProviderError:
+        try:
+            data = response.json()
+            code, text = data.get("ErrorCode"), data.get("Message", "")
+        except ValueError:
+            code, text = None, response.text[:200]
+        known = FATAL_CODES.get(code)
+        reason = f"postmark {response.status_code}/{code}: {text}" + (f" ({known})" if known else "")
+        return ProviderError(reason, failure=Failure.FATAL, status=response.status_code)
+
+    def reason(self, response) -> str:
+        try:
+            data = response.json()
+            return f"{data.get('ErrorCode')}: {data.get('Message')}"
+        except ValueError:
+            return super().reason(response)
+
+    async def reconcile(self, messages: Sequence[OutgoingMessage]) -> dict[str, str | None]:
+        """Ask the outbound message search, per batch (its key is in each message's metadata)."""
+        by_batch: dict[tuple[str, str], list[OutgoingMessage]] = defaultdict(list)
+        for message in messages:
+            by_batch[(message.tag, message.metadata.get("batch", ""))].append(message)
+        accepted: dict[str, str | None] = {}
+        for (tag, batch), group in by_batch.items():
+            found = await self._search(tag, batch)
+            for message in group:
+                key = message.metadata.get("delivery")
+                if key in found:
+                    accepted[message.message_id] = found[key]
+        return accepted
+
+    async def _search(self, tag: str, batch: str) -> dict[str, str]:
+        """delivery id -> Postmark MessageID for every message of one batch that Postmark has."""
+        found: dict[str, str] = {}
+        offset = 0
+        while True:
+            params = {
+                "count": SEARCH_PAGE,
+                "offset": offset,
+                "tag": tag,
+                "messagestream": self.message_stream,
+            }
+            if batch:
+                params["metadata_batch"] = batch
+            response = await self.request("GET", "/messages/outbound", params=params)
+            if response.status_code >= 400:
+                raise self._request_error(response)
+            page = response.json()
+            for item in page.get("Messages", []):
+                delivery = (item.get("Metadata") or {}).get("delivery")
+                if delivery:
+                    found[delivery] = item.get("MessageID")
+            offset += SEARCH_PAGE
+            if offset >= page.get("TotalCount", 0) or not page.get("Messages"):
+                return found
