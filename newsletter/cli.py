@@ -8,8 +8,9 @@ from __future__ import annotations
 
 import asyncio
 import sys
+import time
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated, NoReturn
@@ -27,7 +28,7 @@ from newsletter.config import ConfigError, Settings
 from newsletter.content import comparison_views, import_files
 from newsletter.curation import Week, pick
 from newsletter.db import create_schema, make_engine, session_scope, sqlite_path
-from newsletter.delivery import Sender, SendReport, ledger_counts
+from newsletter.delivery import SendAborted, Sender, SendReport
 from newsletter.editions import (
     ComposeOutcome,
     EditionError,
@@ -38,9 +39,13 @@ from newsletter.editions import (
     require_issue,
     set_overrides,
 )
+from newsletter.emulator import DEFAULT_TOKEN, Emulator, Faults, run
+from newsletter.events.intake import issue_event_counts
 from newsletter.headers import HeaderValueError
 from newsletter.importing import ImportFailed
-from newsletter.models import Comparison, Issue
+from newsletter.ledger import counts as ledger_counts
+from newsletter.ledger import failure_reasons, retry_failed
+from newsletter.models import Comparison, DeliveryStatus, Issue, IssueStatus
 from newsletter.notices import NoticeKind, Notices
 from newsletter.preview import write_preview
 from newsletter.providers import make_provider
@@ -292,41 +297,111 @@ def issue_send(week: WeekOption = None) -> None:
     print_send_report(report, settings)
 
 
+@issue_app.command("retry")
+def issue_retry(week: WeekOption = None) -> None:
+    """Send again to the readers whose delivery failed (after the provider recovered)."""
+    settings = load_settings()
+    engine = open_store(settings)
+    chosen = parse_week(week, settings)
+    with refusals():
+        with session_scope(engine) as session:
+            issue = require_issue(session, chosen)
+            if issue.status not in (IssueStatus.SENDING, IssueStatus.SENT):
+                fail(f"issue {issue.week} is {issue.status}; only a sent issue has failures to retry")
+            requeued = retry_failed(session, issue.id)
+            issue_id = issue.id
+        if not requeued:
+            console.print(f"Issue {chosen}: no failed delivery to retry.")
+            return
+        console.print(f"Retrying {requeued} failed deliveries of {chosen}.")
+        report = run_send(engine, settings, issue_id)
+    print_send_report(report, settings)
+
+
+@issue_app.command("status")
+def issue_status(week: WeekOption = None) -> None:
+    """The ledger and the provider events of a send: sent, failed by reason, suppressed, delivered,
+    bounced, complained, opened, clicked."""
+    settings = load_settings()
+    engine = open_store(settings)
+    chosen = parse_week(week, settings)
+    with refusals(), session_scope(engine) as session:
+        issue = require_issue(session, chosen)
+        counts = ledger_counts(session, issue.id)
+        reasons = failure_reasons(session, issue.id)
+        events = issue_event_counts(session, issue.id)
+    console.print(
+        f"[bold]Issue {issue.week}[/] · {issue.status}"
+        + (f" · sent at {issue.sent_at:%Y-%m-%d %H:%M} UTC" if issue.sent_at else "")
+    )
+    table = Table(show_header=True)
+    table.add_column("ledger")
+    table.add_column("rows", justify="right")
+    for status in DeliveryStatus:
+        table.add_row(status.value, str(counts.get(status, 0)))
+    console.print(table)
+    for reason, count in reasons:
+        console.print(f"  failed: {count} × {reason}", markup=False)
+    kinds = ("delivered", "bounced", "soft_bounced", "complained", "unsubscribed", "opened", "clicked")
+    console.print("Provider events: " + ", ".join(f"{kind} {events.get(kind, 0)}" for kind in kinds))
+
+
 def run_send(engine: Engine, settings: Settings, issue_id: int) -> SendReport:
+    """A send with a progress bar on a terminal, plain log lines otherwise."""
     provider = make_provider(settings)
     sender = Sender(engine, settings, provider)
-    if sys.stderr.isatty():
-        columns = (TextColumn("Sending"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn())
-        with Progress(*columns, console=errors, transient=True) as progress:
-            task = progress.add_task("send", total=None)
-            return asyncio.run(
-                sender.send(
-                    issue_id,
-                    on_progress=lambda done, total: progress.update(task, completed=done, total=total),
-                )
-            )
 
-    def log(done: int, total: int) -> None:
-        errors.print(f"sent {done} of {total}", markup=False)
+    async def go(on_progress) -> SendReport:
+        try:
+            return await sender.send(issue_id, on_progress=on_progress)
+        finally:
+            await provider.aclose()
 
-    return asyncio.run(sender.send(issue_id, on_progress=log))
+    try:
+        if sys.stderr.isatty():
+            columns = (TextColumn("Sending"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn())
+            with Progress(*columns, console=errors, transient=True) as progress:
+                task = progress.add_task("send", total=None)
+                return asyncio.run(go(lambda done, total: progress.update(task, completed=done, total=total)))
+        last = [0.0]
+
+        def log(done: int, total: int) -> None:
+            if done == total or time.monotonic() - last[0] >= 2:
+                last[0] = time.monotonic()
+                errors.print(f"{done} of {total} deliveries done", markup=False)
+
+        return asyncio.run(go(log))
+    except SendAborted as exc:
+        fail(
+            f"the send stopped: {exc}. Nothing was lost: the remaining readers are still queued; fix the "
+            "cause and run `newsletter issue send` again."
+        )
 
 
 def print_send_report(report: SendReport, settings: Settings) -> None:
-    if not (report.sent or report.failed_total or report.suppressed or report.reconciled):
+    if not (report.sent or report.failed_total or report.suppressed_total or report.reconciled):
         console.print(
             f"Issue {report.week}: nothing to send; {report.previously_sent} reader(s) already have it."
         )
         return
     console.print(
         f"Issue {report.week}: sent {report.sent} in {report.seconds:.2f} s ({report.rate:,.0f}/s) "
-        f"through {settings.provider}; suppressed {report.suppressed}; failed {report.failed_total}; "
+        f"through {settings.provider}; suppressed {report.suppressed_total}; failed {report.failed_total}; "
         f"{report.previously_sent} already had it"
-        + (f"; {report.reconciled} confirmed sent after an interrupted run" if report.reconciled else "")
+        + (
+            f"; {report.reconciled} confirmed with the provider after an interruption"
+            if report.reconciled
+            else ""
+        )
+        + (f"; {report.retries} batch retries" if report.retries else "")
         + "."
     )
+    for reason, count in report.suppressed.most_common():
+        console.print(f"  suppressed: {count} × {reason}", markup=False)
     for reason, count in report.failed.most_common():
         console.print(f"  failed: {count} × {reason}", markup=False)
+    if report.failed_total:
+        console.print("  Run `newsletter issue retry` once the cause is fixed.")
 
 
 @app.command()
@@ -488,6 +563,62 @@ def subscribers_stats() -> None:
         console.print(
             "Last 7 days: " + ", ".join(f"{kind} {count}" for kind, count in sorted(recent.items()))
         )
+
+
+@app.command()
+def emulator(
+    provider: Annotated[
+        str,
+        typer.Argument(
+            help="postmark, resend, sendgrid or mailgun (all are served; this one "
+            "is the one whose settings are printed)."
+        ),
+    ] = "postmark",
+    host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port to listen on.")] = 8025,
+    fail_rate: Annotated[
+        float, typer.Option(help="Share of send requests answered 429 or 500, unprocessed.")
+    ] = 0.0,
+    drop_rate: Annotated[
+        float, typer.Option(help="Share of send requests accepted, then the connection dropped.")
+    ] = 0.0,
+    latency_ms: Annotated[float, typer.Option(help="Delay before every answer.")] = 0.0,
+    answer_delay_ms: Annotated[
+        float, typer.Option(help="Delay between accepting and answering a send.")
+    ] = 0.0,
+    seed: Annotated[int | None, typer.Option(help="Seed for the injected faults, to repeat a run.")] = None,
+    token: Annotated[str, typer.Option(help="The API key / server token it accepts.")] = DEFAULT_TOKEN,
+) -> None:
+    """A local server that speaks the providers' APIs, records what it accepts and injects faults."""
+    if provider not in ("postmark", "resend", "sendgrid", "mailgun"):
+        fail(f"unknown provider {provider!r}; use postmark, resend, sendgrid or mailgun")
+    if not (0 <= fail_rate <= 1 and 0 <= drop_rate <= 1):
+        fail("--fail-rate and --drop-rate are shares between 0 and 1")
+    variable = {
+        "postmark": "POSTMARK_SERVER_TOKEN",
+        "resend": "RESEND_API_KEY",
+        "sendgrid": "SENDGRID_API_KEY",
+        "mailgun": "MAILGUN_API_KEY",
+    }[provider]
+    console.print(
+        f"Emulating {provider} on http://{host}:{port} (faults: fail {fail_rate:.0%}, drop {drop_rate:.0%}, "
+        f"latency {latency_ms:g} ms). Point the sender at it with:"
+    )
+    extra = " MAILGUN_DOMAIN=mg.example.com" if provider == "mailgun" else ""
+    console.print(
+        f"  NEWSLETTER_PROVIDER={provider} NEWSLETTER_API_BASE_URL=http://{host}:{port} "
+        f"{variable}={token}{extra}",
+        markup=False,
+    )
+    faults = Faults(
+        fail_rate=fail_rate,
+        drop_rate=drop_rate,
+        latency_ms=latency_ms,
+        answer_delay_ms=answer_delay_ms,
+        seed=seed,
+    )
+    with suppress(KeyboardInterrupt):
+        asyncio.run(run(host, port, Emulator(token=token, faults=faults)))
 
 
 @app.command()

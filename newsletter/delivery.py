@@ -1,42 +1,53 @@
-"""The delivery ledger and the send loop.
+"""The send: from the ledger to the provider with bounded concurrency, retries, a rate limit, and a
+reconciliation step wherever an outcome is unknown.
 
-The ledger holds one row per (issue, subscriber), written before anything is sent, and each row moves
-queued -> sending -> sent | failed | suppressed. A batch is marked `sending` and committed before its
-request goes out, so after a crash the rows whose outcome is unknown are exactly the `sending` ones;
-they are reconciled with the provider before anything is sent again. A finished send sends nothing.
+Every active reader gets the issue exactly once, whatever the network, the provider or the machine
+does, because:
+
+* a batch is committed as `sending`, under its own key, before its request goes out;
+* an answer that may hide a success (a timeout, a dropped connection, a 5xx) is reconciled with the
+  provider before anything is sent again, and so are the rows a killed process left `sending`;
+* a rerun sends only what the ledger says is still owed, and only one process sends an issue at a
+  time (the send lease).
+
+Where a provider offers no way to reconcile (SendGrid, SMTP) the window is the batches in flight at
+the moment of a crash; NEWSLETTER_UNKNOWN_OUTCOME says whether those are sent again or taken as sent.
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import json
+import random
 import time
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import timedelta
-from typing import NamedTuple
 
-from sqlalchemy import and_, exists, func, insert, literal, or_, update
 from sqlalchemy.engine import Engine
-from sqlmodel import Session, col, select
 
+from newsletter import ledger
 from newsletter.config import Settings
 from newsletter.db import session_scope
 from newsletter.editions import EditionError, issue_view, variant_comparisons
-from newsletter.models import (
-    Delivery,
-    DeliveryStatus,
-    Issue,
-    IssueStatus,
-    Subscriber,
-    SubscriberStatus,
-    utcnow,
-)
+from newsletter.ledger import Claimed
+from newsletter.mail import OutgoingMessage
+from newsletter.models import DeliveryStatus, Issue, IssueStatus, utcnow
 from newsletter.personalise import IssueMailer
-from newsletter.providers.base import Provider, SendResult
+from newsletter.providers.base import Failure, Provider, ProviderError, ReconcileUnsupported, SendResult
 from newsletter.render import Renderer
 
 ProgressCallback = Callable[[int, int], None]
+NO_MATCHING_CATEGORY = "nothing in the reader's categories this week"
+LEASE_SECONDS = 120.0
+BACKOFF_BASE, BACKOFF_CAP = 0.5, 30.0
+
+
+class SendAborted(RuntimeError):
+    """The provider refused the send as a whole (bad key, unverified sender...): the rest of the queue
+    is kept for a later `newsletter issue send`. The message says why."""
 
 
 @dataclass
@@ -45,11 +56,13 @@ class SendReport:
 
     week: str
     sent: int = 0
-    suppressed: int = 0
+    suppressed: Counter[str] = field(default_factory=Counter)
     failed: Counter[str] = field(default_factory=Counter)
     reconciled: int = 0
+    retries: int = 0
     previously_sent: int = 0
     seconds: float = 0.0
+    aborted: str | None = None
 
     @property
     def rate(self) -> float:
@@ -59,59 +72,115 @@ class SendReport:
     def failed_total(self) -> int:
         return sum(self.failed.values())
 
-
-def enqueue(session: Session, issue_id: int) -> int:
-    """Ledger rows for every active subscriber who has none for this issue yet; returns how many."""
-    now = utcnow()
-    already = exists().where(and_(Delivery.issue_id == issue_id, Delivery.subscriber_id == Subscriber.id))
-    source = select(
-        literal(issue_id),
-        Subscriber.id,
-        literal(DeliveryStatus.QUEUED.value),
-        literal(0),
-        literal(now),
-        literal(now),
-    ).where(Subscriber.status == SubscriberStatus.ACTIVE, ~already, not_paused(now))
-    columns = ["issue_id", "subscriber_id", "status", "attempts", "created_at", "updated_at"]
-    result = session.execute(insert(Delivery).from_select(columns, source))
-    return result.rowcount or 0
+    @property
+    def suppressed_total(self) -> int:
+        return sum(self.suppressed.values())
 
 
-def not_paused(now):
-    return or_(col(Subscriber.paused_until).is_(None), col(Subscriber.paused_until) <= now)
+class RateLimiter:
+    """A token bucket in messages per second; `acquire(n)` waits until n messages may go."""
+
+    def __init__(self, per_second: float):
+        self.rate = per_second
+        self.tokens = per_second
+        self.updated = time.monotonic()
+        self.lock = asyncio.Lock()
+
+    async def acquire(self, count: int) -> None:
+        if not self.rate:
+            return
+        async with self.lock:
+            while True:
+                now = time.monotonic()
+                self.tokens = min(max(self.rate, count), self.tokens + (now - self.updated) * self.rate)
+                self.updated = now
+                if self.tokens >= count:
+                    self.tokens -= count
+                    return
+                await asyncio.sleep((count - self.tokens) / self.rate)
 
 
-class Claimed(NamedTuple):
-    delivery_id: int
-    subscriber_id: int
-    email: str
-    categories: str | None
-
-
-NO_MATCHING_CATEGORY = "nothing in the reader's categories this week"
-
-
-def ledger_counts(session: Session, issue_id: int) -> dict[str, int]:
-    query = (
-        select(Delivery.status, func.count()).where(Delivery.issue_id == issue_id).group_by(Delivery.status)
-    )
-    return {status: count for status, count in session.exec(query)}
+def backoff(attempt: int, retry_after: float | None, rng: random.Random) -> float:
+    """Exponential back-off with full jitter; a provider's Retry-After is a floor."""
+    ceiling = min(BACKOFF_CAP, BACKOFF_BASE * 2 ** (attempt - 1))
+    delay = rng.uniform(0, ceiling)
+    return max(delay, retry_after) if retry_after is not None else delay
 
 
 class Sender:
     """Sends one issue to everyone in its ledger through one provider."""
 
     def __init__(
-        self, engine: Engine, settings: Settings, provider: Provider, renderer: Renderer | None = None
+        self,
+        engine: Engine,
+        settings: Settings,
+        provider: Provider,
+        renderer: Renderer | None = None,
+        *,
+        identity: str | None = None,
+        rng: random.Random | None = None,
     ):
         self.engine = engine
         self.settings = settings
         self.provider = provider
         self.renderer = renderer or Renderer()
-        self.batch_size = min(settings.send_batch_size, provider.max_batch)
+        self.batch_size = min(settings.send_batch_size or provider.default_batch, provider.max_batch)
+        self.identity = identity or ledger.sender_identity()
+        self.rng = rng or random.Random()  # noqa: S311  (jitter, not secrets)
+        self.rate = RateLimiter(settings.send_rate)
+        self._mailers: dict[str | None, IssueMailer | None] = {}
+        self._rendered: dict[tuple[int, ...], IssueMailer] = {}
 
     async def send(self, issue_id: int, *, on_progress: ProgressCallback | None = None) -> SendReport:
         started = time.perf_counter()
+        report, total = self._begin(issue_id)
+        if total is None:  # already sent: nothing to do
+            return report
+        try:
+            done = 0
+            if on_progress:
+                on_progress(done, total)
+            report.reconciled = await self._recover(issue_id, report)
+            stop = asyncio.Event()
+
+            async def worker() -> None:
+                nonlocal done
+                while not stop.is_set():
+                    batch, suppressed = ledger.claim(self.engine, issue_id, self.batch_size)
+                    report.suppressed.update(suppressed)
+                    if not batch:
+                        return
+                    try:
+                        await self._deliver(issue_id, batch, report)
+                    except SendAborted:
+                        stop.set()
+                        raise
+                    finally:
+                        done += len(batch) + sum(suppressed.values())
+                        if on_progress:
+                            on_progress(done, total)
+                    ledger.renew_lease(self.engine, issue_id, self.identity, LEASE_SECONDS)
+
+            async with _lease_heartbeat(self, issue_id):
+                outcomes = await asyncio.gather(
+                    *(worker() for _ in range(self.settings.send_concurrency)), return_exceptions=True
+                )
+            for outcome in outcomes:
+                if isinstance(outcome, SendAborted):
+                    report.aborted = str(outcome)
+                elif isinstance(outcome, BaseException):
+                    raise outcome
+            if report.aborted is None:
+                self._finish(issue_id)
+        finally:
+            ledger.release_lease(self.engine, issue_id, self.identity)
+            report.seconds = time.perf_counter() - started
+        if report.aborted:
+            raise SendAborted(report.aborted)
+        return report
+
+    def _begin(self, issue_id: int) -> tuple[SendReport, int | None]:
+        """Check the issue, take the lease, write the ledger; (report, rows to send) or (report, None)."""
         with session_scope(self.engine) as session:
             issue = session.get(Issue, issue_id)
             if issue is None:
@@ -120,47 +189,25 @@ class Sender:
             if issue.status == IssueStatus.CANCELLED:
                 raise EditionError(f"issue {issue.week} is cancelled; it will not be sent")
             if issue.status == IssueStatus.SENT:
-                report.previously_sent = ledger_counts(session, issue_id).get(DeliveryStatus.SENT, 0)
-                return report
+                report.previously_sent = ledger.counts(session, issue_id).get(DeliveryStatus.SENT, 0)
+                return report, None
+        try:
+            ledger.take_lease(self.engine, issue_id, self.identity, LEASE_SECONDS)
+        except ledger.LeaseTaken as exc:
+            raise EditionError(str(exc)) from exc
+        with session_scope(self.engine) as session:
+            issue = session.get(Issue, issue_id)
             now = utcnow()
             issue.approved_at = issue.approved_at or now
             issue.send_started_at = issue.send_started_at or now
             issue.status = IssueStatus.SENDING
             session.add(issue)
-            enqueue(session, issue_id)
-            counts = ledger_counts(session, issue_id)
+            ledger.enqueue(session, issue_id)
+            counts = ledger.counts(session, issue_id)
             report.previously_sent = counts.get(DeliveryStatus.SENT, 0)
-        self._mailers: dict[str | None, IssueMailer | None] = {}
-        self._rendered: dict[tuple[int, ...], IssueMailer] = {}
-        main = self._mailer_for(issue_id, None)
-        total = counts.get(DeliveryStatus.QUEUED, 0) + counts.get(DeliveryStatus.SENDING, 0)
-        done = 0
-        if on_progress:
-            on_progress(done, total)
-        report.reconciled = await self._reconcile(issue_id, main)
-        while batch := self._claim(issue_id):
-            sendable, unmatched = [], []
-            for row in batch:
-                mailer = self._mailer_for(issue_id, row.categories)
-                if mailer is None:
-                    unmatched.append(row.delivery_id)
-                else:
-                    message = mailer.message(
-                        delivery_id=row.delivery_id, subscriber_id=row.subscriber_id, email=row.email
-                    )
-                    sendable.append((row, message))
-            if unmatched:
-                self._suppress(unmatched, NO_MATCHING_CATEGORY)
-                report.suppressed += len(unmatched)
-            if sendable:
-                results = await self.provider.send_batch([message for _, message in sendable])
-                self._record([row for row, _ in sendable], results, report)
-            done += len(batch)
-            if on_progress:
-                on_progress(done, total)
-        self._finish(issue_id)
-        report.seconds = time.perf_counter() - started
-        return report
+        return report, counts.get(DeliveryStatus.QUEUED, 0) + counts.get(DeliveryStatus.SENDING, 0)
+
+    # --- messages ------------------------------------------------------------------------------------
 
     def _mailer_for(self, issue_id: int, categories: str | None) -> IssueMailer | None:
         """The compiled issue for readers with these categories (None: all), or None if the week has
@@ -183,129 +230,180 @@ class Sender:
         self._mailers[categories] = mailer
         return mailer
 
-    async def _reconcile(self, issue_id: int, mailer: IssueMailer) -> int:
-        """Rows left `sending` by a crash: ask the provider which it accepted, requeue the rest."""
-        with session_scope(self.engine) as session:
-            query = (
-                select(Delivery.id, Delivery.subscriber_id, Subscriber.email)
-                .join(Subscriber, col(Subscriber.id) == Delivery.subscriber_id)
-                .where(Delivery.issue_id == issue_id, Delivery.status == DeliveryStatus.SENDING)
-            )
-            stale = list(session.exec(query))
-        if not stale:
-            return 0
-        messages = {d: mailer.message(delivery_id=d, subscriber_id=s, email=e) for d, s, e in stale}
-        accepted = await self.provider.reconcile(list(messages.values()))
-        now = utcnow()
-        rows = []
-        for delivery_id, message in messages.items():
-            if message.message_id in accepted:
-                rows.append(
-                    {
-                        "id": delivery_id,
-                        "status": DeliveryStatus.SENT,
-                        "sent_at": now,
-                        "updated_at": now,
-                        "provider": self.provider.name,
-                        "provider_message_id": accepted[message.message_id],
-                    }
-                )
+    def _messages(
+        self, issue_id: int, batch: list[Claimed]
+    ) -> tuple[list[tuple[Claimed, OutgoingMessage]], list[int]]:
+        sendable, unmatched = [], []
+        for row in batch:
+            mailer = self._mailer_for(issue_id, row.categories)
+            if mailer is None:
+                unmatched.append(row.delivery_id)
             else:
-                rows.append({"id": delivery_id, "status": DeliveryStatus.QUEUED, "updated_at": now})
-        with session_scope(self.engine) as session:
-            session.execute(update(Delivery), rows)
-        return sum(1 for row in rows if row["status"] == DeliveryStatus.SENT)
-
-    def _claim(self, issue_id: int) -> list[Claimed]:
-        """The next queued rows, marked `sending` and committed before any request goes out.
-
-        Rows whose reader is no longer active or has paused since the ledger was written are
-        suppressed here, so unsubscribing stops the very next batch.
-        """
-        while True:
-            with session_scope(self.engine) as session:
-                query = (
-                    select(
-                        Delivery.id,
-                        Delivery.subscriber_id,
-                        Subscriber.email,
-                        Subscriber.categories,
-                        Subscriber.status,
-                        Subscriber.paused_until,
+                sendable.append(
+                    (
+                        row,
+                        mailer.message(
+                            delivery_id=row.delivery_id,
+                            subscriber_id=row.subscriber_id,
+                            email=row.email,
+                            batch=row.batch_key,
+                        ),
                     )
-                    .join(Subscriber, col(Subscriber.id) == Delivery.subscriber_id)
-                    .where(Delivery.issue_id == issue_id, Delivery.status == DeliveryStatus.QUEUED)
-                    .order_by(Delivery.id)
-                    .limit(self.batch_size)
                 )
-                rows = list(session.exec(query))
-                if not rows:
-                    return []
-                now = utcnow()
-                left = [r[0] for r in rows if r[4] != SubscriberStatus.ACTIVE]
-                paused = [r[0] for r in rows if r[4] == SubscriberStatus.ACTIVE and r[5] and r[5] > now]
-                batch = [
-                    Claimed(*r[:4])
-                    for r in rows
-                    if r[4] == SubscriberStatus.ACTIVE and not (r[5] and r[5] > now)
-                ]
-                for ids, reason in ((left, "reader no longer active"), (paused, "reader paused")):
-                    if ids:
-                        session.execute(
-                            update(Delivery)
-                            .where(col(Delivery.id).in_(ids))
-                            .values(status=DeliveryStatus.SUPPRESSED, last_error=reason, updated_at=now)
-                        )
-                if batch:
-                    session.execute(
-                        update(Delivery)
-                        .where(col(Delivery.id).in_([b.delivery_id for b in batch]))
-                        .values(status=DeliveryStatus.SENDING, attempts=Delivery.attempts + 1, updated_at=now)
+        return sendable, unmatched
+
+    # --- one batch --------------------------------------------------------------------------------------
+
+    async def _deliver(self, issue_id: int, batch: list[Claimed], report: SendReport) -> None:
+        pending, unmatched = self._messages(issue_id, batch)
+        if unmatched:
+            ledger.mark(self.engine, unmatched, DeliveryStatus.SUPPRESSED, NO_MATCHING_CATEGORY)
+            report.suppressed[NO_MATCHING_CATEGORY] += len(unmatched)
+        attempt = 0
+        while pending:
+            attempt += 1
+            await self.rate.acquire(len(pending))
+            try:
+                results = await self.provider.send_batch([message for _, message in pending])
+            except ProviderError as error:
+                if error.completed:  # earlier requests of this batch went through: record, never resend
+                    done = sorted(error.completed)
+                    self._record([pending[i] for i in done], [error.completed[i] for i in done], report)
+                    pending = [item for i, item in enumerate(pending) if i not in error.completed]
+                if error.failure == Failure.FATAL:
+                    ledger.mark(
+                        self.engine, [row.delivery_id for row, _ in pending], DeliveryStatus.QUEUED, None
                     )
-                    return batch
+                    raise SendAborted(str(error)) from error
+                if error.failure == Failure.AMBIGUOUS:
+                    pending = await self._settle(pending, report)
+                    if not pending:
+                        return
+                if attempt >= self.settings.send_max_attempts:
+                    ledger.mark(
+                        self.engine,
+                        [row.delivery_id for row, _ in pending],
+                        DeliveryStatus.FAILED,
+                        str(error),
+                        self.provider.name,
+                    )
+                    report.failed[_short(error)] += len(pending)
+                    return
+                report.retries += 1
+                await asyncio.sleep(backoff(attempt, error.retry_after, self.rng))
+                continue
+            self._record(pending, results, report)
+            return
 
-    def _suppress(self, delivery_ids: list[int], reason: str) -> None:
-        with session_scope(self.engine) as session:
-            session.execute(
-                update(Delivery)
-                .where(col(Delivery.id).in_(delivery_ids))
-                .values(status=DeliveryStatus.SUPPRESSED, last_error=reason, updated_at=utcnow())
-            )
+    async def _settle(
+        self, pending: list[tuple[Claimed, OutgoingMessage]], report: SendReport
+    ) -> list[tuple[Claimed, OutgoingMessage]]:
+        """After an ambiguous failure: record what the provider did accept; return what is still owed."""
+        try:
+            accepted = await self.provider.reconcile([message for _, message in pending])
+        except ReconcileUnsupported:
+            if self.settings.unknown_outcome == "assume-sent":
+                report.sent += ledger.mark_sent(
+                    self.engine,
+                    self.provider.name,
+                    [(row.delivery_id, None) for row, _ in pending],
+                    note="outcome unknown; assumed sent",
+                )
+                return []
+            return pending
+        except ProviderError:
+            return pending  # cannot tell now: keep the rows and let the retry loop try again
+        done = [
+            (row.delivery_id, accepted[message.message_id])
+            for row, message in pending
+            if message.message_id in accepted
+        ]
+        report.sent += ledger.mark_sent(self.engine, self.provider.name, done)
+        report.reconciled += len(done)
+        return [(row, message) for row, message in pending if message.message_id not in accepted]
 
-    def _record(self, batch: list[Claimed], results: list[SendResult], report: SendReport) -> None:
-        if len(results) != len(batch):
+    def _record(
+        self, pending: list[tuple[Claimed, OutgoingMessage]], results: list[SendResult], report: SendReport
+    ) -> None:
+        if len(results) != len(pending):
             raise RuntimeError(
-                f"{self.provider.name} answered {len(results)} results for {len(batch)} messages"
+                f"{self.provider.name} answered {len(results)} results for {len(pending)} messages"
             )
-        now = utcnow()
-        rows = []
-        for claimed, result in zip(batch, results, strict=True):
-            row = {"id": claimed.delivery_id, "updated_at": now, "provider": self.provider.name}
+        sent, permanent, failed = [], [], {}
+        for (row, _), result in zip(pending, results, strict=True):
             if result.accepted:
-                row |= {
-                    "status": DeliveryStatus.SENT,
-                    "sent_at": now,
-                    "provider_message_id": result.provider_message_id,
-                    "last_error": None,
-                }
-                report.sent += 1
+                sent.append((row.delivery_id, result.provider_message_id))
             elif result.permanent:
-                row |= {"status": DeliveryStatus.SUPPRESSED, "last_error": result.error}
-                report.suppressed += 1
+                permanent.append((row.delivery_id, row.subscriber_id, result.error or "permanent failure"))
             else:
-                row |= {"status": DeliveryStatus.FAILED, "last_error": result.error}
-                report.failed[result.error or "unknown error"] += 1
-            rows.append(row)
-        with session_scope(self.engine) as session:
-            session.execute(update(Delivery), rows)
+                failed.setdefault(result.error or "unknown error", []).append(row.delivery_id)
+        report.sent += ledger.mark_sent(self.engine, self.provider.name, sent)
+        ledger.suppress_readers(self.engine, permanent, f"{self.provider.name} send")
+        if permanent:
+            report.suppressed["permanent error for the address"] += len(permanent)
+        for reason, ids in failed.items():
+            ledger.mark(self.engine, ids, DeliveryStatus.FAILED, reason, self.provider.name)
+            report.failed[reason] += len(ids)
+
+    # --- after a crash ------------------------------------------------------------------------------
+
+    async def _recover(self, issue_id: int, report: SendReport) -> int:
+        """Rows a killed run left `sending`: ask the provider which it accepted, requeue the rest."""
+        confirmed = 0
+        for rows in ledger.in_flight(self.engine, issue_id).values():
+            pending, unmatched = self._messages(issue_id, rows)
+            ledger.mark(self.engine, unmatched, DeliveryStatus.SUPPRESSED, NO_MATCHING_CATEGORY)
+            try:
+                accepted = await self.provider.reconcile([message for _, message in pending])
+            except ReconcileUnsupported:
+                accepted = (
+                    {message.message_id: None for _, message in pending}
+                    if self.settings.unknown_outcome == "assume-sent"
+                    else {}
+                )
+            done = [
+                (row.delivery_id, accepted[message.message_id])
+                for row, message in pending
+                if message.message_id in accepted
+            ]
+            confirmed += ledger.mark_sent(self.engine, self.provider.name, done)
+            ledger.mark(
+                self.engine,
+                [row.delivery_id for row, message in pending if message.message_id not in accepted],
+                DeliveryStatus.QUEUED,
+                None,
+            )
+        return confirmed
 
     def _finish(self, issue_id: int) -> None:
         """The issue is sent once no row is queued or in flight; failed rows stay for a retry."""
         with session_scope(self.engine) as session:
-            counts = ledger_counts(session, issue_id)
+            counts = ledger.counts(session, issue_id)
             if counts.get(DeliveryStatus.QUEUED, 0) or counts.get(DeliveryStatus.SENDING, 0):
                 return
             issue = session.get(Issue, issue_id)
             issue.status = IssueStatus.SENT
-            issue.sent_at = utcnow()
+            issue.sent_at = issue.sent_at or utcnow()
             session.add(issue)
+
+
+def _short(error: ProviderError) -> str:
+    return str(error)[:200]
+
+
+@contextlib.asynccontextmanager
+async def _lease_heartbeat(sender: Sender, issue_id: int):
+    """Keep the send lease alive while batches are slow (a long back-off, a slow provider)."""
+
+    async def beat() -> None:
+        while True:
+            await asyncio.sleep(LEASE_SECONDS / 4)
+            ledger.renew_lease(sender.engine, issue_id, sender.identity, LEASE_SECONDS)
+
+    task = asyncio.create_task(beat())
+    try:
+        yield
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task

@@ -196,6 +196,8 @@ class Issue(SQLModel, table=True):
     approved_at: datetime | None = _time(nullable=True)
     send_started_at: datetime | None = _time(nullable=True)
     sent_at: datetime | None = _time(nullable=True)
+    sender: str | None = Field(default=None, max_length=120)  # holder of the send lease: host:pid:nonce
+    sender_lease_until: datetime | None = _time(nullable=True)
 
     @property
     def slug(self) -> str:
@@ -215,7 +217,11 @@ class IssueItem(SQLModel, table=True):
 
 
 class Delivery(SQLModel, table=True):
-    """The ledger: one row per (issue, subscriber), written before anything is sent."""
+    """The ledger: one row per (issue, subscriber), written before anything is sent.
+
+    `batch_key` names the request a row went out in: the idempotency key of that request, and what
+    reconciliation asks the provider about after a crash.
+    """
 
     __table_args__ = (
         UniqueConstraint("issue_id", "subscriber_id"),
@@ -226,10 +232,44 @@ class Delivery(SQLModel, table=True):
     issue_id: int = Field(foreign_key="issue.id")
     subscriber_id: int = Field(foreign_key="subscriber.id", index=True)
     status: str = Field(default=DeliveryStatus.QUEUED, max_length=20)
+    batch_key: str | None = Field(default=None, max_length=64, index=True)
+    claimed_at: datetime | None = _time(nullable=True)
     provider: str | None = Field(default=None, max_length=40)
-    provider_message_id: str | None = Field(default=None, max_length=200)
+    provider_message_id: str | None = Field(default=None, max_length=200, index=True)
     attempts: int = Field(default=0)
     last_error: str | None = Field(default=None, max_length=2000)
     created_at: datetime = _time(default=utcnow)
     updated_at: datetime = _time(default=utcnow)
     sent_at: datetime | None = _time(nullable=True)
+
+
+class EventKind(StrEnum):
+    """The one vocabulary every provider's events are normalised into."""
+
+    DELIVERED = "delivered"
+    BOUNCED = "bounced"  # permanent: the address is suppressed
+    SOFT_BOUNCED = "soft_bounced"  # temporary: nothing to do
+    COMPLAINED = "complained"  # marked as spam: the address is suppressed
+    UNSUBSCRIBED = "unsubscribed"
+    OPENED = "opened"
+    CLICKED = "clicked"
+    DEFERRED = "deferred"
+    OTHER = "other"
+
+
+class ProviderEvent(SQLModel, table=True):
+    """An event a provider reported about a message, stored once however often it is posted."""
+
+    __table_args__ = (UniqueConstraint("provider", "event_key"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    provider: str = Field(max_length=40)
+    event_key: str = Field(max_length=200)
+    kind: str = Field(max_length=20, index=True)
+    delivery_id: int | None = Field(default=None, foreign_key="delivery.id", index=True)
+    subscriber_id: int | None = Field(default=None, foreign_key="subscriber.id", index=True)
+    issue_id: int | None = Field(default=None, foreign_key="issue.id", index=True)
+    provider_message_id: str | None = Field(default=None, max_length=200)
+    detail: str | None = Field(default=None, max_length=1000)
+    occurred_at: datetime = _time()
+    received_at: datetime = _time(default=utcnow)

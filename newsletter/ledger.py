@@ -1,0 +1,292 @@
+"""The delivery ledger: one row per (issue, subscriber), and every move a row makes.
+
+queued -> sending (claimed, with a batch key, committed before the request goes out)
+        -> sent | failed (with the reason) | suppressed (the reader left, paused, bounced...)
+
+Each function is one short transaction, so the ledger is consistent whenever the process dies.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import socket
+from collections.abc import Iterable
+from datetime import datetime, timedelta
+from typing import NamedTuple
+
+from sqlalchemy import and_, exists, func, insert, literal, or_, update
+from sqlalchemy.engine import Engine
+from sqlmodel import Session, col, select
+
+from newsletter.db import session_scope
+from newsletter.models import (
+    Delivery,
+    DeliveryStatus,
+    Issue,
+    IssueStatus,
+    Subscriber,
+    SubscriberStatus,
+    utcnow,
+)
+from newsletter.subscriptions import record_event
+
+
+class Claimed(NamedTuple):
+    delivery_id: int
+    subscriber_id: int
+    email: str
+    categories: str | None
+    batch_key: str
+
+
+def not_paused(now: datetime):
+    return or_(col(Subscriber.paused_until).is_(None), col(Subscriber.paused_until) <= now)
+
+
+def enqueue(session: Session, issue_id: int) -> int:
+    """Ledger rows for every active, unpaused reader who has none for this issue yet; returns how many."""
+    now = utcnow()
+    already = exists().where(and_(Delivery.issue_id == issue_id, Delivery.subscriber_id == Subscriber.id))
+    source = select(
+        literal(issue_id),
+        Subscriber.id,
+        literal(DeliveryStatus.QUEUED.value),
+        literal(0),
+        literal(now),
+        literal(now),
+    ).where(Subscriber.status == SubscriberStatus.ACTIVE, ~already, not_paused(now))
+    columns = ["issue_id", "subscriber_id", "status", "attempts", "created_at", "updated_at"]
+    result = session.execute(insert(Delivery).from_select(columns, source))
+    return result.rowcount or 0
+
+
+def counts(session: Session, issue_id: int) -> dict[str, int]:
+    query = (
+        select(Delivery.status, func.count()).where(Delivery.issue_id == issue_id).group_by(Delivery.status)
+    )
+    return {status: count for status, count in session.exec(query)}
+
+
+def failure_reasons(session: Session, issue_id: int, limit: int = 10) -> list[tuple[str, int]]:
+    query = (
+        select(Delivery.last_error, func.count())
+        .where(Delivery.issue_id == issue_id, Delivery.status == DeliveryStatus.FAILED)
+        .group_by(Delivery.last_error)
+        .order_by(func.count().desc())
+        .limit(limit)
+    )
+    return [(reason or "unknown", count) for reason, count in session.exec(query)]
+
+
+def new_batch_key() -> str:
+    return secrets.token_hex(12)
+
+
+def claim(engine: Engine, issue_id: int, size: int) -> tuple[list[Claimed], dict[str, int]]:
+    """The next queued rows, marked `sending` under one new batch key and committed.
+
+    Rows whose reader is no longer active or has paused since the ledger was written are
+    suppressed instead, so unsubscribing stops the very next batch. Returns the claimed rows and how
+    many were suppressed for each reason.
+    """
+    suppressed: dict[str, int] = {}
+    while True:
+        with session_scope(engine) as session:
+            query = (
+                select(
+                    Delivery.id,
+                    Delivery.subscriber_id,
+                    Subscriber.email,
+                    Subscriber.categories,
+                    Subscriber.status,
+                    Subscriber.paused_until,
+                )
+                .join(Subscriber, col(Subscriber.id) == Delivery.subscriber_id)
+                .where(Delivery.issue_id == issue_id, Delivery.status == DeliveryStatus.QUEUED)
+                .order_by(Delivery.id)
+                .limit(size)
+            )
+            rows = list(session.exec(query))
+            if not rows:
+                return [], suppressed
+            now = utcnow()
+            key = new_batch_key()
+            left = [r[0] for r in rows if r[4] != SubscriberStatus.ACTIVE]
+            paused = [r[0] for r in rows if r[4] == SubscriberStatus.ACTIVE and r[5] and r[5] > now]
+            gone = set(left) | set(paused)
+            batch = [Claimed(r[0], r[1], r[2], r[3], key) for r in rows if r[0] not in gone]
+            for ids, reason in ((left, "reader no longer active"), (paused, "reader paused")):
+                if ids:
+                    _set(session, ids, status=DeliveryStatus.SUPPRESSED, last_error=reason, updated_at=now)
+                    suppressed[reason] = suppressed.get(reason, 0) + len(ids)
+            if batch:
+                _set(
+                    session,
+                    [b.delivery_id for b in batch],
+                    status=DeliveryStatus.SENDING,
+                    batch_key=key,
+                    claimed_at=now,
+                    attempts=Delivery.attempts + 1,
+                    updated_at=now,
+                )
+                return batch, suppressed
+
+
+def _set(session: Session, ids: list[int], **values) -> None:
+    session.execute(update(Delivery).where(col(Delivery.id).in_(ids)).values(**values))
+
+
+def in_flight(engine: Engine, issue_id: int) -> dict[str, list[Claimed]]:
+    """Rows left `sending` (by a crash), grouped by batch key, each group in claim order."""
+    with session_scope(engine) as session:
+        query = (
+            select(
+                Delivery.id,
+                Delivery.subscriber_id,
+                Subscriber.email,
+                Subscriber.categories,
+                Delivery.batch_key,
+            )
+            .join(Subscriber, col(Subscriber.id) == Delivery.subscriber_id)
+            .where(Delivery.issue_id == issue_id, Delivery.status == DeliveryStatus.SENDING)
+            .order_by(Delivery.id)
+        )
+        groups: dict[str, list[Claimed]] = {}
+        for row in session.exec(query):
+            claimed = Claimed(*row[:4], row[4] or "")
+            groups.setdefault(claimed.batch_key, []).append(claimed)
+    return groups
+
+
+def mark_sent(
+    engine: Engine, provider: str, accepted: Iterable[tuple[int, str | None]], note: str | None = None
+) -> int:
+    now = utcnow()
+    rows = [
+        {
+            "id": delivery_id,
+            "status": DeliveryStatus.SENT,
+            "sent_at": now,
+            "updated_at": now,
+            "provider": provider,
+            "provider_message_id": (message_id or "").strip("<>") or None,
+            "last_error": note,
+        }
+        for delivery_id, message_id in accepted
+    ]
+    if rows:
+        with session_scope(engine) as session:
+            session.execute(update(Delivery), rows)
+    return len(rows)
+
+
+def mark(
+    engine: Engine, ids: list[int], status: DeliveryStatus, reason: str | None, provider: str | None = None
+) -> None:
+    if ids:
+        with session_scope(engine) as session:
+            _set(
+                session,
+                ids,
+                status=status,
+                last_error=(reason or "")[:2000] or None,
+                updated_at=utcnow(),
+                **({"provider": provider} if provider else {}),
+            )
+
+
+def suppress_readers(engine: Engine, failures: list[tuple[int, int, str]], source: str) -> None:
+    """Permanent failures: the delivery is suppressed and the reader marked bounced, never retried."""
+    if not failures:
+        return
+    now = utcnow()
+    with session_scope(engine) as session:
+        _set(
+            session,
+            [delivery_id for delivery_id, _, _ in failures],
+            status=DeliveryStatus.SUPPRESSED,
+            updated_at=now,
+        )
+        for delivery_id, subscriber_id, reason in failures:
+            session.execute(
+                update(Delivery).where(Delivery.id == delivery_id).values(last_error=reason[:2000])
+            )
+            subscriber = session.get(Subscriber, subscriber_id)
+            if subscriber is not None and subscriber.status == SubscriberStatus.ACTIVE:
+                subscriber.status, subscriber.updated_at = SubscriberStatus.BOUNCED, now
+                session.add(subscriber)
+                record_event(session, subscriber, "bounced", source=source, detail=reason[:500])
+
+
+def retry_failed(session: Session, issue_id: int) -> int:
+    """Failed rows go back to the queue and the issue is sending again (`newsletter issue retry`)."""
+    result = session.execute(
+        update(Delivery)
+        .where(Delivery.issue_id == issue_id, Delivery.status == DeliveryStatus.FAILED)
+        .values(status=DeliveryStatus.QUEUED, batch_key=None, updated_at=utcnow())
+    )
+    requeued = result.rowcount or 0
+    if requeued:
+        session.execute(update(Issue).where(Issue.id == issue_id).values(status=IssueStatus.SENDING))
+    return requeued
+
+
+# --- the send lease: one sender per issue at a time ---------------------------------------------------
+
+
+def sender_identity() -> str:
+    return f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(3)}"
+
+
+class LeaseTaken(RuntimeError):
+    """Another process holds this issue's send lease."""
+
+
+def take_lease(engine: Engine, issue_id: int, me: str, seconds: float) -> None:
+    """Hold the issue's send lease, or raise LeaseTaken. A lease whose holder is a dead process on
+    this machine is taken over at once; one held elsewhere is taken over when it expires."""
+    now = utcnow()
+    with session_scope(engine) as session:
+        issue = session.get(Issue, issue_id)
+        holder, until = issue.sender, issue.sender_lease_until
+        if holder and holder != me and until and until > now and _alive(holder):
+            raise LeaseTaken(
+                f"issue {issue.week} is being sent by {holder} (lease until {until:%H:%M:%S} UTC)"
+            )
+        issue.sender, issue.sender_lease_until = me, now + timedelta(seconds=seconds)
+        session.add(issue)
+
+
+def renew_lease(engine: Engine, issue_id: int, me: str, seconds: float) -> bool:
+    with session_scope(engine) as session:
+        result = session.execute(
+            update(Issue)
+            .where(Issue.id == issue_id, Issue.sender == me)
+            .values(sender_lease_until=utcnow() + timedelta(seconds=seconds))
+        )
+        return bool(result.rowcount)
+
+
+def release_lease(engine: Engine, issue_id: int, me: str) -> None:
+    with session_scope(engine) as session:
+        session.execute(
+            update(Issue)
+            .where(Issue.id == issue_id, Issue.sender == me)
+            .values(sender=None, sender_lease_until=None)
+        )
+
+
+def _alive(holder: str) -> bool:
+    """False only when the holder is a process on this machine that no longer runs."""
+    host, _, rest = holder.partition(":")
+    pid_text = rest.split(":", 1)[0]
+    if host != socket.gethostname() or not pid_text.isdigit():
+        return True
+    try:
+        os.kill(int(pid_text), 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
