@@ -33,6 +33,7 @@ from newsletter.web.security import (
 )
 
 log = logging.getLogger("newsletter.web")
+WEBHOOK_BODY_LIMIT = 5 * 1024 * 1024
 
 REASONS = {
     400: "Bad request",
@@ -96,10 +97,11 @@ def create_app(settings: Settings, engine: Engine | None = None, provider: Provi
         title=settings.name, docs_url=None, redoc_url=None, openapi_url="/api/openapi.json", lifespan=lifespan
     )
     app.state.web = state
-    from newsletter.web import api, pages
+    from newsletter.web import api, pages, webhooks  # the routes need this module's names
 
     app.include_router(pages.router)
     app.include_router(api.router)
+    app.include_router(webhooks.router)
     app.add_exception_handler(StarletteHTTPException, _http_error)
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.add_exception_handler(Exception, _unexpected_error)
@@ -111,16 +113,19 @@ def create_app(settings: Settings, engine: Engine | None = None, provider: Provi
             allow_headers=["content-type"],
             max_age=3600,
         )
-    app.add_middleware(BodyLimitMiddleware, limit=settings.max_body_bytes)
+    app.add_middleware(
+        BodyLimitMiddleware,
+        limit=settings.max_body_bytes,
+        larger={"/webhooks/": max(settings.max_body_bytes, WEBHOOK_BODY_LIMIT)},
+    )
     app.add_middleware(SecurityHeadersMiddleware)
     return app
 
 
 def wants_json(request: Request) -> bool:
     accept = request.headers.get("accept", "")
-    return request.url.path.startswith("/api/") or (
-        "application/json" in accept and "text/html" not in accept
-    )
+    machine = request.url.path.startswith(("/api/", "/webhooks/"))
+    return machine or ("application/json" in accept and "text/html" not in accept)
 
 
 def error_response(

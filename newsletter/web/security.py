@@ -29,18 +29,22 @@ SECURITY_HEADERS = [
 
 
 class BodyLimitMiddleware:
-    """Refuse request bodies over `limit` bytes with 413, whether announced or streamed."""
+    """Refuse request bodies over `limit` bytes with 413, whether announced or streamed. Paths under
+    a prefix in `larger` get that limit instead (providers post batches of events)."""
 
-    def __init__(self, app: ASGIApp, limit: int):
-        self.app, self.limit = app, limit
+    def __init__(self, app: ASGIApp, limit: int, larger: dict[str, int] | None = None):
+        self.app, self.default, self.larger = app, limit, larger or {}
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
+        limit = next(
+            (size for prefix, size in self.larger.items() if scope["path"].startswith(prefix)), self.default
+        )
         declared = dict(scope["headers"]).get(b"content-length")
-        if declared is not None and (not declared.isdigit() or int(declared) > self.limit):
-            await _plain(send, 413, f"Request body too large (at most {self.limit} bytes).")
+        if declared is not None and (not declared.isdigit() or int(declared) > limit):
+            await _plain(send, 413, f"Request body too large (at most {limit} bytes).")
             return
         seen = 0
         answered = False
@@ -52,10 +56,10 @@ class BodyLimitMiddleware:
             message = await receive()
             if message["type"] == "http.request":
                 seen += len(message.get("body", b""))
-                if seen > self.limit:
+                if seen > limit:
                     # Answer now; the app sees the client go away and whatever it says is dropped.
                     answered = True
-                    await _plain(send, 413, f"Request body too large (at most {self.limit} bytes).")
+                    await _plain(send, 413, f"Request body too large (at most {limit} bytes).")
                     return {"type": "http.disconnect"}
             return message
 

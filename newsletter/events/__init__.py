@@ -1,0 +1,1 @@
+"""Events from the providers: verifying webhook signatures, normalising payloads, acting on them."""
