@@ -110,7 +110,7 @@ def main() -> None:
     expires = int(now.timestamp()) + 86400 * settings.link_token_days
     mailer = IssueMailer(rendered, settings, tag=view.slug, expires_at=expires)
     readers = [(n, n, f"reader{n}@example.com") for n in range(1, args.readers + 1)]
-    batch = settings.send_batch_size
+    batch = 500  # what the sender hands the outbox per batch
     t0 = time.perf_counter()
     size = 0
     for start in range(0, len(readers), batch):
