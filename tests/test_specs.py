@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import asyncio
 import email.parser
-import hashlib
 import email.policy
+import hashlib
 import json
 import secrets
 from pathlib import Path
