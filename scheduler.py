@@ -1,22 +1,16 @@
-"""The long-running scheduler (APScheduler 3.x). Thin by design: jobs are built in newsletter.scheduling.
+"""The long-running scheduler: `python scheduler.py` (the same as `newsletter scheduler`).
 
-Until the scheduler lands (issue 5), this entry point explains itself and exits non-zero rather than
-pretending to schedule anything.
+Thin by design: the jobs, their triggers and the loop live in `newsletter.scheduling`.
 """
 
 from __future__ import annotations
 
-import sys
+from newsletter.cli import app
 
 
-def main() -> int:
-    print(
-        "scheduler.py: the weekly scheduler is not built yet; compose and send with "
-        "`newsletter issue compose` and `newsletter issue send`.",
-        file=sys.stderr,
-    )
-    return 2
+def main() -> None:
+    app(["scheduler"])
 
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    main()

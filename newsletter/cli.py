@@ -7,6 +7,7 @@ Exit codes: 0 done (or nothing to do), 1 refused (bad input, wrong state; the me
 from __future__ import annotations
 
 import asyncio
+import logging
 import sys
 import time
 from collections.abc import Iterator
@@ -24,6 +25,7 @@ from sqlalchemy import inspect
 from sqlalchemy.engine import Engine
 from sqlmodel import col, select
 
+from newsletter import scheduling
 from newsletter.config import ConfigError, Settings
 from newsletter.content import comparison_views, import_files
 from newsletter.curation import Week, pick
@@ -32,6 +34,8 @@ from newsletter.delivery import SendAborted, Sender, SendReport
 from newsletter.editions import (
     ComposeOutcome,
     EditionError,
+    approve,
+    cancel,
     compose,
     find_issue,
     issue_comparisons,
@@ -64,9 +68,11 @@ app = typer.Typer(
 issue_app = typer.Typer(help="Compose, inspect, edit and send the week's issue.", no_args_is_help=True)
 comparisons_app = typer.Typer(help="The comparisons in the store.", no_args_is_help=True)
 subscribers_app = typer.Typer(help="The readers on the list.", no_args_is_help=True)
+schedule_app = typer.Typer(help="The scheduler's jobs.", no_args_is_help=True)
 app.add_typer(issue_app, name="issue")
 app.add_typer(comparisons_app, name="comparisons")
 app.add_typer(subscribers_app, name="subscribers")
+app.add_typer(schedule_app, name="schedule")
 
 console = Console(highlight=False)
 errors = Console(stderr=True, highlight=False)
@@ -282,6 +288,29 @@ def issue_edit(
         view = issue_view(session, issue, settings)
     console.print(f"Subject:   {view.subject}", markup=False)
     console.print(f"Preheader: {view.preheader}", markup=False)
+
+
+@issue_app.command("approve")
+def issue_approve(week: WeekOption = None) -> None:
+    """Approve the week's draft for the scheduled send (after it renders and passes the checks)."""
+    settings = load_settings()
+    engine = open_store(settings)
+    chosen = parse_week(week, settings)
+    with refusals(), session_scope(engine) as session:
+        issue = approve(session, require_issue(session, chosen), settings)
+        status = issue.status
+    console.print(f"Issue {chosen} is {status}; the scheduler sends it at its next send run.")
+
+
+@issue_app.command("cancel")
+def issue_cancel(week: WeekOption = None) -> None:
+    """Cancel the week's draft or approved issue: it will never be sent."""
+    settings = load_settings()
+    engine = open_store(settings)
+    chosen = parse_week(week, settings)
+    with refusals(), session_scope(engine) as session:
+        cancel(session, require_issue(session, chosen))
+    console.print(f"Issue {chosen} is cancelled.")
 
 
 @issue_app.command("send")
@@ -619,6 +648,44 @@ def emulator(
     )
     with suppress(KeyboardInterrupt):
         asyncio.run(run(host, port, Emulator(token=token, faults=faults)))
+
+
+@app.command()
+def scheduler() -> None:
+    """The long-running scheduler (the same as `python scheduler.py`): compose, send, retry, purge and
+    resume on their crontab schedules; stops cleanly on SIGTERM or SIGINT."""
+    settings = load_settings()
+    engine = open_store(settings)
+    configure_logging(settings)
+    with refusals():
+        settings.signing_key()
+        make_provider(settings)
+        raise typer.Exit(scheduling.run(settings, engine))
+
+
+@schedule_app.command("show")
+def schedule_show() -> None:
+    """The jobs, their crontab schedules and their next run times (local time); changes nothing."""
+    settings = load_settings()
+    engine = open_store(settings)
+    rows = scheduling.planned(settings, engine)
+    table = Table(title=f"Scheduled jobs ({settings.timezone})")
+    for column in ("job", "schedule", "next run"):
+        table.add_column(column)
+    for row in rows:
+        table.add_row(*row)
+    console.print(table)
+
+
+def configure_logging(settings: Settings) -> None:
+    logging.basicConfig(
+        level=settings.log_level,
+        format="%(asctime)s %(levelname)-7s %(name)s: %(message)s",
+        stream=sys.stderr,
+        force=True,
+    )
+    logging.getLogger("apscheduler").setLevel(max(logging.INFO, logging.getLevelName(settings.log_level)))
+    logging.getLogger("httpx").setLevel(logging.WARNING)
 
 
 @app.command()

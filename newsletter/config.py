@@ -17,9 +17,12 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from newsletter.headers import HeaderValueError, check_header_value, parse_from_address
+from newsletter.crontab import parse_cron
+from newsletter.headers import HeaderValueError, check_header_value, normalise_email, parse_from_address
 
 MIN_SECRET_LENGTH = 32
+_LABEL = r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
+_HOST_NAME = re.compile(rf"{_LABEL}(?:\.{_LABEL})+")
 
 
 class ConfigError(RuntimeError):
@@ -93,6 +96,10 @@ class Settings(BaseSettings):
     embed_origins: str = Field(
         "", description="Comma-separated https origins whose pages may post the signup form (the embed)."
     )
+    allowed_link_hosts: str = Field(
+        "",
+        description="Comma-separated hosts an issue may link to besides the site's own (the link gate).",
+    )
     trusted_proxies: str = Field(
         "127.0.0.1", description="Proxy addresses whose X-Forwarded-For is believed (comma-separated, or *)."
     )
@@ -148,6 +155,34 @@ class Settings(BaseSettings):
         validation_alias="SENDGRID_WEBHOOK_PUBLIC_KEY",
         description="SendGrid signed event webhook public key.",
     )
+    compose_cron: str = Field(
+        "0 12 * * 5", description="When the week's draft is composed (crontab, local time)."
+    )
+    send_cron: str = Field("0 9 * * 1", description="When the approved issue is sent (crontab, local time).")
+    retry_cron: str = Field("30 * * * *", description="When failed deliveries of recent sends are retried.")
+    purge_cron: str = Field("15 3 * * *", description="When signups never confirmed in time are deleted.")
+    resume_cron: str = Field(
+        "*/10 * * * *", description="When sends interrupted by a stop or crash are resumed."
+    )
+    send_grace_hours: float = Field(
+        6, ge=0, le=168, description="A send run missed by longer than this is not made up for (stale news)."
+    )
+    resume_hours: float = Field(
+        48, ge=0, description="An interrupted send older than this is left to an editor."
+    )
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field(
+        "INFO", description="Log level of long-running processes."
+    )
+    auto_approve: bool = Field(
+        False, description="Approve each composed draft at once (no editor in the loop)."
+    )
+    editor_emails: str = Field(
+        "", description="Comma-separated editors to email when an issue is not approved at send time."
+    )
+    preview_url: str = Field(
+        "http://127.0.0.1:8001",
+        description="Base URL of the editors' preview (`newsletter preview`), for alerts.",
+    )
     mailgun_webhook_signing_key: str | None = Field(
         None, validation_alias="MAILGUN_WEBHOOK_SIGNING_KEY", description="Mailgun webhook signing key."
     )
@@ -172,6 +207,30 @@ class Settings(BaseSettings):
         for origin in _split(value):
             if not re.fullmatch(r"https://[A-Za-z0-9.-]+(:\d+)?", origin):
                 raise ValueError(f"{origin!r} is not an origin like https://example.com")
+        return value
+
+    @field_validator("allowed_link_hosts")
+    @classmethod
+    def _hosts(cls, value: str) -> str:
+        for host in _split(value):
+            if not _HOST_NAME.fullmatch(host):
+                raise ValueError(f"{host!r} is not a host name like docs.example.com")
+        return value
+
+    @field_validator("compose_cron", "send_cron", "retry_cron", "purge_cron", "resume_cron")
+    @classmethod
+    def _crontab(cls, value: str) -> str:
+        parse_cron(value, ZoneInfo("UTC"))
+        return value
+
+    @field_validator("editor_emails")
+    @classmethod
+    def _editors(cls, value: str) -> str:
+        for address in _split(value):
+            try:
+                normalise_email(address)
+            except HeaderValueError as exc:
+                raise ValueError(f"{address!r}: {exc}") from exc
         return value
 
     @field_validator("timezone")
@@ -199,6 +258,15 @@ class Settings(BaseSettings):
             return check_header_value(value, max_length=300)
         except HeaderValueError as exc:
             raise ValueError(str(exc)) from exc
+
+    @property
+    def editor_email_list(self) -> list[str]:
+        return [normalise_email(address) for address in _split(self.editor_emails)]
+
+    @property
+    def link_hosts(self) -> frozenset[str]:
+        """Hosts an issue's links may point to: the site's own and the allowed ones, lower-cased."""
+        return frozenset({self.site_host.lower(), *(h.lower() for h in _split(self.allowed_link_hosts))})
 
     @property
     def embed_origin_set(self) -> frozenset[str]:

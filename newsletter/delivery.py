@@ -20,6 +20,7 @@ import asyncio
 import contextlib
 import json
 import random
+import threading
 import time
 from collections import Counter
 from collections.abc import Callable
@@ -60,6 +61,7 @@ class SendReport:
     failed: Counter[str] = field(default_factory=Counter)
     reconciled: int = 0
     retries: int = 0
+    stopped: bool = False  # a shutdown asked it to stop: in-flight batches finished, the rest queued
     previously_sent: int = 0
     seconds: float = 0.0
     aborted: str | None = None
@@ -131,7 +133,15 @@ class Sender:
         self._mailers: dict[str | None, IssueMailer | None] = {}
         self._rendered: dict[tuple[int, ...], IssueMailer] = {}
 
-    async def send(self, issue_id: int, *, on_progress: ProgressCallback | None = None) -> SendReport:
+    async def send(
+        self,
+        issue_id: int,
+        *,
+        on_progress: ProgressCallback | None = None,
+        stop: threading.Event | None = None,
+    ) -> SendReport:
+        """Send what the ledger says is owed. Setting `stop` (a SIGTERM) ends the send after the
+        batches in flight: the ledger stays consistent and a later run finishes the job."""
         started = time.perf_counter()
         report, total = self._begin(issue_id)
         if total is None:  # already sent: nothing to do
@@ -141,11 +151,14 @@ class Sender:
             if on_progress:
                 on_progress(done, total)
             report.reconciled = await self._recover(issue_id, report)
-            stop = asyncio.Event()
+            halt = asyncio.Event()
 
             async def worker() -> None:
                 nonlocal done
-                while not stop.is_set():
+                while not halt.is_set():
+                    if stop is not None and stop.is_set():
+                        report.stopped = True
+                        return
                     batch, suppressed = ledger.claim(self.engine, issue_id, self.batch_size)
                     report.suppressed.update(suppressed)
                     if not batch:
@@ -153,7 +166,7 @@ class Sender:
                     try:
                         await self._deliver(issue_id, batch, report)
                     except SendAborted:
-                        stop.set()
+                        halt.set()
                         raise
                     finally:
                         done += len(batch) + sum(suppressed.values())
@@ -170,7 +183,7 @@ class Sender:
                     report.aborted = str(outcome)
                 elif isinstance(outcome, BaseException):
                     raise outcome
-            if report.aborted is None:
+            if report.aborted is None and not report.stopped:
                 self._finish(issue_id)
         finally:
             ledger.release_lease(self.engine, issue_id, self.identity)

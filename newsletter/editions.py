@@ -162,3 +162,36 @@ def issue_view(
         week_start=Week.parse(issue.week).monday,
         masthead=masthead_from(settings),
     )
+
+
+def approve(session: Session, issue: Issue, settings: Settings) -> Issue:
+    """draft -> approved, once the issue renders and passes the quality checks."""
+    if issue.status == IssueStatus.APPROVED:
+        return issue
+    if issue.status != IssueStatus.DRAFT:
+        raise EditionError(f"issue {issue.week} is {issue.status}; only a draft can be approved")
+    check_sendable(session, issue, settings)
+    issue.status, issue.approved_at, issue.updated_at = IssueStatus.APPROVED, utcnow(), utcnow()
+    session.add(issue)
+    return issue
+
+
+def check_sendable(session: Session, issue: Issue, settings: Settings) -> None:
+    """Raise EditionError unless the issue renders into something that can be sent."""
+    from newsletter.render import Renderer, RenderError
+
+    try:
+        Renderer().render_issue(issue_view(session, issue, settings))
+    except RenderError as exc:
+        raise EditionError(f"issue {issue.week} cannot be sent: {exc}") from exc
+
+
+def cancel(session: Session, issue: Issue) -> Issue:
+    """A draft or approved issue will never be sent; its week stays taken."""
+    if issue.status not in (IssueStatus.DRAFT, IssueStatus.APPROVED):
+        raise EditionError(
+            f"issue {issue.week} is {issue.status}; only a draft or approved issue can be cancelled"
+        )
+    issue.status, issue.updated_at = IssueStatus.CANCELLED, utcnow()
+    session.add(issue)
+    return issue

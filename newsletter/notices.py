@@ -116,3 +116,35 @@ class Notices:
             tag=kind.value,
             metadata={"kind": kind.value, "subscriber": str(subscriber_id)},
         )
+
+
+def _editor_copy(week: str, settings: Settings) -> Notice:
+    return Notice(
+        subject=f"[{settings.name}] Issue {week} is not approved: it was not sent",
+        preheader="The scheduled send found a draft. Review it and approve it to send it.",
+        heading=f"Issue {week} is waiting for your approval",
+        paragraphs=(
+            f"The scheduled send found issue {week} still a draft, so nothing went out.",
+            f"Review it in the preview, then run `newsletter issue approve --week {week}` and "
+            f"`newsletter issue send --week {week}`.",
+        ),
+        button="Open the preview",
+        footnote="You get this because your address is in NEWSLETTER_EDITOR_EMAILS.",
+    )
+
+
+def editor_alert(notices: Notices, *, week: str, email: str) -> OutgoingMessage:
+    """The email that tells an editor a scheduled send found a draft."""
+    settings = notices.settings
+    link = f"{settings.preview_url.rstrip('/')}/issues/{week}"
+    rendered = notices.renderer.render_notice(
+        _editor_copy(week, settings), masthead_from(settings), lambda _token: link
+    )
+    return OutgoingMessage(
+        sender=settings.from_address,
+        to=email,
+        subject=rendered.subject,
+        content=rendered.for_reader(token="", email=email),
+        message_id=f"<editor-alert.{week.lower()}.{secrets.token_hex(6)}@{notices.domain}>",
+        tag="editor-alert",
+    )
