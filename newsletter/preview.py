@@ -1,4 +1,8 @@
-"""An issue written to files for an editor: what one (preview) reader would receive."""
+"""An issue as one (preview) reader would receive it: for the editors' files, the studio and the gates.
+
+The preview reader is nobody: subscriber id 0 does not exist, so the signed links in a preview lead
+to a "no longer on the list" page and no real reader's address or token ever appears in one.
+"""
 
 from __future__ import annotations
 
@@ -6,14 +10,26 @@ import time
 from datetime import UTC, datetime
 from pathlib import Path
 
+from sqlmodel import Session
+
 from newsletter.config import Settings
-from newsletter.mail import to_eml
+from newsletter.content import comparison_views
+from newsletter.curation import Week, pick
+from newsletter.editions import find_issue, issue_view
+from newsletter.mail import OutgoingMessage, to_eml
 from newsletter.personalise import IssueMailer
-from newsletter.render import Renderer
+from newsletter.render import RenderedMessage, Renderer, default_preheader, default_subject, masthead_from
 from newsletter.views import IssueView
 
 PREVIEW_READER = "reader@example.com"
 PREVIEW_SUBSCRIBER_ID = 0  # no subscriber has id 0: the preview's personal links lead nowhere
+
+
+def preview_message(rendered: RenderedMessage, settings: Settings, tag: str) -> OutgoingMessage:
+    """The message the preview reader would get: both bodies filled in, the list headers set."""
+    expires = int(time.time()) + settings.link_token_days * 86400
+    mailer = IssueMailer(rendered, settings, tag=tag, expires_at=expires)
+    return mailer.message(delivery_id=0, subscriber_id=PREVIEW_SUBSCRIBER_ID, email=PREVIEW_READER)
 
 
 def write_preview(
@@ -21,12 +37,30 @@ def write_preview(
 ) -> list[Path]:
     """Write issue.html, issue.txt and issue.eml into `directory`; returns their paths."""
     rendered = (renderer or Renderer()).render_issue(view)
-    expires = int(time.time()) + settings.link_token_days * 86400
-    mailer = IssueMailer(rendered, settings, tag=view.slug, expires_at=expires)
-    message = mailer.message(delivery_id=0, subscriber_id=PREVIEW_SUBSCRIBER_ID, email=PREVIEW_READER)
+    message = preview_message(rendered, settings, view.slug)
     directory.mkdir(parents=True, exist_ok=True)
     paths = [directory / "issue.html", directory / "issue.txt", directory / "issue.eml"]
     paths[0].write_text(message.html, encoding="utf-8")
     paths[1].write_text(message.text, encoding="utf-8")
     paths[2].write_bytes(to_eml(message, datetime.now(UTC)))
     return paths
+
+
+def week_view(session: Session, week: Week, settings: Settings) -> IssueView | None:
+    """The week's issue, or if it has none yet the comparisons its draft would pick; None if neither."""
+    issue = find_issue(session, week)
+    if issue is not None:
+        return issue_view(session, issue, settings)
+    picks = pick(session, week, settings.zone, settings.issue_size)
+    if not picks:
+        return None
+    comparisons = tuple(comparison_views(session, picks, settings.site_url))
+    return IssueView(
+        week=week.label,
+        slug=week.label.lower(),
+        subject=default_subject(comparisons),
+        preheader=default_preheader(comparisons),
+        comparisons=comparisons,
+        week_start=week.monday,
+        masthead=masthead_from(settings),
+    )

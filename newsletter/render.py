@@ -174,12 +174,14 @@ class Renderer:
         self.env.filters["wrap"] = _wrap
         self.env.filters["verdict_word"] = lambda verdict: "Ship" if verdict == "ship" else "Skip"
 
-    def render_issue(self, issue: IssueView) -> RenderedMessage:
+    def render_issue(self, issue: IssueView, *, check_size: bool = True) -> RenderedMessage:
+        """The issue's bodies, compiled once. `check_size=False` is for the editors' preview and the
+        quality gates, which show an oversized issue with its size rather than refuse to show it."""
         nonce = secrets.token_hex(6)
         rendered = self._compile(
             "email/issue", self.issue_context(issue, nonce), nonce, issue.subject, issue.preheader
         )
-        if rendered.html.size > GMAIL_CLIP_BYTES:
+        if check_size and rendered.html.size > GMAIL_CLIP_BYTES:
             raise RenderError(
                 f"the HTML is {rendered.html.size:,} bytes; Gmail clips above {GMAIL_CLIP_BYTES:,} "
                 "and would hide the footer and unsubscribe link. Pick fewer comparisons."

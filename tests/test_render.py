@@ -11,6 +11,7 @@ import pytest
 
 import newsletter.render as render_module
 from newsletter.config import Settings
+from newsletter.curation import Week
 from newsletter.importing import ComparisonIn
 from newsletter.personalise import IssueMailer
 from newsletter.render import (
@@ -19,57 +20,22 @@ from newsletter.render import (
     RenderError,
     default_preheader,
     default_subject,
-    masthead_from,
     week_label,
 )
+from newsletter.samples import comparison_view, issue_from
 from newsletter.tokens import Signer
-from newsletter.views import ComparisonView, IssueView, ReviewView, Share, ToolView
+from newsletter.views import ComparisonView, IssueView
 
 SITE = "https://verdicts.example.com"
 
 
-def tool_view(data, reviews, votes) -> ToolView:
-    ship = sum(1 for r in reviews if r.verdict == "ship")
-    return ToolView(
-        slug=data.key,
-        name=data.name,
-        vendor=data.vendor,
-        category=data.category,
-        tagline=data.tagline,
-        description=data.description,
-        entry_price=data.entry_price,
-        url=data.url,
-        panel=Share(ship, len(reviews)),
-        community=Share(votes.ship, votes.ship + votes.skip),
-        reviews=tuple(ReviewView(r.reviewer, r.lens, r.verdict, r.quote) for r in reviews),
-    )
-
-
 def view_of(item: ComparisonIn) -> ComparisonView:
-    sides = {side: [r for r in item.reviews if r.tool == side] for side in ("left", "right")}
-    return ComparisonView(
-        slug=item.slug,
-        title=item.display_title,
-        dek=item.dek,
-        category=item.category or item.tools.left.category,
-        url=item.url or f"{SITE}/compare/{item.slug}",
-        left=tool_view(item.tools.left, sides["left"], item.community.left),
-        right=tool_view(item.tools.right, sides["right"], item.community.right),
-    )
+    return comparison_view(item, SITE)
 
 
 def issue_of(items, settings: Settings, **overrides) -> IssueView:
-    comparisons = tuple(view_of(item) for item in items)
-    fields = {
-        "week": "2026-W48",
-        "slug": "2026-w48",
-        "subject": default_subject(comparisons),
-        "preheader": default_preheader(comparisons),
-        "comparisons": comparisons,
-        "week_start": date(2026, 11, 23),
-        "masthead": masthead_from(settings),
-    } | overrides
-    return IssueView(**fields)
+    """An issue of `items` for 2026-W48 (Monday 23 November 2026)."""
+    return issue_from(items, settings, week=Week(2026, 48), **overrides)
 
 
 @pytest.fixture(scope="module")

@@ -12,9 +12,13 @@ from zoneinfo import ZoneInfo
 
 from sqlmodel import Session
 
+from newsletter import links
+from newsletter.config import Settings
 from newsletter.content import ImportSummary, store_comparisons
 from newsletter.curation import Week
-from newsletter.importing import ComparisonIn, parse_text
+from newsletter.importing import ComparisonIn, TallyIn, ToolIn, parse_text
+from newsletter.render import default_preheader, default_subject, masthead_from
+from newsletter.views import ComparisonView, IssueView, ReviewView, Share, ToolView
 
 SAMPLE_FILE = "comparisons.yaml"
 
@@ -40,3 +44,60 @@ def dated_into_week(items: list[ComparisonIn], now: datetime, zone: ZoneInfo) ->
 
 def load_samples(session: Session, zone: ZoneInfo, now: datetime) -> ImportSummary:
     return store_comparisons(session, dated_into_week(sample_comparisons(), now, zone), zone)
+
+
+# --- views straight from the files, without a store (the preview's sample issue, tests, benches) ---
+
+
+def comparison_view(item: ComparisonIn, site_url: str) -> ComparisonView:
+    """What the renderer would get for `item` once imported, with its figures, but with no store."""
+
+    def tool(data: ToolIn, side: str, votes: TallyIn) -> ToolView:
+        reviews = [r for r in item.reviews if r.tool == side]
+        return ToolView(
+            slug=data.key,
+            name=data.name,
+            vendor=data.vendor,
+            category=data.category,
+            tagline=data.tagline,
+            description=data.description,
+            entry_price=data.entry_price,
+            url=data.url,
+            panel=Share(sum(1 for r in reviews if r.verdict == "ship"), len(reviews)),
+            community=Share(votes.ship, votes.ship + votes.skip),
+            reviews=tuple(ReviewView(r.reviewer, r.lens, r.verdict, r.quote) for r in reviews),
+        )
+
+    return ComparisonView(
+        slug=item.slug,
+        title=item.display_title,
+        dek=item.dek,
+        category=item.category or item.tools.left.category,
+        url=item.url or links.comparison_page_url(site_url, item.slug),
+        left=tool(item.tools.left, "left", item.community.left),
+        right=tool(item.tools.right, "right", item.community.right),
+    )
+
+
+def issue_from(
+    items: list[ComparisonIn], settings: Settings, *, week: Week, slug: str | None = None, **overrides
+) -> IssueView:
+    """An issue of `items` as it would be composed for `week`, with generated subject and preheader."""
+    comparisons = tuple(comparison_view(item, settings.site_url) for item in items)
+    fields = {
+        "week": week.label,
+        "slug": slug or week.label.lower(),
+        "subject": default_subject(comparisons),
+        "preheader": default_preheader(comparisons),
+        "comparisons": comparisons,
+        "week_start": week.monday,
+        "masthead": masthead_from(settings),
+    } | overrides
+    return IssueView(**fields)
+
+
+def sample_issue(settings: Settings, now: datetime, count: int | None = None) -> IssueView:
+    """The packaged samples as this week's issue (at most `count`, default the issue size): what the
+    preview shows on an empty store, so a template can be worked on before any content exists."""
+    items = sample_comparisons()[: count or settings.issue_size]
+    return issue_from(items, settings, week=Week.containing(now, settings.zone), slug="sample")
