@@ -64,6 +64,17 @@ class WebState:
     pages: Environment
 
 
+def page_environment() -> Environment:
+    """Jinja for web pages (the readers' app and the editors' studio): autoescaped, strict."""
+    return Environment(
+        loader=FileSystemLoader(templates_dir()),
+        autoescape=select_autoescape(default_for_string=True, default=True),
+        undefined=StrictUndefined,
+        trim_blocks=True,
+        lstrip_blocks=True,
+    )
+
+
 def create_app(settings: Settings, engine: Engine | None = None, provider: Provider | None = None) -> FastAPI:
     key = settings.signing_key()
     renderer = Renderer()
@@ -77,13 +88,7 @@ def create_app(settings: Settings, engine: Engine | None = None, provider: Provi
         provider=provider or make_provider(settings),
         client_limiter=SlidingWindowLimiter(*parse_rate(settings.signup_rate_per_client)),
         per_address=parse_rate(settings.signup_rate_per_address),
-        pages=Environment(
-            loader=FileSystemLoader(templates_dir()),
-            autoescape=select_autoescape(default_for_string=True, default=True),
-            undefined=StrictUndefined,
-            trim_blocks=True,
-            lstrip_blocks=True,
-        ),
+        pages=page_environment(),
     )
 
     @asynccontextmanager
@@ -97,9 +102,10 @@ def create_app(settings: Settings, engine: Engine | None = None, provider: Provi
         title=settings.name, docs_url=None, redoc_url=None, openapi_url="/api/openapi.json", lifespan=lifespan
     )
     app.state.web = state
-    from newsletter.web import api, pages, webhooks  # the routes need this module's names
+    from newsletter.web import api, archive, pages, webhooks  # the routes need this module's names
 
     app.include_router(pages.router)
+    app.include_router(archive.router)
     app.include_router(api.router)
     app.include_router(webhooks.router)
     app.add_exception_handler(StarletteHTTPException, _http_error)

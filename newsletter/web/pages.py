@@ -183,7 +183,7 @@ def latest_issue(state: WebState) -> dict | None:
         if issue is None:
             return None
         view = issue_view(session, issue, state.settings)
-    return {"headline": view.subject, "url": f"/compare/{view.comparisons[0].slug}"}
+    return {"headline": view.subject, "url": f"/issues/{view.slug}"}
 
 
 @router.post("/subscribe")
