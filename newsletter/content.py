@@ -17,7 +17,7 @@ from sqlmodel import Session, col, select
 
 from newsletter.importing import ComparisonIn, ToolIn, parse_files, slugify
 from newsletter.models import Comparison, Review, Reviewer, Tool, Vote, utcnow
-from newsletter.views import ComparisonView, ReviewView, Share, ToolView
+from newsletter.views import ComparisonView, ReviewView, Share, ToolView, tool_view
 
 IMPORTED_VOTER_PREFIX = "site:"
 
@@ -202,21 +202,15 @@ def comparison_views(
     community = community_shares(session, ids)
     empty = Share(0, 0)
 
-    def tool_view(comparison: Comparison, tool_id: int) -> ToolView:
+    def view_of_tool(comparison: Comparison, tool_id: int) -> ToolView:
         tool = tools[tool_id]
         key = (comparison.id, tool_id)
-        return ToolView(
+        return tool_view(
+            tool,
             slug=tool.slug,
-            name=tool.name,
-            vendor=tool.vendor,
-            category=tool.category,
-            tagline=tool.tagline,
-            description=tool.description,
-            entry_price=tool.entry_price,
-            url=tool.url,
             panel=panel.get(key, empty),
             community=community.get(key, empty),
-            reviews=tuple(reviews[key]),
+            reviews=reviews[key],
         )
 
     return [
@@ -226,8 +220,8 @@ def comparison_views(
             dek=c.dek,
             category=c.category,
             url=c.url or f"{site_url}/compare/{c.slug}",
-            left=tool_view(c, c.left_tool_id),
-            right=tool_view(c, c.right_tool_id),
+            left=view_of_tool(c, c.left_tool_id),
+            right=view_of_tool(c, c.right_tool_id),
             pinned=c.pinned,
         )
         for c in comparisons

@@ -67,6 +67,21 @@ class ToolView:
     reviews: tuple[ReviewView, ...] = ()
 
 
+TOOL_FIELDS = ("name", "vendor", "category", "tagline", "description", "entry_price", "url")
+
+
+def tool_view(source, *, slug: str, panel: Share, community: Share, reviews) -> ToolView:
+    """A ToolView from anything that carries a tool's descriptive fields: a stored Tool, an imported
+    ToolIn; the figures and reviews come from wherever that source keeps them."""
+    return ToolView(
+        slug=slug,
+        panel=panel,
+        community=community,
+        reviews=tuple(reviews),
+        **{name: getattr(source, name) for name in TOOL_FIELDS},
+    )
+
+
 @dataclass(frozen=True, slots=True)
 class ScorecardRow:
     """One lens across both tools, as the page's scorecard reads it."""

@@ -79,63 +79,39 @@ def _foreign_host(settings, items, templates):
     return check_view(issue_from([first, *items[1:3]], settings, week=WEEK), settings)
 
 
-def _no_utm(settings, items, templates):
-    edit(templates, "issue.mjml.j2", 'href="{{ comparison_url(comparison) }}"', 'href="{{ comparison.url }}"')
-    return _view(settings, items, templates)
+def broken(name: str, old: str, new: str) -> Callable:
+    """A case: the issue rendered by a copy of the templates where `old` became `new` in `name`."""
+
+    def build(settings, items, templates):
+        edit(templates, name, old, new)
+        return _view(settings, items, templates)
+
+    build.__name__ = f"broken_{name.split('/')[-1].split('.')[0]}"
+    return build
 
 
-def _image_without_alt_or_width(settings, items, templates):
-    edit(
-        templates,
-        "issue.mjml.j2",
-        "{% if intro %}",
-        '<img src="https://verdicts.example.com/logo.png">{% if intro %}',
-    )
-    return _view(settings, items, templates)
-
-
-def _script(settings, items, templates):
-    edit(
-        templates,
-        "partials/head.mjml.j2",
-        "<mj-raw>",
-        '<mj-raw><script src="https://cdn.example.org/x.js"></script>',
-    )
-    return _view(settings, items, templates)
-
-
-def _external_css(settings, items, templates):
-    edit(
-        templates,
-        "partials/head.mjml.j2",
-        "<mj-raw>",
-        '<mj-raw><link rel="stylesheet" href="https://fonts.example.org/a.css">',
-    )
-    return _view(settings, items, templates)
-
-
-def _no_lang(settings, items, templates):
-    edit(templates, "issue.mjml.j2", '<mjml lang="en">', "<mjml>")
-    return _view(settings, items, templates)
-
-
-def _no_color_scheme(settings, items, templates):
-    edit(templates, "partials/head.mjml.j2", '<meta name="color-scheme" content="light dark" />', "")
-    return _view(settings, items, templates)
+_no_utm = broken("issue.mjml.j2", 'href="{{ comparison_url(comparison) }}"', 'href="{{ comparison.url }}"')
+_image = broken(
+    "issue.mjml.j2", "{% if intro %}", '<img src="https://verdicts.example.com/logo.png">{% if intro %}'
+)
+_script = broken(
+    "partials/head.mjml.j2", "<mj-raw>", '<mj-raw><script src="https://cdn.example.org/x.js"></script>'
+)
+_external_css = broken(
+    "partials/head.mjml.j2",
+    "<mj-raw>",
+    '<mj-raw><link rel="stylesheet" href="https://fonts.example.org/a.css">',
+)
+_no_lang = broken("issue.mjml.j2", '<mjml lang="en">', "<mjml>")
+_no_color_scheme = broken("partials/head.mjml.j2", '<meta name="color-scheme" content="light dark" />', "")
+_preheader_not_in_html = broken("partials/head.mjml.j2", "<mj-preview>{{ preheader }}</mj-preview>", "")
+_link_missing_from_text = broken(
+    "issue.txt.j2", "Read the full comparison:\n{{ comparison_url(comparison) }}", ""
+)
 
 
 def _no_preheader(settings, items, templates):
     return _view(settings, items, templates, preheader="")
-
-
-def _preheader_not_in_html(settings, items, templates):
-    edit(templates, "partials/head.mjml.j2", "<mj-preview>{{ preheader }}</mj-preview>", "")
-    return _view(settings, items, templates)
-
-
-def _link_missing_from_text(settings, items, templates):
-    edit(templates, "issue.txt.j2", "Read the full comparison:\n{{ comparison_url(comparison) }}", "")
-    return _view(settings, items, templates)
 
 
 def _no_text_part(settings, items, templates):
@@ -162,8 +138,8 @@ FAILING: list[tuple[str, Callable, str]] = [
     ("links-https", _http_link, "not an absolute https URL"),
     ("link-hosts", _foreign_host, "elsewhere.example.org is neither the site"),
     ("utm", _no_utm, "lacks utm_source, utm_medium, utm_campaign"),
-    ("images", _image_without_alt_or_width, "an image without alt text"),
-    ("images", _image_without_alt_or_width, "without a numeric width"),
+    ("images", _image, "an image without alt text"),
+    ("images", _image, "without a numeric width"),
     ("no-external", _script, "a script"),
     ("no-external", _external_css, "an external stylesheet"),
     ("lang", _no_lang, "has no language"),
@@ -197,7 +173,7 @@ def test_findings_say_where(settings, items, templates):
     report = _foreign_host(settings, items, [])
     (first, *_) = errors_of(report, "link-hosts")
     assert "HTML line" in first and "<a>" in first and "“Read the full comparison”" in first
-    report = _image_without_alt_or_width(settings, items, templates)
+    report = _image(settings, items, templates)
     assert any("<img> https://verdicts.example.com/logo.png" in f for f in errors_of(report, "images"))
 
 

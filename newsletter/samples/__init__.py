@@ -18,7 +18,7 @@ from newsletter.content import ImportSummary, store_comparisons
 from newsletter.curation import Week
 from newsletter.importing import ComparisonIn, TallyIn, ToolIn, parse_text
 from newsletter.render import default_preheader, default_subject, masthead_from
-from newsletter.views import ComparisonView, IssueView, ReviewView, Share, ToolView
+from newsletter.views import ComparisonView, IssueView, ReviewView, Share, ToolView, tool_view
 
 SAMPLE_FILE = "comparisons.yaml"
 
@@ -54,18 +54,12 @@ def comparison_view(item: ComparisonIn, site_url: str) -> ComparisonView:
 
     def tool(data: ToolIn, side: str, votes: TallyIn) -> ToolView:
         reviews = [r for r in item.reviews if r.tool == side]
-        return ToolView(
+        return tool_view(
+            data,
             slug=data.key,
-            name=data.name,
-            vendor=data.vendor,
-            category=data.category,
-            tagline=data.tagline,
-            description=data.description,
-            entry_price=data.entry_price,
-            url=data.url,
             panel=Share(sum(1 for r in reviews if r.verdict == "ship"), len(reviews)),
             community=Share(votes.ship, votes.ship + votes.skip),
-            reviews=tuple(ReviewView(r.reviewer, r.lens, r.verdict, r.quote) for r in reviews),
+            reviews=(ReviewView(r.reviewer, r.lens, r.verdict, r.quote) for r in reviews),
         )
 
     return ComparisonView(
