@@ -18,17 +18,18 @@ import asyncio
 import resource
 import statistics
 import sys
-import tempfile
 import time
 from datetime import UTC, datetime
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from newsletter.config import Settings
+from common import bench_store
+
 from newsletter.content import comparison_views, store_comparisons
 from newsletter.curation import Week
-from newsletter.db import create_schema, make_engine, session_scope
+from newsletter.db import session_scope
 from newsletter.delivery import Sender
 from newsletter.editions import compose, issue_comparisons, issue_view
 from newsletter.models import Subscriber, SubscriberStatus
@@ -54,16 +55,7 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=50)
     args = parser.parse_args()
 
-    work = Path(tempfile.mkdtemp(prefix="bench-render-"))
-    settings = Settings(
-        _env_file=None,
-        database_url=f"sqlite:///{work / 'subscribers.db'}",
-        outbox_dir=work / "outbox",
-        secret_key="bench-signing-key-0123456789-abcdefghijklmnopqrstuvwxyz",
-        timezone="UTC",
-    )
-    engine = make_engine(settings.database_url)
-    create_schema(engine)
+    work, settings, engine = bench_store("bench-render-")
     now = datetime.now(UTC)
     week = Week.containing(now, settings.zone)
     with session_scope(engine) as session:

@@ -1,0 +1,169 @@
+"""The editors' preview studio: a real `newsletter preview` process, looked at with httpx and Chromium."""
+
+from __future__ import annotations
+
+import email
+import re
+import shutil
+from contextlib import contextmanager
+from datetime import UTC, datetime
+from email import policy
+
+import httpx
+import pytest
+
+from newsletter.curation import Week
+from newsletter.render import templates_dir
+from tests.browser import artifact
+from tests.test_email_in_browser import tool_cards
+from tests.web_server import Server, server_env, serving
+
+READER = "secret-reader@example.com"  # a real reader: the studio must never show them
+
+
+@contextmanager
+def studio(directory, *init_args: str, templates: bool = False):
+    """`newsletter preview` on a store made with `newsletter init <init_args>` and one reader,
+    optionally on a copy of the templates (as `server.templates`)."""
+    server = Server(url="", directory=directory, env=server_env(directory))
+    assert server.cli("init", *init_args).returncode == 0
+    assert server.cli("subscribers", "add", READER).returncode == 0
+    args: tuple[str, ...] = ()
+    if templates:
+        server.templates = shutil.copytree(templates_dir(), directory / "templates")
+        args = ("--templates", str(server.templates))
+    with serving(server, "preview", *args):
+        yield server
+
+
+def this_week() -> str:
+    return Week.containing(datetime.now(UTC), UTC).label  # the processes run on the default zone, UTC
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory):
+    with studio(tmp_path_factory.mktemp("studio"), "--sample") as running:
+        yield running
+
+
+@pytest.fixture(scope="module")
+def client(server):
+    with httpx.Client(base_url=server.url, timeout=10) as client:
+        yield client
+
+
+def test_the_list_shows_the_sample_and_this_weeks_pick_then_its_draft(server, client):
+    listing = client.get("/")
+    assert listing.status_code == 200
+    assert 'href="/issues/sample"' in listing.text
+    assert re.search(rf'href="/issues/{this_week()}">.*?not composed yet', listing.text, re.S)
+    assert server.cli("issue", "compose").returncode == 0
+    assert re.search(rf'href="/issues/{this_week()}">.*?<td>draft</td>', client.get("/").text, re.S)
+
+
+def test_the_issue_page_shows_headers_size_frames_text_and_checks(client):
+    page = client.get(f"/issues/{this_week()}")
+    assert page.status_code == 200
+    assert "Claude Haiku Open Weights vs Gemini 2.5 Flash Lite, plus 2 more verdicts" in page.text
+    assert re.search(r'data-field="preheader">Panel: Claude Haiku Open Weights 50% ship', page.text)
+    assert "Weekly AI Tool Verdicts &lt;issue@verdicts.example.com&gt;" in page.text
+    assert re.search(r"\d+\.\d KB of Gmail's 102 KB", page.text)
+    for frame in ('width="600" src="/issues/', 'width="375" src="/issues/', "email.html?scheme=dark"):
+        assert frame in page.text
+    assert "REVIEWER SCORECARD" in page.text  # the plain-text part
+    assert len(re.findall(r'data-result="ok"', page.text)) == 12, "all twelve checks pass"
+    nonce = re.search(r'<script nonce="([^"]+)">', page.text)[1]
+    assert f"script-src 'nonce-{nonce}'" in page.headers["content-security-policy"]
+
+    frame = client.get(f"/issues/{this_week()}/email.html")
+    assert frame.text.lstrip().lower().startswith("<!doctype html>")
+    assert "frame-ancestors 'self'" in frame.headers["content-security-policy"]
+    dark = client.get(f"/issues/{this_week()}/email.html?scheme=dark").text
+    assert "prefers-color-scheme" in frame.text and "prefers-color-scheme" not in dark
+
+
+def test_no_reader_data_is_shown(client):
+    for path in ("/", f"/issues/{this_week()}", f"/issues/{this_week()}/email.html", "/issues/sample"):
+        assert READER not in client.get(path).text
+
+
+def test_only_local_host_names_are_answered(client):
+    assert client.get("/", headers={"Host": "studio.attacker.example"}).status_code == 400
+
+
+def test_frames_side_by_side_at_600_and_stacked_without_scroll_at_375(browser, server):
+    page = browser.new_page(viewport={"width": 1700, "height": 1000})
+    page.route("**/*", lambda route: route.continue_() if "127.0.0.1" in route.request.url else route.abort())
+    page.goto(f"{server.url}/issues/{this_week()}", wait_until="load")
+    desktop, phone, dark = (page.frame(name=name) for name in ("desktop", "phone", "dark"))
+
+    left, right = tool_cards(desktop)
+    assert abs(left["y"] - right["y"]) < 2 and right["x"] >= left["x"] + left["width"] - 1
+    assert desktop.evaluate("document.documentElement.scrollWidth") <= 600
+
+    left, right = tool_cards(phone)
+    assert right["y"] >= left["y"] + left["height"] - 1, "the second tool sits below the first"
+    assert phone.evaluate("document.documentElement.clientWidth") == 375
+    assert phone.evaluate("document.documentElement.scrollWidth") <= 375, "no horizontal scroll"
+
+    assert dark.evaluate("getComputedStyle(document.body).backgroundColor") == "rgb(17, 24, 39)"
+    page.locator("iframe[name=desktop]").screenshot(path=artifact("studio-600.png"))
+    page.locator("iframe[name=phone]").screenshot(path=artifact("studio-375.png"))
+    page.screenshot(path=artifact("studio-page.png"))
+    page.close()
+
+
+def test_send_a_test_goes_through_the_provider_marked_as_a_test(server, client):
+    page = client.get(f"/issues/{this_week()}")
+    token = re.search(r'name="csrf" value="([^"]+)"', page.text)[1]
+    forged = client.post(f"/issues/{this_week()}/test", data={"email": "editor@example.com", "csrf": "x.y"})
+    assert forged.status_code == 422 and "expired" in forged.text
+    bad = client.post(f"/issues/{this_week()}/test", data={"email": "not an address", "csrf": token})
+    assert bad.status_code == 422 and "check the address" in bad.text
+    assert not (server.outbox / "test").exists()
+
+    sent = client.post(f"/issues/{this_week()}/test", data={"email": "editor@example.com", "csrf": token})
+    assert sent.status_code == 303
+    assert "Test sent to editor@example.com" in client.get(sent.headers["location"]).text
+    (path,) = (server.outbox / "test").glob("*.eml")
+    message = email.message_from_bytes(path.read_bytes(), policy=policy.default)
+    assert message["To"] == "editor@example.com"
+    assert message["Subject"].startswith("[TEST] Claude Haiku Open Weights vs Gemini 2.5 Flash Lite")
+    assert message["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"
+    assert "REVIEWER SCORECARD" in message.get_body(("plain",)).get_content()
+
+
+def test_an_empty_store_previews_the_packaged_sample(tmp_path):
+    with studio(tmp_path) as running, httpx.Client(base_url=running.url) as client:
+        listing = client.get("/")
+        assert re.findall(r'href="/issues/([^"]+)"', listing.text) == ["sample"]
+        sample = client.get("/issues/sample")
+        assert sample.status_code == 200 and "plus 2 more verdicts" in sample.text
+        assert client.get("/issues/sample/email.html").status_code == 200
+        assert client.get(f"/issues/{this_week()}").status_code == 404
+
+
+def test_the_page_reloads_when_a_template_or_the_content_changes(browser, tmp_path):
+    with studio(tmp_path, "--sample", templates=True) as running:
+        page = browser.new_page(viewport={"width": 1400, "height": 900})
+        page.goto(f"{running.url}/issues/sample", wait_until="load")
+        assert page.locator("tr[data-gate=lang]").get_attribute("data-result") == "ok"
+        issue = running.templates / "email" / "issue.mjml.j2"
+        with page.expect_navigation(timeout=15_000):
+            issue.write_text(
+                issue.read_text()
+                .replace("Read the full comparison", "Read the whole comparison")
+                .replace('<mjml lang="en">', "<mjml>")
+            )
+        page.wait_for_load_state("load")
+        assert "Read the whole comparison" in page.frame(name="desktop").content()
+        assert page.locator("tr[data-gate=lang]").get_attribute("data-result") == "error"
+        assert 'lang="und"' in page.locator("tr[data-gate=lang]").inner_text()
+
+        page.goto(f"{running.url}/issues/{this_week()}", wait_until="load")
+        with page.expect_navigation(timeout=15_000):
+            pinned = running.cli("comparisons", "pin", "lovable-vs-bolt-new")
+            assert pinned.returncode == 0, pinned.stderr
+        page.wait_for_load_state("load")
+        assert page.locator("h1").inner_text().startswith("Lovable vs Bolt.new")
+        page.close()
