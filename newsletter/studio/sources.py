@@ -119,7 +119,10 @@ class Sources:
         week = Week.parse(key)
         with session_scope(self.engine) as session:
             issue = find_issue(session, week)
-            view = week_view(session, week, self.settings)
+            try:
+                view = week_view(session, week, self.settings)
+            except EditionError:  # an issue whose comparisons were all deleted: nothing to show
+                return None
             status = issue.status if issue is not None else "not composed yet"
         return (view, status) if view is not None else None
 
