@@ -11,9 +11,15 @@ SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 demo: $(STAMP)
 	$(BIN)/newsletter demo
 
+# The whole suite twice: on SQLite files, then on the PostgreSQL server at TEST_POSTGRES (each test
+# gets its own database there). A PostgreSQL that cannot be reached fails the second pass.
+TEST_POSTGRES ?= postgresql+psycopg://postgres@127.0.0.1:5432/newsletter_test
+
 test: $(STAMP) chromium
 	$(BIN)/ruff check newsletter tests bench scheduler.py
 	$(BIN)/pytest
+	bash .ci/postgres
+	NEWSLETTER_TEST_DATABASE=$(TEST_POSTGRES) $(BIN)/pytest
 
 # The browser tests drive Debian's chromium through Playwright (no browser download).
 chromium:

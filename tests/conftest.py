@@ -1,4 +1,5 @@
-"""Shared fixtures: every test gets its own real SQLite file, outbox directory and settings."""
+"""Shared fixtures: every test gets its own real store (a SQLite file, or a PostgreSQL database: see
+tests/databases.py), outbox directory and settings."""
 
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ from newsletter.config import Settings
 from newsletter.db import create_schema, make_engine
 from newsletter.samples import sample_comparisons
 from tests.browser import launch
+from tests.databases import created_count, database_url, drop_created
 
 FIXTURES = Path(__file__).parent / "fixtures"
 TEST_KEY = "test-signing-key-0123456789-abcdefghijklmnop"
@@ -27,11 +29,27 @@ def browser():
     yield from launch()
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _all_databases():
+    """On PostgreSQL, databases made for module-scoped fixtures are dropped when the session ends."""
+    yield
+    drop_created()
+
+
+@pytest.fixture(autouse=True)
+def _own_database():
+    """On PostgreSQL, the databases a test made are dropped when it ends (not those of the wider
+    fixtures it uses, such as a module's web server)."""
+    before = created_count()
+    yield
+    drop_created(before)
+
+
 @pytest.fixture
 def settings(tmp_path: Path) -> Settings:
     return Settings(
         _env_file=None,
-        database_url=f"sqlite:///{tmp_path / 'subscribers.db'}",
+        database_url=database_url(tmp_path),
         outbox_dir=tmp_path / "outbox",
         secret_key=TEST_KEY,
         secret_file=tmp_path / ".newsletter-secret",

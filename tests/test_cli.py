@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import email
 import json
-import os
 import subprocess
 import sys
 from email import policy
@@ -13,10 +12,11 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import seed_dict
+from tests.databases import clean_env, store_exists
 
 
 def run(cwd: Path, *args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
-    clean = {k: v for k, v in os.environ.items() if not k.startswith("NEWSLETTER_")}
+    clean = clean_env(cwd)
     clean.update({"COLUMNS": "200", "NO_COLOR": "1"} | (env or {}))
     return subprocess.run(
         [sys.executable, "-m", "newsletter", *args],
@@ -31,7 +31,7 @@ def run(cwd: Path, *args: str, env: dict[str, str] | None = None) -> subprocess.
 def test_demo_runs_the_whole_loop_in_an_empty_directory_and_a_rerun_sends_nobody_twice(tmp_path):
     first = run(tmp_path, "demo")
     assert first.returncode == 0, first.stderr
-    assert (tmp_path / "subscribers.db").is_file()
+    assert store_exists(tmp_path)
     assert (tmp_path / ".newsletter-secret").is_file()
     files = sorted((tmp_path / "outbox").glob("*/*.eml"))
     assert len(files) == 4
@@ -130,7 +130,7 @@ def test_commands_on_a_missing_store_say_how_to_create_it(tmp_path):
     result = run(tmp_path, "issue", "send")
     assert result.returncode == 1
     assert "run `newsletter init` first" in result.stderr
-    assert not (tmp_path / "subscribers.db").exists(), "a command other than init must not create a store"
+    assert not store_exists(tmp_path), "a command other than init must not create a store"
 
 
 def test_sending_a_week_without_an_issue_is_refused(tmp_path):

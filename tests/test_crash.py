@@ -21,6 +21,7 @@ from sqlmodel import Session, select
 from newsletter.db import make_engine
 from newsletter.models import Delivery
 from tests.conftest import TEST_KEY
+from tests.databases import clean_env, database_url
 from tests.emulator_server import running_emulator
 
 READERS = [f"crash{n}@example.com" for n in range(240)]
@@ -41,7 +42,7 @@ def cli(directory, env, *args, check=True):
 
 
 def statuses(directory) -> Counter:
-    with Session(make_engine(f"sqlite:///{directory / 'subscribers.db'}")) as session:
+    with Session(make_engine(database_url(directory))) as session:
         return Counter(session.exec(select(Delivery.status)).all())
 
 
@@ -73,7 +74,7 @@ def kill_when(process, reached, at_least: int, timeout: float = 60) -> None:
 @pytest.mark.parametrize("provider", ["postmark", "resend", "outbox"])
 def test_sigkill_mid_send_then_rerun_delivers_to_everyone_exactly_once(tmp_path, provider):
     with running_emulator() as emulator:
-        env = {k: v for k, v in os.environ.items() if not k.startswith("NEWSLETTER_")}
+        env = clean_env(tmp_path)
         env |= {
             "NEWSLETTER_SECRET_KEY": TEST_KEY,
             "NEWSLETTER_SEND_BATCH_SIZE": "20",

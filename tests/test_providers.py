@@ -21,6 +21,7 @@ from newsletter.providers import make_provider
 from newsletter.samples import dated_into_week
 from newsletter.subscriptions import add_active
 from tests.conftest import TEST_KEY
+from tests.databases import database_url
 from tests.emulator_server import running_emulator
 
 PROVIDERS = ["postmark", "resend", "sendgrid", "mailgun"]
@@ -37,7 +38,7 @@ def emulator():
 @pytest.fixture
 def store(tmp_path, samples):
     """A store with the sample week composed and READERS active; returns (engine, issue id, path)."""
-    url = f"sqlite:///{tmp_path / 'subscribers.db'}"
+    url = database_url(tmp_path)
     engine = make_engine(url)
     create_schema(engine)
     plain = Settings(_env_file=None, database_url=url, secret_key=TEST_KEY, timezone="Europe/Berlin")

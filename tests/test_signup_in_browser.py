@@ -8,6 +8,7 @@ from sqlmodel import Session, select
 from newsletter.db import make_engine
 from newsletter.models import Subscriber
 from tests.browser import artifact
+from tests.databases import database_url
 from tests.web_server import link_in, running_server
 
 
@@ -18,7 +19,7 @@ def server(tmp_path_factory):
 
 
 def status_of(server, address: str) -> str | None:
-    with Session(make_engine(f"sqlite:///{server.database}")) as session:
+    with Session(make_engine(database_url(server.directory))) as session:
         row = session.exec(select(Subscriber).where(Subscriber.email == address)).first()
         return row.status if row else None
 

@@ -9,11 +9,12 @@ from sqlmodel import Session, select
 
 from newsletter.db import make_engine
 from newsletter.models import Subscriber
+from tests.databases import database_url
 from tests.test_cli import run
 
 
 def readers(tmp_path) -> dict[str, str]:
-    with Session(make_engine(f"sqlite:///{tmp_path / 'subscribers.db'}")) as session:
+    with Session(make_engine(database_url(tmp_path))) as session:
         return {s.email: s.status for s in session.exec(select(Subscriber))}
 
 
@@ -56,7 +57,7 @@ def test_a_file_without_an_email_column_is_refused(tmp_path):
 
 def test_readers_who_left_are_not_reactivated_and_pending_ones_are_vouched_for(tmp_path):
     run(tmp_path, "init")
-    with Session(make_engine(f"sqlite:///{tmp_path / 'subscribers.db'}")) as session:
+    with Session(make_engine(database_url(tmp_path))) as session:
         session.add(Subscriber(email="gone@example.com", status="unsubscribed"))
         session.add(Subscriber(email="bounced@example.com", status="bounced"))
         session.add(Subscriber(email="waiting@example.com", status="pending"))

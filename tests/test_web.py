@@ -15,6 +15,7 @@ from newsletter.db import make_engine
 from newsletter.models import ErasedAddress, Subscriber, SubscriberEvent, Vote
 from newsletter.tokens import Signer
 from tests.conftest import TEST_KEY
+from tests.databases import database_url
 from tests.web_server import link_in, running_server
 
 SIGNER = Signer(TEST_KEY.encode())
@@ -33,12 +34,12 @@ def client(server):
 
 
 def subscriber(server, address: str) -> Subscriber | None:
-    with Session(make_engine(f"sqlite:///{server.database}")) as session:
+    with Session(make_engine(database_url(server.directory))) as session:
         return session.exec(select(Subscriber).where(Subscriber.email == address)).first()
 
 
 def events(server, subscriber_id: int) -> list[SubscriberEvent]:
-    with Session(make_engine(f"sqlite:///{server.database}")) as session:
+    with Session(make_engine(database_url(server.directory))) as session:
         return list(
             session.exec(select(SubscriberEvent).where(SubscriberEvent.subscriber_id == subscriber_id))
         )
@@ -242,7 +243,7 @@ def test_preferences_pause_categories_export_and_erase(server, client):
     erased = client.post(f"/preferences/{token}/erase", data={"confirm": "yes"})
     assert erased.status_code == 200 and "erased" in erased.text
     assert subscriber(server, "careful@example.com") is None
-    with Session(make_engine(f"sqlite:///{server.database}")) as session:
+    with Session(make_engine(database_url(server.directory))) as session:
         row = session.get(Subscriber, reader.id)
         assert row.email is None and row.status == "erased"
         assert [
@@ -272,7 +273,7 @@ def test_votes_from_the_email_record_on_post_only_and_the_last_one_counts(server
     assert 'data-community="windsurf">58%' in shipped.text  # 19 of 33
     skipped = client.post(f"{base}/skip")
     assert 'data-community="windsurf">55%' in skipped.text  # 18 of 33: the vote was replaced
-    with Session(make_engine(f"sqlite:///{server.database}")) as session:
+    with Session(make_engine(database_url(server.directory))) as session:
         mine = list(session.exec(select(Vote).where(Vote.subscriber_id == reader.id)))
     assert [(v.verdict, v.voter) for v in mine] == [("skip", f"reader:{reader.id}")]
 

@@ -12,6 +12,7 @@ from sqlmodel import Session, select
 
 from newsletter.db import make_engine
 from newsletter.models import ProviderEvent, Subscriber, SubscriberEvent
+from tests.databases import database_url
 from tests.emulator_server import running_emulator
 from tests.web_server import running_server
 
@@ -68,12 +69,12 @@ def post(emulator, server, provider, events, signature="good"):
 
 
 def reader(server, address) -> Subscriber:
-    with Session(make_engine(f"sqlite:///{server.database}")) as session:
+    with Session(make_engine(database_url(server.directory))) as session:
         return session.exec(select(Subscriber).where(Subscriber.email == address)).one()
 
 
 def stored_events(server) -> list[ProviderEvent]:
-    with Session(make_engine(f"sqlite:///{server.database}")) as session:
+    with Session(make_engine(database_url(server.directory))) as session:
         return list(session.exec(select(ProviderEvent)))
 
 
@@ -86,7 +87,7 @@ def test_a_hard_bounce_is_stored_tied_to_its_delivery_and_suppresses_the_reader(
     assert bounced.status == "bounced"
     event = next(e for e in stored_events(server) if e.kind == "bounced")
     assert event.subscriber_id == bounced.id and event.delivery_id is not None and event.issue_id is not None
-    with Session(make_engine(f"sqlite:///{server.database}")) as session:
+    with Session(make_engine(database_url(server.directory))) as session:
         trail = session.exec(select(SubscriberEvent).where(SubscriberEvent.subscriber_id == bounced.id)).all()
     assert trail[-1].kind == "bounced" and trail[-1].source == f"{provider} webhook"
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import email
-import os
 import re
 import socket
 import subprocess
@@ -18,6 +17,7 @@ from pathlib import Path
 import httpx
 
 from tests.conftest import TEST_KEY
+from tests.databases import clean_env
 
 
 @dataclass
@@ -29,10 +29,6 @@ class Server:
     @property
     def outbox(self) -> Path:
         return self.directory / "outbox"
-
-    @property
-    def database(self) -> Path:
-        return self.directory / "subscribers.db"
 
     def cli(self, *args: str) -> subprocess.CompletedProcess[str]:
         return subprocess.run(
@@ -82,25 +78,39 @@ def free_port() -> int:
         return probe.getsockname()[1]
 
 
-@contextmanager
-def running_server(directory: Path, **settings: str) -> Iterator[Server]:
-    """Init a store with the sample content in `directory`, then serve it until the block ends."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("NEWSLETTER_")}
+def server_env(directory: Path, **settings: str) -> dict[str, str]:
+    """The environment of a `newsletter` process in `directory` (its own store, none of the
+    developer's NEWSLETTER_* settings), plus `settings`."""
+    env = clean_env(directory)
     env |= {
         "NEWSLETTER_SECRET_KEY": TEST_KEY,
         "NEWSLETTER_SIGNUP_RATE_PER_CLIENT": "10000/minute",
         "NEWSLETTER_SIGNUP_RATE_PER_ADDRESS": "50/hour",
     }
-    env |= {f"NEWSLETTER_{name.upper()}": value for name, value in settings.items()}
-    server = Server(url="", directory=directory, env=env)
+    return env | {f"NEWSLETTER_{name.upper()}": value for name, value in settings.items()}
+
+
+@contextmanager
+def running_server(directory: Path, **settings: str) -> Iterator[Server]:
+    """Init a store with the sample content in `directory`, then serve it until the block ends."""
+    server = Server(url="", directory=directory, env=server_env(directory, **settings))
     init = server.cli("init", "--sample")
     assert init.returncode == 0, init.stderr
+    with serving(server, "serve"):
+        yield server
+
+
+@contextmanager
+def serving(server: Server, command: str, *args: str) -> Iterator[Server]:
+    """`newsletter <command> --port N <args>` in `server.directory` until the block ends; fails the
+    test if it does not answer /healthz within 30 s or logs a traceback."""
     port = free_port()
-    log = (directory / "serve.log").open("w")
+    log_path = server.directory / f"{command}.log"
+    log = log_path.open("w")
     process = subprocess.Popen(
-        [sys.executable, "-m", "newsletter", "serve", "--port", str(port)],
-        cwd=directory,
-        env=env,
+        [sys.executable, "-m", "newsletter", command, "--port", str(port), *args],
+        cwd=server.directory,
+        env=server.env,
         stdout=log,
         stderr=subprocess.STDOUT,
     )
@@ -114,7 +124,7 @@ def running_server(directory: Path, **settings: str) -> Iterator[Server]:
             except httpx.TransportError:
                 pass
             if process.poll() is not None or time.monotonic() > deadline:
-                raise AssertionError("the server did not start:\n" + (directory / "serve.log").read_text())
+                raise AssertionError(f"`newsletter {command}` did not start:\n" + log_path.read_text())
             time.sleep(0.1)
         yield server
     finally:
@@ -124,5 +134,5 @@ def running_server(directory: Path, **settings: str) -> Iterator[Server]:
         except subprocess.TimeoutExpired:
             process.kill()
         log.close()
-        if "Traceback" in (directory / "serve.log").read_text():
-            raise AssertionError("the server logged a traceback:\n" + (directory / "serve.log").read_text())
+        if "Traceback" in log_path.read_text():
+            raise AssertionError(f"`newsletter {command}` logged a traceback:\n" + log_path.read_text())

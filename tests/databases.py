@@ -1,0 +1,83 @@
+"""Which database the suite runs on: SQLite files (the default) or a real PostgreSQL server.
+
+`NEWSLETTER_TEST_DATABASE` unset or `sqlite`: every test directory gets its own SQLite file.
+Set to a PostgreSQL URL (`postgresql+psycopg://postgres@127.0.0.1:5432/postgres`): every test
+directory gets its own fresh database on that server, dropped when the test ends. A server that
+cannot be reached fails the test; nothing is skipped.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from pathlib import Path
+
+import pytest
+from sqlalchemy import create_engine, text
+from sqlalchemy.engine import make_url
+
+TARGET = os.environ.get("NEWSLETTER_TEST_DATABASE", "sqlite").strip() or "sqlite"
+ON_POSTGRES = TARGET != "sqlite"
+_created: list[str] = []
+_admin = None
+
+
+def _admin_engine():
+    global _admin
+    if _admin is None:
+        _admin = create_engine(TARGET, isolation_level="AUTOCOMMIT", pool_size=1, max_overflow=0)
+    return _admin
+
+
+def database_url(directory: Path) -> str:
+    """The store of a test directory: its SQLite file, or its own PostgreSQL database."""
+    if not ON_POSTGRES:
+        return f"sqlite:///{directory / 'subscribers.db'}"
+    name = "nt_" + hashlib.sha1(str(directory.resolve()).encode()).hexdigest()[:20]  # noqa: S324
+    if name not in _created:
+        try:
+            with _admin_engine().connect() as connection:
+                connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+                connection.execute(text(f'CREATE DATABASE "{name}" TEMPLATE template0'))
+        except Exception as exc:  # a test that cannot reach PostgreSQL fails, loudly
+            pytest.fail(f"PostgreSQL at {TARGET} is not reachable: {exc}")
+        _created.append(name)
+    return make_url(TARGET).set(database=name).render_as_string(hide_password=False)
+
+
+def created_count() -> int:
+    return len(_created)
+
+
+def drop_created(since: int = 0) -> None:
+    """Drop the databases made since `since` databases existed (a test's own; at the end of the
+    session, all). Processes still connected to them are cut off."""
+    if len(_created) <= since:
+        return
+    with _admin_engine().connect() as connection:
+        while len(_created) > since:
+            connection.execute(text(f'DROP DATABASE IF EXISTS "{_created.pop()}" WITH (FORCE)'))
+
+
+def clean_env(directory: Path) -> dict[str, str]:
+    """The environment for a `newsletter` process in `directory`: no NEWSLETTER_ setting of the
+    developer's leaks in, and the store is the test's own."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("NEWSLETTER_")}
+    env["NEWSLETTER_DATABASE_URL"] = database_url(directory)
+    return env
+
+
+def store_exists(directory: Path) -> bool:
+    """Whether anything created a store for `directory` (without creating one by looking)."""
+    if not ON_POSTGRES:
+        return (directory / "subscribers.db").exists()
+    engine = create_engine(database_url(directory))
+    try:
+        with engine.connect() as connection:
+            return bool(
+                connection.execute(
+                    text("SELECT count(*) FROM information_schema.tables WHERE table_schema = 'public'")
+                ).scalar()
+            )
+    finally:
+        engine.dispose()
