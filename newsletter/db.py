@@ -10,7 +10,7 @@ from pathlib import Path
 
 from sqlalchemy import event
 from sqlalchemy.engine import Engine, make_url
-from sqlmodel import Session, SQLModel, create_engine
+from sqlmodel import Session, create_engine
 
 from newsletter import models  # noqa: F401  (registers the tables on SQLModel.metadata)
 
@@ -84,8 +84,10 @@ class _WriterGate:
 
 
 def create_schema(engine: Engine) -> None:
-    """Create missing tables; safe to run on an existing store."""
-    SQLModel.metadata.create_all(engine)
+    """Create the store, or upgrade it to the newest schema; safe to run on an existing store."""
+    from newsletter.schema import upgrade  # Alembic loads only where a schema is made
+
+    upgrade(engine)
 
 
 @contextmanager

@@ -1,0 +1,1 @@
+"""Alembic migrations of the store; `newsletter db upgrade` runs them (see newsletter/schema.py)."""

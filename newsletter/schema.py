@@ -1,0 +1,59 @@
+"""The store's schema, kept by Alembic migrations that run on SQLite and PostgreSQL alike.
+
+A new, empty store gets the tables at once and is stamped at the newest revision (the same schema
+the migrations build, which tests/test_migrations.py checks on both databases). A store from an
+earlier release is upgraded in place with its data; one made before migrations existed is first
+recognised as the baseline revision.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from alembic import command
+from alembic.config import Config
+from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
+from sqlalchemy import inspect
+from sqlalchemy.engine import Connection, Engine
+from sqlmodel import SQLModel
+
+from newsletter import models  # noqa: F401  (registers the tables on SQLModel.metadata)
+
+MIGRATIONS = Path(__file__).parent / "migrations"
+BASELINE = "0001"  # the schema of the releases before migrations: created by create_all
+
+
+def alembic_config(connection: Connection | None = None) -> Config:
+    config = Config()
+    config.set_main_option("script_location", str(MIGRATIONS))
+    config.attributes["connection"] = connection
+    return config
+
+
+def head() -> str:
+    return ScriptDirectory.from_config(alembic_config()).get_current_head()
+
+
+def current(engine: Engine) -> str | None:
+    """The store's revision; None for an empty store or one from before migrations."""
+    with engine.connect() as connection:
+        return MigrationContext.configure(connection).get_current_revision()
+
+
+def upgrade(engine: Engine, revision: str = "head") -> tuple[str | None, str | None]:
+    """Bring the store to `revision`; returns (revision before, revision after)."""
+    with engine.begin() as connection:
+        config = alembic_config(connection)
+        tables = set(inspect(connection).get_table_names())
+        before = MigrationContext.configure(connection).get_current_revision()
+        if before is None and "issue" in tables:
+            command.stamp(config, BASELINE)  # made by a release from before migrations
+            before = BASELINE
+        if before is None and revision == "head" and not tables & set(SQLModel.metadata.tables):
+            SQLModel.metadata.create_all(connection)  # empty: the newest schema in one go
+            command.stamp(config, "head")
+        else:
+            command.upgrade(config, revision)
+        after = MigrationContext.configure(connection).get_current_revision()
+    return before, after
