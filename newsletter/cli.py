@@ -19,16 +19,19 @@ from typing import Annotated, NoReturn
 import typer
 from pydantic import ValidationError
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
 from sqlalchemy import inspect
 from sqlalchemy.engine import Engine
+from sqlalchemy.exc import OperationalError
 from sqlmodel import col, select
 
-from newsletter import scheduling
+from newsletter import scheduling, schema
+from newsletter import worker as sender_worker
 from newsletter.config import ConfigError, Settings
 from newsletter.content import comparison_views, import_files
-from newsletter.curation import Week, pick
+from newsletter.curation import Week
 from newsletter.db import create_schema, make_engine, session_scope, sqlite_path
 from newsletter.delivery import SendAborted, Sender, SendReport
 from newsletter.editions import (
@@ -37,7 +40,6 @@ from newsletter.editions import (
     approve,
     cancel,
     compose,
-    find_issue,
     issue_comparisons,
     issue_view,
     require_issue,
@@ -51,10 +53,13 @@ from newsletter.ledger import counts as ledger_counts
 from newsletter.ledger import failure_reasons, retry_failed
 from newsletter.models import Comparison, DeliveryStatus, Issue, IssueStatus
 from newsletter.notices import NoticeKind, Notices
-from newsletter.preview import write_preview
+from newsletter.preview import week_view, write_preview
 from newsletter.providers import make_provider
-from newsletter.render import RenderError, default_preheader, default_subject, masthead_from
+from newsletter.quality import GATES, GateFailed, check_issue, check_view
+from newsletter.quality import Report as QualityReport
+from newsletter.render import GMAIL_CLIP_BYTES, RenderError
 from newsletter.samples import load_samples
+from newsletter.store_copy import CopyError, copy_store
 from newsletter.subscriber_files import CsvRefused, export_csv, import_csv, record_confirmations_sent
 from newsletter.subscriptions import add_active, count_by_status, paused_count, recent_event_counts
 from newsletter.views import IssueView
@@ -69,10 +74,14 @@ issue_app = typer.Typer(help="Compose, inspect, edit and send the week's issue."
 comparisons_app = typer.Typer(help="The comparisons in the store.", no_args_is_help=True)
 subscribers_app = typer.Typer(help="The readers on the list.", no_args_is_help=True)
 schedule_app = typer.Typer(help="The scheduler's jobs.", no_args_is_help=True)
+db_app = typer.Typer(
+    help="The store's schema, and moving the store to another database.", no_args_is_help=True
+)
 app.add_typer(issue_app, name="issue")
 app.add_typer(comparisons_app, name="comparisons")
 app.add_typer(subscribers_app, name="subscribers")
 app.add_typer(schedule_app, name="schedule")
+app.add_typer(db_app, name="db")
 
 console = Console(highlight=False)
 errors = Console(stderr=True, highlight=False)
@@ -119,14 +128,24 @@ def load_settings() -> Settings:
 
 
 def open_store(settings: Settings, *, create: bool = False) -> Engine:
+    """The store, created or upgraded with `create`; otherwise it must exist at the newest schema."""
     path = sqlite_path(settings.database_url)
     if not create and path is not None and not path.exists():
         fail(f"no store at {path}; run `newsletter init` first")
     engine = make_engine(settings.database_url)
-    if create:
-        create_schema(engine)
-    elif not inspect(engine).has_table("issue"):
-        fail(f"no store at {settings.database_url}; run `newsletter init` first")
+    shown = engine.url.render_as_string(hide_password=True)
+    try:
+        if create:
+            create_schema(engine)
+        elif not inspect(engine).has_table("issue"):
+            fail(f"no store at {shown}; run `newsletter init` first")
+        elif (revision := schema.current(engine)) != schema.head():
+            fail(
+                f"the store at {shown} is at schema revision {revision or 'from before migrations'}, "
+                f"this release needs {schema.head()}; run `newsletter db upgrade`"
+            )
+    except OperationalError as exc:
+        fail(f"cannot reach the store at {shown}: {str(exc.orig or exc).strip().splitlines()[0]}")
     return engine
 
 
@@ -314,16 +333,67 @@ def issue_cancel(week: WeekOption = None) -> None:
 
 
 @issue_app.command("send")
-def issue_send(week: WeekOption = None) -> None:
-    """Send the week's issue to every active reader; a rerun sends nobody twice."""
+def issue_send(
+    week: WeekOption = None,
+    force: Annotated[
+        bool, typer.Option("--force", help="Send even though a quality check fails (the findings are shown).")
+    ] = False,
+) -> None:
+    """Send the week's issue to every active reader, once it passes the quality checks; a rerun sends
+    nobody twice."""
     settings = load_settings()
     engine = open_store(settings)
     chosen = parse_week(week, settings)
     with refusals():
         with session_scope(engine) as session:
-            issue_id = require_issue(session, chosen).id
+            issue = require_issue(session, chosen)
+            issue_id = issue.id
+            checks = check_issue(session, issue, settings) if issue.status != IssueStatus.SENT else None
+        if checks is not None and checks.findings:
+            print_checks(checks, f"Quality checks of {chosen}")
+        if checks is not None and not checks.passed:
+            if not force:
+                raise GateFailed(chosen.label, checks)
+            errors.print(f"[bold yellow]--force:[/] sending despite {len(checks.errors)} failing check(s).")
         report = run_send(engine, settings, issue_id)
     print_send_report(report, settings)
+
+
+@issue_app.command("check")
+def issue_check(week: WeekOption = None) -> None:
+    """Run the quality checks on the week's issue (or the pick it would get): size, links, images, head,
+    preheader, text part, list headers, subject. Exit 1 when one fails."""
+    settings = load_settings()
+    engine = open_store(settings)
+    chosen = parse_week(week, settings)
+    with refusals(), session_scope(engine) as session:
+        checks = check_view(_issue_or_pick_view(session, chosen, settings), settings)
+    print_checks(checks, f"Quality checks of {chosen}")
+    raise typer.Exit(0 if checks.passed else 1)
+
+
+def print_checks(checks: QualityReport, title: str) -> None:
+    """The findings as a table, then one line: how many checks, what failed, the size."""
+    if checks.findings:
+        table = Table(title=title, show_lines=False)
+        for column in ("gate", "severity", "finding", "where"):
+            table.add_column(column, overflow="fold")
+        for finding in checks.findings:
+            colour = "red" if finding.severity == "error" else "yellow"
+            table.add_row(
+                finding.gate,
+                f"[{colour}]{finding.severity}[/]",
+                escape(finding.message),
+                escape(finding.where),
+            )
+        console.print(table)
+    failed = sorted({f.gate for f in checks.errors})
+    warned = len(checks.findings) - len(checks.errors)
+    verdict = f"[red]failed: {', '.join(failed)}[/]" if failed else "[green]all pass[/]"
+    console.print(
+        f"{len(GATES)} checks: {verdict}; {warned} warning(s); HTML {checks.html_bytes / 1000:.1f} KB "
+        f"of {GMAIL_CLIP_BYTES / 1000:.0f} KB."
+    )
 
 
 @issue_app.command("retry")
@@ -452,22 +522,10 @@ def render(
 
 
 def _issue_or_pick_view(session, week: Week, settings: Settings) -> IssueView:
-    issue = find_issue(session, week)
-    if issue is not None:
-        return issue_view(session, issue, settings)
-    picks = pick(session, week, settings.zone, settings.issue_size)
-    if not picks:
+    view = week_view(session, week, settings)
+    if view is None:
         fail(f"nothing to render for {week}: no issue and no comparison published that week")
-    comparisons = tuple(comparison_views(session, picks, settings.site_url))
-    return IssueView(
-        week=week.label,
-        slug=week.label.lower(),
-        subject=default_subject(comparisons),
-        preheader=default_preheader(comparisons),
-        comparisons=comparisons,
-        week_start=week.monday,
-        masthead=masthead_from(settings),
-    )
+    return view
 
 
 @subscribers_app.command("add")
@@ -663,6 +721,75 @@ def scheduler() -> None:
         raise typer.Exit(scheduling.run(settings, engine))
 
 
+@app.command()
+def worker(
+    exit_when_idle: Annotated[
+        bool, typer.Option("--exit-when-idle", help="Exit once no issue is left sending (batch jobs, tests).")
+    ] = False,
+) -> None:
+    """A sender worker: sends the issues marked for sending, sharing each with any other workers;
+    stops cleanly on SIGTERM or SIGINT (the batches in flight finish)."""
+    settings = load_settings()
+    engine = open_store(settings)
+    configure_logging(settings)
+    with refusals():
+        settings.signing_key()
+        make_provider(settings)
+        raise typer.Exit(sender_worker.run(settings, engine, exit_when_idle=exit_when_idle))
+
+
+@db_app.command("upgrade")
+def db_upgrade() -> None:
+    """Create the store or upgrade its schema to this release's (Alembic migrations; data kept)."""
+    settings = load_settings()
+    engine = make_engine(settings.database_url)
+    try:
+        before, after = schema.upgrade(engine)
+    except OperationalError as exc:
+        fail(f"cannot reach the store: {str(exc.orig or exc).strip().splitlines()[0]}")
+    if before == after:
+        console.print(f"Store already at revision [bold]{after}[/] (the newest).")
+    else:
+        console.print(f"Store upgraded from revision {before or '(empty)'} to [bold]{after}[/].")
+
+
+@db_app.command("current")
+def db_current() -> None:
+    """The store's schema revision and the newest one this release knows."""
+    settings = load_settings()
+    engine = make_engine(settings.database_url)
+    try:
+        revision = schema.current(engine)
+    except OperationalError as exc:
+        fail(f"cannot reach the store: {str(exc.orig or exc).strip().splitlines()[0]}")
+    console.print(f"Store revision: {revision or '(none)'}; newest: {schema.head()}")
+
+
+@db_app.command("copy")
+def db_copy(
+    to: Annotated[str, typer.Option("--to", help="SQLAlchemy URL of the empty target store.")],
+) -> None:
+    """Copy this store (NEWSLETTER_DATABASE_URL) into an empty store at --to, e.g. SQLite into
+    PostgreSQL; checked by counts, all or nothing."""
+    settings = load_settings()
+    source = open_store(settings)
+    try:
+        target = make_engine(to)
+    except Exception as exc:
+        fail(f"--to: {exc}")
+    try:
+        counts = copy_store(
+            source, target, on_table=lambda name, rows: console.print(f"  {name}: {rows} rows")
+        )
+    except CopyError as exc:
+        fail(str(exc))
+    except OperationalError as exc:
+        fail(f"cannot reach the target store: {str(exc.orig or exc).strip().splitlines()[0]}")
+    shown = target.url.render_as_string(hide_password=True)
+    total = sum(count.target for count in counts)
+    console.print(f"Counts checked, every table equal: {total} rows copied into {shown}.")
+
+
 @schedule_app.command("show")
 def schedule_show() -> None:
     """The jobs, their crontab schedules and their next run times (local time); changes nothing."""
@@ -686,6 +813,42 @@ def configure_logging(settings: Settings) -> None:
     )
     logging.getLogger("apscheduler").setLevel(max(logging.INFO, logging.getLevelName(settings.log_level)))
     logging.getLogger("httpx").setLevel(logging.WARNING)
+
+
+@app.command()
+def preview(
+    host: Annotated[
+        str, typer.Option(help="Address to listen on; keep it local (the studio has no login).")
+    ] = ("127.0.0.1"),
+    port: Annotated[int, typer.Option(help="Port to listen on.")] = 8001,
+    templates: Annotated[
+        Path | None,
+        typer.Option(
+            help="A templates directory (with email/) to work on instead of the package's; sends still "
+            "use the package's.",
+            exists=True,
+            file_okay=False,
+        ),
+    ] = None,
+) -> None:
+    """The editors' preview studio: every issue at 600 and 375 px, dark mode, the text part, the quality
+    checks and test sends; it reloads when a template or the content changes."""
+    import uvicorn
+
+    from newsletter.studio import LOCAL_HOSTS, create_studio
+
+    settings = load_settings()
+    path = sqlite_path(settings.database_url)
+    engine = open_store(settings) if path is None or path.exists() else None  # no file: the sample only
+    if host not in LOCAL_HOSTS:
+        errors.print(
+            f"[bold yellow]warning:[/] the preview has no login and listens on {host}; reach it through an "
+            "SSH tunnel to 127.0.0.1 instead where you can."
+        )
+    with refusals():
+        studio = create_studio(settings, engine, templates=templates, hosts=(*LOCAL_HOSTS, host))
+    console.print(f"Preview on http://{'127.0.0.1' if host == '0.0.0.0' else host}:{port}/")  # noqa: S104
+    uvicorn.run(studio, host=host, port=port, server_header=False, log_level="warning")
 
 
 @app.command()

@@ -143,6 +143,14 @@ class Settings(BaseSettings):
         description="For providers that cannot be asked afterwards (SendGrid, SMTP): whether an interrupted "
         "request's rows are sent again or taken as sent.",
     )
+    send_mode: Literal["auto", "inline", "workers"] = Field(
+        "auto",
+        description="Who sends a scheduled issue: the scheduler itself (`inline`) or `newsletter worker` "
+        "processes (`workers`); `auto` is inline on SQLite and workers on any other database.",
+    )
+    worker_poll_seconds: float = Field(
+        1.0, gt=0, le=60, description="How often an idle sender worker looks for an issue marked for sending."
+    )
     postmark_webhook_user: str | None = Field(None, description="Basic-auth user in Postmark's webhook URL.")
     postmark_webhook_password: str | None = Field(
         None, description="Basic-auth password in Postmark's webhook URL."
@@ -258,6 +266,13 @@ class Settings(BaseSettings):
             return check_header_value(value, max_length=300)
         except HeaderValueError as exc:
             raise ValueError(str(exc)) from exc
+
+    @property
+    def sends_through_workers(self) -> bool:
+        """Whether the scheduler only marks an issue for sending and leaves it to the workers."""
+        if self.send_mode == "auto":
+            return not self.database_url.startswith("sqlite")
+        return self.send_mode == "workers"
 
     @property
     def editor_email_list(self) -> list[str]:

@@ -147,50 +147,82 @@ class Sender:
         if total is None:  # already sent: nothing to do
             return report
         try:
-            done = 0
-            if on_progress:
-                on_progress(done, total)
-            report.reconciled = await self._recover(issue_id, report)
-            halt = asyncio.Event()
-
-            async def worker() -> None:
-                nonlocal done
-                while not halt.is_set():
-                    if stop is not None and stop.is_set():
-                        report.stopped = True
-                        return
-                    batch, suppressed = ledger.claim(self.engine, issue_id, self.batch_size)
-                    report.suppressed.update(suppressed)
-                    if not batch:
-                        return
-                    try:
-                        await self._deliver(issue_id, batch, report)
-                    except SendAborted:
-                        halt.set()
-                        raise
-                    finally:
-                        done += len(batch) + sum(suppressed.values())
-                        if on_progress:
-                            on_progress(done, total)
-                    ledger.renew_lease(self.engine, issue_id, self.identity, LEASE_SECONDS)
-
-            async with _lease_heartbeat(self, issue_id):
-                outcomes = await asyncio.gather(
-                    *(worker() for _ in range(self.settings.send_concurrency)), return_exceptions=True
-                )
-            for outcome in outcomes:
-                if isinstance(outcome, SendAborted):
-                    report.aborted = str(outcome)
-                elif isinstance(outcome, BaseException):
-                    raise outcome
-            if report.aborted is None and not report.stopped:
-                self._finish(issue_id)
+            await self._run(issue_id, report, total, on_progress, stop, exclusive=True)
         finally:
             ledger.release_lease(self.engine, issue_id, self.identity)
             report.seconds = time.perf_counter() - started
         if report.aborted:
             raise SendAborted(report.aborted)
         return report
+
+    async def work(self, issue_id: int, *, stop: threading.Event | None = None) -> SendReport:
+        """A sender worker's share of an issue already marked `sending`: batches are claimed
+        alongside any number of other workers, and rows of a dead worker are taken over."""
+        started = time.perf_counter()
+        with session_scope(self.engine) as session:
+            issue = session.get(Issue, issue_id)
+            report = SendReport(week=issue.week)
+            if issue.status != IssueStatus.SENDING:
+                return report
+        try:
+            await self._run(issue_id, report, None, None, stop, exclusive=False)
+        finally:
+            report.seconds = time.perf_counter() - started
+        if report.aborted:
+            raise SendAborted(report.aborted)
+        return report
+
+    async def _run(
+        self,
+        issue_id: int,
+        report: SendReport,
+        total: int | None,
+        on_progress: ProgressCallback | None,
+        stop: threading.Event | None,
+        *,
+        exclusive: bool,
+    ) -> None:
+        """Reconcile what dead senders left in flight, then claim and deliver batches until the
+        queue is empty (or `stop` is set); the last sender to find nothing owed marks the issue sent."""
+        done = 0
+        if on_progress and total is not None:
+            on_progress(done, total)
+        report.reconciled = await self._recover(issue_id, report)
+        halt = asyncio.Event()
+
+        async def deliver_batches() -> None:
+            nonlocal done
+            while not halt.is_set():
+                if stop is not None and stop.is_set():
+                    report.stopped = True
+                    return
+                batch, suppressed = ledger.claim(
+                    self.engine, issue_id, self.batch_size, self.identity, LEASE_SECONDS
+                )
+                report.suppressed.update(suppressed)
+                if not batch:
+                    return
+                try:
+                    await self._deliver(issue_id, batch, report)
+                except SendAborted:
+                    halt.set()
+                    raise
+                finally:
+                    done += len(batch) + sum(suppressed.values())
+                    if on_progress and total is not None:
+                        on_progress(done, total)
+
+        async with _lease_heartbeat(self, issue_id, exclusive):
+            outcomes = await asyncio.gather(
+                *(deliver_batches() for _ in range(self.settings.send_concurrency)), return_exceptions=True
+            )
+        for outcome in outcomes:
+            if isinstance(outcome, SendAborted):
+                report.aborted = str(outcome)
+            elif isinstance(outcome, BaseException):
+                raise outcome
+        if report.aborted is None and not report.stopped:
+            self._finish(issue_id)
 
     def _begin(self, issue_id: int) -> tuple[SendReport, int | None]:
         """Check the issue, take the lease, write the ledger; (report, rows to send) or (report, None)."""
@@ -209,14 +241,7 @@ class Sender:
         except ledger.LeaseTaken as exc:
             raise EditionError(str(exc)) from exc
         with session_scope(self.engine) as session:
-            issue = session.get(Issue, issue_id)
-            now = utcnow()
-            issue.approved_at = issue.approved_at or now
-            issue.send_started_at = issue.send_started_at or now
-            issue.status = IssueStatus.SENDING
-            session.add(issue)
-            ledger.enqueue(session, issue_id)
-            counts = ledger.counts(session, issue_id)
+            counts = ledger.open_send(session, issue_id)
             report.previously_sent = counts.get(DeliveryStatus.SENT, 0)
         return report, counts.get(DeliveryStatus.QUEUED, 0) + counts.get(DeliveryStatus.SENDING, 0)
 
@@ -361,9 +386,10 @@ class Sender:
     # --- after a crash ------------------------------------------------------------------------------
 
     async def _recover(self, issue_id: int, report: SendReport) -> int:
-        """Rows a killed run left `sending`: ask the provider which it accepted, requeue the rest."""
+        """Rows a dead sender left `sending`: ask the provider which it accepted, requeue the rest."""
         confirmed = 0
-        for rows in ledger.in_flight(self.engine, issue_id).values():
+        taken = ledger.take_over(self.engine, issue_id, self.identity, LEASE_SECONDS)
+        for rows in taken.values():
             pending, unmatched = self._messages(issue_id, rows)
             ledger.mark(self.engine, unmatched, DeliveryStatus.SUPPRESSED, NO_MATCHING_CATEGORY)
             try:
@@ -405,13 +431,16 @@ def _short(error: ProviderError) -> str:
 
 
 @contextlib.asynccontextmanager
-async def _lease_heartbeat(sender: Sender, issue_id: int):
-    """Keep the send lease alive while batches are slow (a long back-off, a slow provider)."""
+async def _lease_heartbeat(sender: Sender, issue_id: int, exclusive: bool):
+    """Keep the leases alive while batches are slow (a long back-off, a slow provider): on the rows
+    in flight, and on the issue when this is the one exclusive (inline) sender."""
 
     async def beat() -> None:
         while True:
             await asyncio.sleep(LEASE_SECONDS / 4)
-            ledger.renew_lease(sender.engine, issue_id, sender.identity, LEASE_SECONDS)
+            ledger.renew_rows(sender.engine, issue_id, sender.identity, LEASE_SECONDS)
+            if exclusive:
+                ledger.renew_lease(sender.engine, issue_id, sender.identity, LEASE_SECONDS)
 
     task = asyncio.create_task(beat())
     try:

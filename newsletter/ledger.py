@@ -4,6 +4,10 @@ queued -> sending (claimed, with a batch key, committed before the request goes 
         -> sent | failed (with the reason) | suppressed (the reader left, paused, bounced...)
 
 Each function is one short transaction, so the ledger is consistent whenever the process dies.
+Any number of senders share one issue: a batch is claimed with `SELECT ... FOR UPDATE SKIP LOCKED`
+(on PostgreSQL; SQLite's single writer serialises claims anyway) and held under a lease that its
+sender renews. Rows whose lease ran out, or whose sender is a dead process on this machine, are
+taken over by another sender, which reconciles them with the provider before anything is resent.
 """
 
 from __future__ import annotations
@@ -57,8 +61,25 @@ def enqueue(session: Session, issue_id: int) -> int:
         literal(now),
     ).where(Subscriber.status == SubscriberStatus.ACTIVE, ~already, not_paused(now))
     columns = ["issue_id", "subscriber_id", "status", "attempts", "created_at", "updated_at"]
-    result = session.execute(insert(Delivery).from_select(columns, source))
-    return result.rowcount or 0
+    statement = insert(Delivery.__table__).from_select(columns, source)
+    if session.get_bind().dialect.name == "sqlite":
+        return session.execute(statement).rowcount or 0
+    # SQLAlchemy 2.1 with psycopg reports -1 rows for INSERT ... SELECT: count what RETURNING gives.
+    inserted = statement.returning(literal(1)).cte("inserted")
+    return session.execute(select(func.count()).select_from(inserted)).scalar_one()
+
+
+def open_send(session: Session, issue_id: int) -> dict[str, int]:
+    """Mark the issue `sending` and write its ledger (rows for readers who have none yet); returns
+    the ledger's counts. The scheduler in worker mode stops here: workers do the sending."""
+    issue = session.get(Issue, issue_id)
+    now = utcnow()
+    issue.approved_at = issue.approved_at or now
+    issue.send_started_at = issue.send_started_at or now
+    issue.status = IssueStatus.SENDING
+    session.add(issue)
+    enqueue(session, issue_id)
+    return counts(session, issue_id)
 
 
 def counts(session: Session, issue_id: int) -> dict[str, int]:
@@ -83,8 +104,11 @@ def new_batch_key() -> str:
     return secrets.token_hex(12)
 
 
-def claim(engine: Engine, issue_id: int, size: int) -> tuple[list[Claimed], dict[str, int]]:
-    """The next queued rows, marked `sending` under one new batch key and committed.
+def claim(
+    engine: Engine, issue_id: int, size: int, me: str, lease_seconds: float
+) -> tuple[list[Claimed], dict[str, int]]:
+    """The next queued rows, marked `sending` under one new batch key and `me`'s lease, committed.
+    Rows another sender is claiming at the same moment are skipped, not waited for.
 
     Rows whose reader is no longer active or has paused since the ledger was written are
     suppressed instead, so unsubscribing stops the very next batch. Returns the claimed rows and how
@@ -106,6 +130,7 @@ def claim(engine: Engine, issue_id: int, size: int) -> tuple[list[Claimed], dict
                 .where(Delivery.issue_id == issue_id, Delivery.status == DeliveryStatus.QUEUED)
                 .order_by(Delivery.id)
                 .limit(size)
+                .with_for_update(skip_locked=True, of=Delivery)
             )
             rows = list(session.exec(query))
             if not rows:
@@ -127,6 +152,8 @@ def claim(engine: Engine, issue_id: int, size: int) -> tuple[list[Claimed], dict
                     status=DeliveryStatus.SENDING,
                     batch_key=key,
                     claimed_at=now,
+                    claimed_by=me,
+                    lease_until=now + timedelta(seconds=lease_seconds),
                     attempts=Delivery.attempts + 1,
                     updated_at=now,
                 )
@@ -137,8 +164,11 @@ def _set(session: Session, ids: list[int], **values) -> None:
     session.execute(update(Delivery).where(col(Delivery.id).in_(ids)).values(**values))
 
 
-def in_flight(engine: Engine, issue_id: int) -> dict[str, list[Claimed]]:
-    """Rows left `sending` (by a crash), grouped by batch key, each group in claim order."""
+def take_over(engine: Engine, issue_id: int, me: str, lease_seconds: float) -> dict[str, list[Claimed]]:
+    """Rows left `sending` by a sender that is gone (its lease ran out, or it was a process on this
+    machine that no longer runs), now under `me`'s lease; grouped by batch key, in claim order.
+    Rows of a live sender are never taken."""
+    now = utcnow()
     with session_scope(engine) as session:
         query = (
             select(
@@ -147,16 +177,43 @@ def in_flight(engine: Engine, issue_id: int) -> dict[str, list[Claimed]]:
                 Subscriber.email,
                 Subscriber.categories,
                 Delivery.batch_key,
+                Delivery.claimed_by,
+                Delivery.lease_until,
             )
             .join(Subscriber, col(Subscriber.id) == Delivery.subscriber_id)
             .where(Delivery.issue_id == issue_id, Delivery.status == DeliveryStatus.SENDING)
             .order_by(Delivery.id)
+            .with_for_update(skip_locked=True, of=Delivery)
         )
         groups: dict[str, list[Claimed]] = {}
+        alive: dict[str, bool] = {}
         for row in session.exec(query):
+            holder, until = row[5], row[6]
+            if holder == me:
+                continue
+            if holder and until and until > now and alive.setdefault(holder, _alive(holder)):
+                continue
             claimed = Claimed(*row[:4], row[4] or "")
             groups.setdefault(claimed.batch_key, []).append(claimed)
+        taken = [row.delivery_id for rows in groups.values() for row in rows]
+        if taken:
+            _set(session, taken, claimed_by=me, lease_until=now + timedelta(seconds=lease_seconds))
     return groups
+
+
+def renew_rows(engine: Engine, issue_id: int, me: str, lease_seconds: float) -> int:
+    """Extend the lease on the rows `me` has in flight; returns how many."""
+    with session_scope(engine) as session:
+        result = session.execute(
+            update(Delivery)
+            .where(
+                Delivery.issue_id == issue_id,
+                Delivery.status == DeliveryStatus.SENDING,
+                Delivery.claimed_by == me,
+            )
+            .values(lease_until=utcnow() + timedelta(seconds=lease_seconds))
+        )
+        return result.rowcount or 0
 
 
 def mark_sent(

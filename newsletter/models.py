@@ -220,12 +220,14 @@ class Delivery(SQLModel, table=True):
     """The ledger: one row per (issue, subscriber), written before anything is sent.
 
     `batch_key` names the request a row went out in: the idempotency key of that request, and what
-    reconciliation asks the provider about after a crash.
+    reconciliation asks the provider about after a crash. `claimed_by` and `lease_until` say which
+    sender holds a row in flight and until when: a row whose lease ran out (its sender died) is taken
+    over, reconciled and finished by another sender; a live one is never touched.
     """
 
     __table_args__ = (
         UniqueConstraint("issue_id", "subscriber_id"),
-        Index("ix_delivery_issue_status", "issue_id", "status"),
+        Index("ix_delivery_issue_status", "issue_id", "status", "id"),  # claims walk it in id order
     )
 
     id: int | None = Field(default=None, primary_key=True)
@@ -234,6 +236,8 @@ class Delivery(SQLModel, table=True):
     status: str = Field(default=DeliveryStatus.QUEUED, max_length=20)
     batch_key: str | None = Field(default=None, max_length=64, index=True)
     claimed_at: datetime | None = _time(nullable=True)
+    claimed_by: str | None = Field(default=None, max_length=120)
+    lease_until: datetime | None = _time(nullable=True)
     provider: str | None = Field(default=None, max_length=40)
     provider_message_id: str | None = Field(default=None, max_length=200, index=True)
     attempts: int = Field(default=0)

@@ -23,12 +23,14 @@ from zoneinfo import ZoneInfo
 
 from apscheduler.events import EVENT_JOB_ERROR, EVENT_JOB_EXECUTED, EVENT_JOB_MISSED, JobExecutionEvent
 from apscheduler.executors.pool import ThreadPoolExecutor
+from apscheduler.jobstores.memory import MemoryJobStore
 from apscheduler.jobstores.sqlalchemy import SQLAlchemyJobStore
 from apscheduler.schedulers.background import BackgroundScheduler
 from sqlalchemy import inspect
 from sqlalchemy.engine import Engine
 from sqlmodel import col, delete, select
 
+from newsletter import ledger
 from newsletter.config import Settings
 from newsletter.crontab import parse_cron
 from newsletter.curation import Week
@@ -36,9 +38,18 @@ from newsletter.db import session_scope
 from newsletter.delivery import SendAborted, Sender
 from newsletter.editions import ComposeOutcome, EditionError, approve, compose, find_issue
 from newsletter.ledger import retry_failed
-from newsletter.models import Issue, IssueStatus, Subscriber, SubscriberEvent, SubscriberStatus, utcnow
+from newsletter.models import (
+    DeliveryStatus,
+    Issue,
+    IssueStatus,
+    Subscriber,
+    SubscriberEvent,
+    SubscriberStatus,
+    utcnow,
+)
 from newsletter.notices import Notices, editor_alert
 from newsletter.providers import make_provider
+from newsletter.quality import check_issue
 
 log = logging.getLogger("newsletter.scheduler")
 JOBS_TABLE = "apscheduler_jobs"
@@ -127,10 +138,27 @@ def send_job(now: datetime | None = None) -> str:
                 return message
             approve(session, issue, ctx.settings)
         issue_id, week = issue.id, issue.week
+        checks = check_issue(session, issue, ctx.settings)
+    if not checks.passed:
+        findings = "; ".join(f"{f.gate}: {f.message} ({f.where})" for f in checks.errors)
+        message = (
+            f"send {week}: NOT SENT - the issue fails {len(checks.errors)} quality check(s): {findings}. "
+            f"Fix them (`newsletter issue check --week {week}`, `newsletter preview`), or send it anyway "
+            f"with `newsletter issue send --week {week} --force`."
+        )
+        log.error(message)
+        return message
     return _run_send(ctx, issue_id, week)
 
 
 def _run_send(ctx: Context, issue_id: int, week: str) -> str:
+    if ctx.settings.sends_through_workers:  # several machines: the workers do the sending
+        with session_scope(ctx.engine) as session:
+            owed = ledger.open_send(session, issue_id).get(DeliveryStatus.QUEUED, 0)
+        message = f"send {week}: marked for sending; {owed} deliveries queued for `newsletter worker`"
+        log.info(message)
+        return message
+
     async def go():
         provider = make_provider(ctx.settings)
         try:
@@ -261,7 +289,12 @@ def build_scheduler(settings: Settings, engine: Engine) -> BackgroundScheduler:
     """A scheduler whose jobs live in the store: a restart keeps their next run times (and so notices
     what it missed); a changed crontab setting replaces its job."""
     scheduler = BackgroundScheduler(
-        jobstores={"default": SQLAlchemyJobStore(engine=engine, tablename=JOBS_TABLE)},
+        jobstores={
+            "default": SQLAlchemyJobStore(engine=engine, tablename=JOBS_TABLE),
+            # This process's own one-off jobs: in the shared store, a second scheduler on the same
+            # database could run and remove them first, and APScheduler's loop dies on the lookup.
+            "process": MemoryJobStore(),
+        },
         executors={"default": ThreadPoolExecutor(2)},
         job_defaults={"coalesce": True, "max_instances": 1},
         timezone=settings.zone,
@@ -363,7 +396,13 @@ def run(settings: Settings, engine: Engine) -> int:
         scheduler.resume()
         log.info("scheduler started (time zone %s, jobs in %s)", settings.timezone, JOBS_TABLE)
         _log_next(scheduler, settings.zone)
-        scheduler.add_job(resume_job, id="resume-at-start", replace_existing=True, misfire_grace_time=None)
+        scheduler.add_job(
+            resume_job,
+            id="resume-at-start",
+            jobstore="process",
+            replace_existing=True,
+            misfire_grace_time=None,
+        )
         while not stop.wait(1.0):
             while not finished.empty():
                 job = scheduler.get_job(finished.get())

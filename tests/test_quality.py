@@ -275,7 +275,9 @@ def test_the_scheduler_does_not_send_an_approved_issue_that_fails_a_gate(
 
     scheduling.set_context(
         scheduling.Context(
-            settings.model_copy(update={"allowed_link_hosts": "elsewhere.example.org"}),
+            settings.model_copy(
+                update={"allowed_link_hosts": "elsewhere.example.org", "send_mode": "inline"}
+            ),
             engine,
             threading.Event(),
         )

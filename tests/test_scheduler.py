@@ -146,6 +146,7 @@ def world(tmp_path, samples):
         timezone="Europe/Berlin",
         outbox_dir=tmp_path / "outbox",
         editor_emails="editor@example.com",
+        send_mode="inline",  # these tests are about the scheduler sending itself, on either database
     )
     engine = make_engine(url)
     create_schema(engine)
@@ -356,6 +357,7 @@ def scheduler_env(tmp_path, extra: dict[str, str] | None = None) -> dict[str, st
             "NEWSLETTER_TIMEZONE": "Europe/Berlin",
             "COLUMNS": "200",
             "NEWSLETTER_AUTO_APPROVE": "true",
+            "NEWSLETTER_SEND_MODE": "inline",  # the scheduler sends itself, on either database
         }
         | (extra or {})
     )
@@ -388,6 +390,7 @@ def prepare_for_processes(tmp_path, env, readers: int):
         secret_key=TEST_KEY,
         timezone="Europe/Berlin",
         auto_approve=True,
+        send_mode="inline",
     )
     engine = make_engine(settings.database_url)
     scheduler = scheduling.build_scheduler(settings, engine)

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import email
+import socket
+import subprocess
 from datetime import UTC, datetime
 from email import policy
 from pathlib import Path
@@ -37,9 +39,16 @@ def issue_id(engine, settings, samples) -> int:
         return compose(session, WEEK, settings).issue.id
 
 
-def send(engine, settings, issue_id, provider=None):
-    sender = Sender(engine, settings, provider or OutboxProvider(settings.outbox_dir))
+def send(engine, settings, issue_id, provider=None, identity=None):
+    sender = Sender(engine, settings, provider or OutboxProvider(settings.outbox_dir), identity=identity)
     return asyncio.run(sender.send(issue_id))
+
+
+def dead_sender() -> str:
+    """The identity of a sender process on this machine that has exited (as after a SIGKILL)."""
+    process = subprocess.Popen(["true"])
+    process.wait()
+    return f"{socket.gethostname()}:{process.pid}:dead"
 
 
 def outbox_files(settings) -> list[Path]:
@@ -132,7 +141,7 @@ class DiesMidBatch(OutboxProvider):
 def test_a_crash_mid_send_is_reconciled_before_anything_is_resent(engine, settings, issue_id):
     """Rows left `sending` whose file exists were sent; the others are sent now, once."""
     with pytest.raises(KeyboardInterrupt):
-        send(engine, settings, issue_id, DiesMidBatch(settings.outbox_dir, survivors=2))
+        send(engine, settings, issue_id, DiesMidBatch(settings.outbox_dir, survivors=2), dead_sender())
     with Session(engine) as session:
         assert ledger_counts(session, issue_id) == {
             DeliveryStatus.SENDING: 4,
