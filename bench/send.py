@@ -1,6 +1,14 @@
 """A whole send to 100,000 readers in SQLite through the provider emulator (Postmark batch API).
 
     .venv/bin/python bench/send.py [--readers 100000] [--provider postmark] [--fail-rate 0.05] [--drop-rate 0]
+    .venv/bin/python bench/send.py --database postgresql+psycopg://postgres@127.0.0.1:5432/postgres \
+        [--readers 1000000] [--workers 1,2,4]
+
+With --database (PostgreSQL) the send is shared by `newsletter worker` processes instead: for each
+worker count, a fresh store of --readers active readers, the issue marked for sending (as the
+scheduler does), then that many workers until it is sent. Prints messages/s, each worker's peak RSS
+and the exactly-once check. Target (issue 7, this 2-core machine): 4 workers >= 1.5x one worker, and
+per-worker memory flat in the number of readers.
 
 Runs the send twice: without faults, then with `--fail-rate` of the send requests answered 429 or 500
 (and `--drop-rate` accepted then dropped). Each run prints the total time, messages per second, the
@@ -12,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import os
 import resource
 import signal
@@ -21,11 +30,15 @@ import tempfile
 import time
 from datetime import UTC, datetime
 from pathlib import Path
+from zoneinfo import ZoneInfo
 
 import httpx
+from sqlalchemy import create_engine, text
+from sqlalchemy.engine import make_url
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from newsletter import ledger
 from newsletter.config import Settings
 from newsletter.curation import Week
 from newsletter.db import create_schema, make_engine, session_scope
@@ -132,6 +145,101 @@ def check(port: int, readers: int) -> str:
     )
 
 
+def fresh_database(url: str) -> None:
+    """Drop and create the database named in `url` (through the server's `postgres` database)."""
+    target = make_url(url)
+    admin = create_engine(target.set(database="postgres"), isolation_level="AUTOCOMMIT")
+    with admin.connect() as connection:
+        connection.execute(text(f'DROP DATABASE IF EXISTS "{target.database}" WITH (FORCE)'))
+        connection.execute(text(f'CREATE DATABASE "{target.database}"'))
+    admin.dispose()
+
+
+def prepare_postgres(url: str, readers: int) -> int:
+    """A store of `readers` active readers (COPY: seconds, not minutes) and this week's issue,
+    marked for sending with its ledger written, as the scheduler does in worker mode."""
+    fresh_database(url)
+    engine = make_engine(url)
+    create_schema(engine)
+    now = datetime.now(UTC)
+    zone = ZoneInfo("UTC")
+    with session_scope(engine) as session:
+        load_samples(session, zone, now)
+    raw = engine.raw_connection()
+    try:
+        with (
+            raw.cursor() as cursor,
+            cursor.copy("COPY subscriber (email, status, source, created_at, updated_at) FROM STDIN") as copy,
+        ):
+            for n in range(readers):
+                copy.write_row((f"reader{n}@example.com", "active", "bench", now, now))
+        raw.commit()
+    finally:
+        raw.close()
+    settings = Settings(_env_file=None, database_url=url, timezone="UTC", secret_key="x" * 40)
+    with session_scope(engine) as session:
+        issue_id = compose(session, Week.containing(now, zone), settings).issue.id
+    with session_scope(engine) as session:
+        ledger.open_send(session, issue_id)
+    with engine.connect() as connection:
+        connection.execution_options(isolation_level="AUTOCOMMIT").execute(text("VACUUM ANALYZE"))
+    engine.dispose()
+    return issue_id
+
+
+def run_workers(args, port: int, emulator: subprocess.Popen) -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("NEWSLETTER_")} | {
+        "NEWSLETTER_DATABASE_URL": args.database,
+        "NEWSLETTER_SECRET_KEY": "bench-signing-key-0123456789-abcdefghijklmnopqrstuvwxyz",
+        "NEWSLETTER_PROVIDER": args.provider,
+        "NEWSLETTER_API_BASE_URL": f"http://127.0.0.1:{port}",
+        "NEWSLETTER_LOG_LEVEL": "WARNING",
+        "POSTMARK_SERVER_TOKEN": TOKEN,
+        "RESEND_API_KEY": TOKEN,
+        "SENDGRID_API_KEY": TOKEN,
+        "MAILGUN_API_KEY": TOKEN,
+        "MAILGUN_DOMAIN": "mg.example.com",
+    }
+    rates = {}
+    for count in [int(n) for n in args.workers.split(",")]:
+        started = time.perf_counter()
+        prepare_postgres(args.database, args.readers)
+        prepared = time.perf_counter() - started
+        httpx.post(f"http://127.0.0.1:{port}/_emulator/reset")
+        emulator_before = cpu_seconds(emulator.pid)
+        started = time.perf_counter()
+        workers = [
+            subprocess.Popen([sys.executable, "-m", "newsletter", "worker", "--exit-when-idle"], env=env)
+            for _ in range(count)
+        ]
+        peak = {worker.pid: 0.0 for worker in workers}
+        cpu = dict.fromkeys(peak, 0.0)
+        while any(worker.poll() is None for worker in workers):
+            for worker in workers:
+                if worker.poll() is None:
+                    with contextlib.suppress(OSError, IndexError):
+                        peak[worker.pid] = max(peak[worker.pid], rss_mb(worker.pid))
+                        cpu[worker.pid] = cpu_seconds(worker.pid)
+            time.sleep(0.25)
+        took = time.perf_counter() - started
+        rates[count] = args.readers / took
+        failed = [worker.returncode for worker in workers if worker.returncode]
+        print(
+            f"[PostgreSQL, {count} worker(s), {args.readers:,} readers] sent in {took:.1f} s = "
+            f"{rates[count]:,.0f} messages/s (store prepared in {prepared:.0f} s); peak RSS per worker "
+            f"{', '.join(f'{mb:.0f}' for mb in peak.values())} MB; CPU per worker "
+            f"{', '.join(f'{s:.0f}' for s in cpu.values())} s; emulator CPU "
+            f"{cpu_seconds(emulator.pid) - emulator_before:.0f} s"
+            + (f"; worker exit codes {failed}" if failed else "")
+        )
+        print("  " + check(port, args.readers))
+    if 1 in rates and len(rates) > 1:
+        print(
+            "  speed-up over one worker: "
+            + ", ".join(f"{n} workers {rate / rates[1]:.2f}x" for n, rate in rates.items() if n != 1)
+        )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -142,11 +250,16 @@ def main() -> None:
     )
     parser.add_argument("--fail-rate", type=float, default=0.05)
     parser.add_argument("--drop-rate", type=float, default=0.0)
+    parser.add_argument("--database", help="A PostgreSQL URL: bench `newsletter worker` processes there.")
+    parser.add_argument("--workers", default="1,2,4", help="Worker counts to run, with --database.")
     args = parser.parse_args()
 
     port = free_port()
     emulator = start_emulator(port)
     try:
+        if args.database:
+            run_workers(args, port, emulator)
+            return
         runs = [
             ("no faults", {}),
             (
