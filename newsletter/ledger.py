@@ -305,7 +305,8 @@ def take_lease(engine: Engine, issue_id: int, me: str, seconds: float) -> None:
     this machine is taken over at once; one held elsewhere is taken over when it expires."""
     now = utcnow()
     with session_scope(engine) as session:
-        issue = session.get(Issue, issue_id)
+        # Row lock: two processes asking at once take turns (SQLite's BEGIN IMMEDIATE already does).
+        issue = session.get(Issue, issue_id, with_for_update=True)
         holder, until = issue.sender, issue.sender_lease_until
         if holder and holder != me and until and until > now and _alive(holder):
             raise LeaseTaken(
