@@ -131,6 +131,7 @@ class Sender:
         self.rng = rng or random.Random()  # noqa: S311  (jitter, not secrets)
         self.rate = RateLimiter(settings.send_rate)
         self._mailers: dict[str | None, IssueMailer | None] = {}
+        self._cursor = ledger.ClaimCursor()  # one sender, one issue: claims resume where they left off
         self._rendered: dict[tuple[int, ...], IssueMailer] = {}
 
     async def send(
@@ -197,7 +198,7 @@ class Sender:
                     report.stopped = True
                     return
                 batch, suppressed = ledger.claim(
-                    self.engine, issue_id, self.batch_size, self.identity, LEASE_SECONDS
+                    self.engine, issue_id, self.batch_size, self.identity, LEASE_SECONDS, self._cursor
                 )
                 report.suppressed.update(suppressed)
                 if not batch:

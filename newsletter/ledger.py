@@ -16,6 +16,7 @@ import os
 import secrets
 import socket
 from collections.abc import Iterable
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import NamedTuple
 
@@ -104,8 +105,24 @@ def new_batch_key() -> str:
     return secrets.token_hex(12)
 
 
+@dataclass
+class ClaimCursor:
+    """Where a sender's next claim starts looking. Queued rows are claimed in id order, so below the
+    cursor nearly everything is taken; starting there keeps a claim's cost at one batch instead of
+    walking every row already sent (PostgreSQL keeps their dead index entries until a vacuum: a
+    million-reader send slowed to 140 ms per claim without it). When nothing is left above it, one
+    scan from the start finds rows put back in the queue (a retry, a take-over)."""
+
+    after: int = 0
+
+
 def claim(
-    engine: Engine, issue_id: int, size: int, me: str, lease_seconds: float
+    engine: Engine,
+    issue_id: int,
+    size: int,
+    me: str,
+    lease_seconds: float,
+    cursor: ClaimCursor | None = None,
 ) -> tuple[list[Claimed], dict[str, int]]:
     """The next queued rows, marked `sending` under one new batch key and `me`'s lease, committed.
     Rows another sender is claiming at the same moment are skipped, not waited for.
@@ -115,6 +132,7 @@ def claim(
     many were suppressed for each reason.
     """
     suppressed: dict[str, int] = {}
+    cursor = cursor or ClaimCursor()
     while True:
         with session_scope(engine) as session:
             query = (
@@ -127,14 +145,22 @@ def claim(
                     Subscriber.paused_until,
                 )
                 .join(Subscriber, col(Subscriber.id) == Delivery.subscriber_id)
-                .where(Delivery.issue_id == issue_id, Delivery.status == DeliveryStatus.QUEUED)
+                .where(
+                    Delivery.issue_id == issue_id,
+                    Delivery.status == DeliveryStatus.QUEUED,
+                    col(Delivery.id) > cursor.after,
+                )
                 .order_by(Delivery.id)
                 .limit(size)
                 .with_for_update(skip_locked=True, of=Delivery)
             )
             rows = list(session.exec(query))
             if not rows:
+                if cursor.after:
+                    cursor.after = 0  # once more from the start, for rows put back in the queue
+                    continue
                 return [], suppressed
+            cursor.after = max(cursor.after, rows[-1][0])
             now = utcnow()
             key = new_batch_key()
             left = [r[0] for r in rows if r[4] != SubscriberStatus.ACTIVE]

@@ -212,3 +212,18 @@ def test_four_worker_processes_one_sigkilled_mid_batch_every_reader_exactly_once
             taken_over = session.exec(select(Delivery.claimed_by).where(Delivery.id.in_(orphaned))).all()
         assert all(f":{victim.pid}:" not in holder for holder in taken_over), "another worker finished them"
         engine.dispose()
+
+
+def test_rows_put_back_below_a_senders_cursor_are_still_claimed(engine, settings, samples):
+    with session_scope(engine) as session:
+        issue_id = prepared(session, settings, samples, [f"r{n}@example.com" for n in range(10)])
+        ledger.open_send(session, issue_id)
+    me, cursor = ledger.sender_identity(), ledger.ClaimCursor()
+    first, _ = ledger.claim(engine, issue_id, 4, me, 120, cursor)
+    assert cursor.after == first[-1].delivery_id
+    ledger.mark(engine, [row.delivery_id for row in first], DeliveryStatus.QUEUED, None)  # put back
+    later = []
+    while batch := ledger.claim(engine, issue_id, 4, me, 120, cursor)[0]:
+        later += batch
+    assert {row.delivery_id for row in first} <= {row.delivery_id for row in later}
+    assert len(later) == 10
