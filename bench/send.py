@@ -8,7 +8,8 @@ With --database (PostgreSQL) the send is shared by `newsletter worker` processes
 worker count, a fresh store of --readers active readers, the issue marked for sending (as the
 scheduler does), then that many workers until it is sent. Prints messages/s, each worker's peak RSS
 and the exactly-once check. Target (issue 7, this 2-core machine): 4 workers >= 1.5x one worker, and
-per-worker memory flat in the number of readers.
+per-worker memory flat in the number of readers. --latency-ms gives the emulator a real provider's
+round trip; with 0, one worker, the emulator and PostgreSQL already share the two cores.
 
 Runs the send twice: without faults, then with `--fail-rate` of the send requests answered 429 or 500
 (and `--drop-rate` accepted then dropped). Each run prints the total time, messages per second, the
@@ -206,6 +207,7 @@ def run_workers(args, port: int, emulator: subprocess.Popen) -> None:
         prepare_postgres(args.database, args.readers)
         prepared = time.perf_counter() - started
         httpx.post(f"http://127.0.0.1:{port}/_emulator/reset")
+        httpx.post(f"http://127.0.0.1:{port}/_emulator/faults", json={"latency_ms": args.latency_ms})
         emulator_before = cpu_seconds(emulator.pid)
         started = time.perf_counter()
         workers = [
@@ -225,7 +227,8 @@ def run_workers(args, port: int, emulator: subprocess.Popen) -> None:
         rates[count] = args.readers / took
         failed = [worker.returncode for worker in workers if worker.returncode]
         print(
-            f"[PostgreSQL, {count} worker(s), {args.readers:,} readers] sent in {took:.1f} s = "
+            f"[PostgreSQL, {count} worker(s), {args.readers:,} readers, provider latency "
+            f"{args.latency_ms:g} ms] sent in {took:.1f} s = "
             f"{rates[count]:,.0f} messages/s (store prepared in {prepared:.0f} s); peak RSS per worker "
             f"{', '.join(f'{mb:.0f}' for mb in peak.values())} MB; CPU per worker "
             f"{', '.join(f'{s:.0f}' for s in cpu.values())} s; emulator CPU "
@@ -252,6 +255,13 @@ def main() -> None:
     parser.add_argument("--drop-rate", type=float, default=0.0)
     parser.add_argument("--database", help="A PostgreSQL URL: bench `newsletter worker` processes there.")
     parser.add_argument("--workers", default="1,2,4", help="Worker counts to run, with --database.")
+    parser.add_argument(
+        "--latency-ms",
+        type=float,
+        default=0.0,
+        help="With --database: the emulator answers each request this much later, as a real provider's "
+        "round trip does (0: the bench is bound by this machine's CPU alone).",
+    )
     args = parser.parse_args()
 
     port = free_port()
