@@ -101,6 +101,11 @@ def fail(message: str) -> NoReturn:
     raise typer.Exit(1)
 
 
+def unreachable(store: str, exc: OperationalError) -> NoReturn:
+    """A database that cannot be reached: the driver's first line says why, never a traceback."""
+    fail(f"cannot reach {store}: {str(exc.orig or exc).strip().splitlines()[0]}")
+
+
 @contextmanager
 def refusals() -> Iterator[None]:
     """Turn the services' expected refusals into a message and exit code 1, never a traceback."""
@@ -145,7 +150,7 @@ def open_store(settings: Settings, *, create: bool = False) -> Engine:
                 f"this release needs {schema.head()}; run `newsletter db upgrade`"
             )
     except OperationalError as exc:
-        fail(f"cannot reach the store at {shown}: {str(exc.orig or exc).strip().splitlines()[0]}")
+        unreachable(f"the store at {shown}", exc)
     return engine
 
 
@@ -746,7 +751,7 @@ def db_upgrade() -> None:
     try:
         before, after = schema.upgrade(engine)
     except OperationalError as exc:
-        fail(f"cannot reach the store: {str(exc.orig or exc).strip().splitlines()[0]}")
+        unreachable("the store", exc)
     if before == after:
         console.print(f"Store already at revision [bold]{after}[/] (the newest).")
     else:
@@ -761,7 +766,7 @@ def db_current() -> None:
     try:
         revision = schema.current(engine)
     except OperationalError as exc:
-        fail(f"cannot reach the store: {str(exc.orig or exc).strip().splitlines()[0]}")
+        unreachable("the store", exc)
     console.print(f"Store revision: {revision or '(none)'}; newest: {schema.head()}")
 
 
@@ -784,7 +789,7 @@ def db_copy(
     except CopyError as exc:
         fail(str(exc))
     except OperationalError as exc:
-        fail(f"cannot reach the target store: {str(exc.orig or exc).strip().splitlines()[0]}")
+        unreachable("the target store", exc)
     shown = target.url.render_as_string(hide_password=True)
     total = sum(count.target for count in counts)
     console.print(f"Counts checked, every table equal: {total} rows copied into {shown}.")

@@ -18,6 +18,7 @@ from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from newsletter.crontab import parse_cron
+from newsletter.db import is_sqlite
 from newsletter.headers import HeaderValueError, check_header_value, normalise_email, parse_from_address
 
 MIN_SECRET_LENGTH = 32
@@ -271,7 +272,7 @@ class Settings(BaseSettings):
     def sends_through_workers(self) -> bool:
         """Whether the scheduler only marks an issue for sending and leaves it to the workers."""
         if self.send_mode == "auto":
-            return not self.database_url.startswith("sqlite")
+            return not is_sqlite(self.database_url)
         return self.send_mode == "workers"
 
     @property

@@ -20,7 +20,7 @@ from sqlmodel import col, select
 
 from newsletter.config import Settings
 from newsletter.db import session_scope
-from newsletter.delivery import Sender, SendReport
+from newsletter.delivery import Sender
 from newsletter.models import Issue, IssueStatus
 from newsletter.providers import make_provider
 
@@ -42,7 +42,7 @@ async def work(settings: Settings, engine: Engine, stop: threading.Event, *, exi
     provider = make_provider(settings)
     senders: dict[int, Sender] = {}
     paused_until: dict[int, float] = {}
-    totals = SendReport(week="*")
+    sent_in_this_run = 0
     try:
         while not stop.is_set():
             issues = sending_issues(engine)
@@ -62,7 +62,7 @@ async def work(settings: Settings, engine: Engine, stop: threading.Event, *, exi
                 handled = report.sent + report.failed_total + report.suppressed_total + report.reconciled
                 if handled:
                     busy = True
-                    totals.sent += report.sent
+                    sent_in_this_run += report.sent
                     log.info(
                         "issue %s: %d sent, %d failed, %d suppressed, %d reconciled in %.1f s",
                         report.week,
@@ -77,7 +77,7 @@ async def work(settings: Settings, engine: Engine, stop: threading.Event, *, exi
                 await asyncio.to_thread(stop.wait, settings.worker_poll_seconds)
     finally:
         await provider.aclose()
-    log.info("worker stopped; %d messages sent in this run", totals.sent)
+    log.info("worker stopped; %d messages sent in this run", sent_in_this_run)
     return 0
 
 

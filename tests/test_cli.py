@@ -144,3 +144,12 @@ def test_a_bad_week_is_refused(tmp_path):
     run(tmp_path, "init")
     result = run(tmp_path, "issue", "compose", "--week", "2027-W53")
     assert result.returncode == 1 and "2027 has no ISO week 53" in result.stderr
+
+
+@pytest.mark.parametrize("command", [("issue", "show"), ("db", "upgrade"), ("db", "current")])
+def test_a_database_that_cannot_be_reached_is_a_clear_error(tmp_path, command):
+    unreachable = {"NEWSLETTER_DATABASE_URL": "postgresql+psycopg://postgres@127.0.0.1:1/nowhere"}
+    result = run(tmp_path, *command, env=unreachable)
+    assert result.returncode == 1
+    assert "cannot reach the store" in result.stderr and "Connection refused" in result.stderr
+    assert "Traceback" not in result.stderr

@@ -23,12 +23,10 @@ OLD_STORE = FIXTURES / "store-before-migrations.db"  # made by the release befor
 
 def differences(engine) -> list:
     with engine.connect() as connection:
-        context = MigrationContext.configure(connection, opts={"include_object": _ours, "compare_type": True})
+        context = MigrationContext.configure(
+            connection, opts={"include_object": schema.include_object, "compare_type": True}
+        )
         return compare_metadata(context, SQLModel.metadata)
-
-
-def _ours(obj, name, type_, reflected, compare_to) -> bool:
-    return not (type_ == "table" and name in {"alembic_version", "apscheduler_jobs"})
 
 
 def test_the_migrations_build_exactly_the_models_schema(settings):

@@ -33,6 +33,7 @@ from newsletter.subscriptions import add_active
 from tests.conftest import TEST_KEY, at
 from tests.databases import clean_env, database_url
 from tests.emulator_server import running_emulator
+from tests.test_cli import run
 from tests.test_send import dead_sender
 
 NOW = at("2026-11-25T10:00:00Z")
@@ -117,18 +118,8 @@ def test_in_worker_mode_the_scheduler_only_marks_the_issue_and_a_worker_sends_it
         assert ledger.counts(session, 1) == {DeliveryStatus.QUEUED: len(readers)}
     assert not outbox_recipients(settings), "the scheduler itself sends nothing in worker mode"
 
-    env = clean_env(tmp_path) | {
-        "NEWSLETTER_SECRET_KEY": TEST_KEY,
-        "NEWSLETTER_OUTBOX_DIR": str(settings.outbox_dir),
-    }
-    done = subprocess.run(
-        [sys.executable, "-m", "newsletter", "worker", "--exit-when-idle"],
-        cwd=tmp_path,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    env = {"NEWSLETTER_SECRET_KEY": TEST_KEY, "NEWSLETTER_OUTBOX_DIR": str(settings.outbox_dir)}
+    done = run(tmp_path, "worker", "--exit-when-idle", env=env)
     assert done.returncode == 0, done.stderr
     assert "20 sent" in done.stderr
     assert outbox_recipients(settings) == Counter({address: 1 for address in readers})
@@ -140,7 +131,7 @@ def test_four_worker_processes_one_sigkilled_mid_batch_every_reader_exactly_once
     """20,000 readers through the emulator (Postmark); one of four workers dies mid-batch. Its rows
     are taken over, reconciled with the provider's outbound search, and finished by the others."""
     readers = [f"reader{n:05d}@example.com" for n in range(20_000)]
-    env = clean_env(tmp_path) | {
+    env = {
         "NEWSLETTER_SECRET_KEY": TEST_KEY,
         "NEWSLETTER_TIMEZONE": "Europe/Berlin",
         "NEWSLETTER_SEND_BATCH_SIZE": "100",
@@ -151,13 +142,10 @@ def test_four_worker_processes_one_sigkilled_mid_batch_every_reader_exactly_once
     url = database_url(tmp_path)
     with running_emulator("--seed", "7") as emulator:
         env |= emulator.provider_env("postmark")
-        run = lambda *args: subprocess.run(  # noqa: E731
-            [sys.executable, "-m", "newsletter", *args], cwd=tmp_path, env=env, capture_output=True, text=True
-        )
-        assert run("init", "--sample").returncode == 0
+        assert run(tmp_path, "init", "--sample", env=env).returncode == 0
         (tmp_path / "list.csv").write_text("email\n" + "\n".join(readers) + "\n")
-        assert run("subscribers", "import", str(tmp_path / "list.csv")).returncode == 0
-        assert run("issue", "compose").returncode == 0
+        assert run(tmp_path, "subscribers", "import", str(tmp_path / "list.csv"), env=env).returncode == 0
+        assert run(tmp_path, "issue", "compose", env=env).returncode == 0
         engine = make_engine(url)
         with session_scope(engine) as session:
             issue_id = session.exec(select(Issue.id)).one()
@@ -169,7 +157,7 @@ def test_four_worker_processes_one_sigkilled_mid_batch_every_reader_exactly_once
             subprocess.Popen(
                 [sys.executable, "-m", "newsletter", "worker", "--exit-when-idle"],
                 cwd=tmp_path,
-                env=env,
+                env=clean_env(tmp_path) | env,
                 stdout=log,
                 stderr=subprocess.STDOUT,
             )

@@ -5,14 +5,7 @@ from __future__ import annotations
 from alembic import context
 from sqlmodel import SQLModel
 
-from newsletter import models  # noqa: F401  (registers the tables on SQLModel.metadata)
-
-NOT_OURS = {"apscheduler_jobs", "alembic_version"}  # the scheduler's job store manages its own table
-
-
-def include_object(obj, name, type_, reflected, compare_to) -> bool:
-    return not (type_ == "table" and name in NOT_OURS)
-
+from newsletter.schema import include_object  # also registers the tables on SQLModel.metadata
 
 connection = context.config.attributes["connection"]
 context.configure(
