@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed
 
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: demo test lint bench clean chromium
+.PHONY: demo test lint bench clean chromium lock
 
 demo: $(STAMP)
 	$(BIN)/newsletter demo
@@ -33,16 +33,30 @@ lint: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/python bench/render.py
 
+# Installs come from requirements.lock: the exact versions the suite was run with, each checked by its
+# hash, so a fresh machine next month gets what was tested. `make lock` refreshes it from pyproject.toml.
 # Debian's python3 lacks ensurepip unless python3-venv is installed: fall back to a venv without pip
 # and let the system pip install into it.
-$(STAMP): pyproject.toml
+PIP_INSTALL = install --quiet --require-hashes --no-deps -r requirements.lock
+PIP_PROJECT = install --quiet --no-deps --no-build-isolation -e .
+
+$(STAMP): pyproject.toml requirements.lock
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV) || { rm -rf $(VENV); $(PYTHON) -m venv --without-pip $(VENV); }
 	@if $(BIN)/python -m pip --version >/dev/null 2>&1; then \
-		$(BIN)/python -m pip install --quiet --upgrade pip && $(BIN)/python -m pip install --quiet -e '.[dev]'; \
+		$(BIN)/python -m pip $(PIP_INSTALL) && $(BIN)/python -m pip $(PIP_PROJECT); \
 	else \
-		$(PYTHON) -m pip --python $(BIN)/python install --quiet -e '.[dev]'; \
+		$(PYTHON) -m pip --python $(BIN)/python $(PIP_INSTALL) && $(PYTHON) -m pip --python $(BIN)/python $(PIP_PROJECT); \
 	fi
 	@touch $(STAMP)
 
+# Re-resolve pyproject.toml's ranges (runtime, the dev extras and the build backend) against PyPI into
+# requirements.lock, with the hashes of every file; commit the result with the change that needed it.
+LOCK_VENV := .venv-lock
+lock:
+	@test -x $(LOCK_VENV)/bin/pip-compile || { $(PYTHON) -m venv $(LOCK_VENV) && $(LOCK_VENV)/bin/pip install --quiet pip-tools==7.6.2; }
+	$(LOCK_VENV)/bin/pip-compile --quiet --generate-hashes --allow-unsafe --extra dev --all-build-deps \
+		--strip-extras --index-url https://pypi.org/simple --no-emit-index-url --no-emit-find-links --upgrade \
+		--output-file requirements.lock pyproject.toml
+
 clean:
-	rm -rf $(VENV) .pytest_cache .ruff_cache
+	rm -rf $(VENV) $(LOCK_VENV) .pytest_cache .ruff_cache

@@ -541,11 +541,18 @@ def subscribers_add(
     settings = load_settings()
     engine = open_store(settings)
     with refusals(), session_scope(engine) as session:
-        result = add_active(session, emails, source="cli")
+        result = add_active(session, emails, source="cli", key=settings.signing_key())
     console.print(f"Added {len(result.added)}; already active {len(result.already)}.")
     if result.not_reactivated:
         console.print(
-            "Not reactivated (they left; only they can come back): " + ", ".join(result.not_reactivated),
+            "Not reactivated (they left; only they can come back, by confirming their address): "
+            + ", ".join(result.not_reactivated),
+            markup=False,
+        )
+    if result.erased:
+        console.print(
+            "Not added (erased at their request; only they can come back, by confirming their address): "
+            + ", ".join(result.erased),
             markup=False,
         )
 
@@ -892,7 +899,7 @@ def demo() -> None:
         engine = open_store(settings, create=True)
         with session_scope(engine) as session:
             load_samples(session, settings.zone, now)
-            added = add_active(session, DEMO_READERS, source="demo")
+            added = add_active(session, DEMO_READERS, source="demo", key=settings.signing_key())
             result = compose(session, week, settings)
         if result.issue is None:
             fail(f"nothing to compose for {week}")

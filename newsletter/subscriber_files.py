@@ -19,7 +19,7 @@ from sqlmodel import Session, col, select
 
 from newsletter.headers import HeaderValueError, normalise_email
 from newsletter.models import ErasedAddress, Subscriber, SubscriberEvent, SubscriberStatus, utcnow
-from newsletter.subscriptions import LEFT, email_hash
+from newsletter.subscriptions import email_hash, owner_may_activate
 
 MAX_CSV_BYTES = 200 * 1024 * 1024
 EXPORT_COLUMNS = (
@@ -129,21 +129,23 @@ def import_csv(
     pending_existing: list[Subscriber] = []
     for _, email in valid:
         subscriber = existing.get(email)
+        was_erased = bool(erased) and email_hash(key, email) in erased
         if subscriber is None:
-            if erased and email_hash(key, email) in erased:
+            if was_erased:
                 report.erased += 1
             else:
                 new.append(email)
         elif subscriber.status == SubscriberStatus.ACTIVE:
             report.already += 1
-        elif subscriber.status in LEFT:
+        elif subscriber.status != SubscriberStatus.PENDING:
             report.not_reactivated.append(email)
-        elif subscriber.status == SubscriberStatus.PENDING and not confirm:
+        elif was_erased:
+            report.erased += 1  # asked again after erasure: only their own confirmation brings them back
+        elif not confirm and owner_may_activate(subscriber, was_erased):
             to_activate.append(subscriber)
         else:
             report.already += 1
-            if subscriber.status == SubscriberStatus.PENDING:
-                pending_existing.append(subscriber)
+            pending_existing.append(subscriber)
     status = SubscriberStatus.PENDING if confirm else SubscriberStatus.ACTIVE
     if new:
         session.execute(

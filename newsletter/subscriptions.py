@@ -3,6 +3,14 @@
 The list never holds an address that did not ask to be on it: a signup creates a *pending* reader and
 only the confirmation (a POST with a signed link from their inbox) makes them active. The list owner may
 vouch for consent on import; even then, readers who left are never reactivated by anyone but themselves.
+
+Consent, precisely: a reader who unsubscribed, bounced, complained or was erased comes back only through
+`confirm`, with a confirmation link issued after they asked again. Asking again (anyone may type an
+address into the form) does not change their state: they stay unsubscribed, bounced or complained, with
+`requested_at` saying a confirmation is outstanding, so no import, `subscribers add` or later signup can
+mistake them for a new pending reader. An erased address leaves only a keyed hash (`ErasedAddress`);
+a row made for it again (by a signup) is pending, and `owner_may_activate` refuses it until the reader
+confirms, which removes the hash.
 """
 
 from __future__ import annotations
@@ -29,6 +37,7 @@ from newsletter.models import (
 )
 
 LEFT = (SubscriberStatus.UNSUBSCRIBED, SubscriberStatus.BOUNCED, SubscriberStatus.COMPLAINED)
+LEFT_EVENTS = tuple(str(status) for status in LEFT)  # the event kinds recorded when a reader leaves
 MAX_PAUSE_WEEKS = 26
 SIGNUP_REQUESTED = "signup_requested"
 
@@ -133,9 +142,11 @@ def request_signup(
         )
         return SignupResult(Signup.ALREADY_ACTIVE, subscriber.id, email)
     previous = subscriber.status
-    subscriber.status, subscriber.requested_at, subscriber.updated_at = SubscriberStatus.PENDING, now, now
+    if previous not in LEFT:  # a reader who left stays left until they confirm this request themselves
+        subscriber.status = SubscriberStatus.PENDING
+    subscriber.requested_at, subscriber.updated_at = now, now
     session.add(subscriber)
-    detail = None if previous == SubscriberStatus.PENDING else f"was {previous}"
+    detail = None if previous == SubscriberStatus.PENDING else f"{previous}; stays so until confirmed"
     record_event(session, subscriber, SIGNUP_REQUESTED, source=source, client=client, detail=detail, at=now)
     return SignupResult(Signup.CONFIRM, subscriber.id, email)
 
@@ -166,16 +177,22 @@ def _check_address_rate(
 def confirm(
     session: Session, subscriber_id: int, issued_at: datetime, *, client: str | None, key: bytes
 ) -> Outcome:
-    """Activate a pending reader from their confirmation link (the POST, never the GET)."""
+    """Activate a reader from their confirmation link (the POST, never the GET): the only way back for
+    a reader who left. For them the link must answer a request made after they left, and be issued
+    after their latest request: an older one is stale."""
     subscriber = session.get(Subscriber, subscriber_id)
-    if subscriber is None or subscriber.status == SubscriberStatus.ERASED:
+    if subscriber is None or subscriber.status == SubscriberStatus.ERASED or subscriber.email is None:
         return Outcome.GONE
     if subscriber.status == SubscriberStatus.ACTIVE:
         return Outcome.ALREADY
-    # Tokens count whole seconds: a link issued in the second the reader left still counts.
-    left_at = subscriber.unsubscribed_at.replace(microsecond=0) if subscriber.unsubscribed_at else None
-    if subscriber.status != SubscriberStatus.PENDING or (left_at is not None and issued_at < left_at):
+    if subscriber.status not in (SubscriberStatus.PENDING, *LEFT):
         return Outcome.STALE
+    left = _left_at(session, subscriber)
+    if left is not None:
+        requested = subscriber.requested_at or subscriber.created_at
+        # Tokens count whole seconds: a link issued in the second the reader asked still counts.
+        if requested <= left or issued_at < requested.replace(microsecond=0):
+            return Outcome.STALE
     now = utcnow()
     subscriber.status, subscriber.confirmed_at, subscriber.updated_at = SubscriberStatus.ACTIVE, now, now
     subscriber.paused_until = None
@@ -186,6 +203,17 @@ def confirm(
         delete(ErasedAddress).where(col(ErasedAddress.email_hash) == email_hash(key, subscriber.email))
     )
     return Outcome.DONE
+
+
+def _left_at(session: Session, subscriber: Subscriber) -> datetime | None:
+    """When the reader last left (unsubscribed, bounced, complained); None if they never did."""
+    latest = session.exec(
+        select(func.max(SubscriberEvent.at)).where(
+            SubscriberEvent.subscriber_id == subscriber.id, col(SubscriberEvent.kind).in_(LEFT_EVENTS)
+        )
+    ).one()
+    moments = [m for m in (latest, subscriber.unsubscribed_at) if m is not None]
+    return max(moments) if moments else None
 
 
 def unsubscribe(session: Session, subscriber_id: int, *, source: str, client: str | None) -> Outcome:
@@ -308,18 +336,29 @@ def is_erased(session: Session, key: bytes, email: str) -> bool:
     return session.get(ErasedAddress, email_hash(key, email)) is not None
 
 
+def owner_may_activate(subscriber: Subscriber, erased: bool) -> bool:
+    """Whether the list owner (an import, `subscribers add`) may make this existing reader active.
+
+    Only a pending reader who never left and whose address was never erased: the owner vouches for
+    the consent of people on their own list, never for someone who left it. `erased` says whether the
+    address's keyed hash is in `ErasedAddress` (the caller looks it up, in bulk where it can)."""
+    return subscriber.status == SubscriberStatus.PENDING and not erased
+
+
 @dataclass
 class AddResult:
     added: list[str] = field(default_factory=list)
     already: list[str] = field(default_factory=list)
     not_reactivated: list[str] = field(default_factory=list)
+    erased: list[str] = field(default_factory=list)
 
 
-def add_active(session: Session, emails: Iterable[str], *, source: str) -> AddResult:
+def add_active(session: Session, emails: Iterable[str], *, source: str, key: bytes) -> AddResult:
     """Add readers whose consent the list owner vouches for (an editor, a demo) as active at once.
 
-    Addresses that left (unsubscribed, bounced, complained) are not reactivated: only the reader can
-    come back, through confirmation. Raises HeaderValueError on the first invalid address, adding none.
+    Addresses that left (unsubscribed, bounced, complained) are not reactivated and erased ones are not
+    added back: only the reader can come back, through confirmation. Raises HeaderValueError on the
+    first invalid address, adding none.
     """
     normalised = list(dict.fromkeys(normalise_email(e) for e in emails))
     result = AddResult()
@@ -329,7 +368,10 @@ def add_active(session: Session, emails: Iterable[str], *, source: str) -> AddRe
     }
     for email in normalised:
         subscriber = existing.get(email)
-        if subscriber is None:
+        erased = is_erased(session, key, email)
+        if subscriber is None and erased:
+            result.erased.append(email)
+        elif subscriber is None:
             subscriber = Subscriber(
                 email=email, status=SubscriberStatus.ACTIVE, source=source, confirmed_at=now
             )
@@ -341,7 +383,7 @@ def add_active(session: Session, emails: Iterable[str], *, source: str) -> AddRe
             result.added.append(email)
         elif subscriber.status == SubscriberStatus.ACTIVE:
             result.already.append(email)
-        elif subscriber.status == SubscriberStatus.PENDING:
+        elif owner_may_activate(subscriber, erased):
             subscriber.status, subscriber.confirmed_at, subscriber.updated_at = (
                 SubscriberStatus.ACTIVE,
                 now,
@@ -352,6 +394,8 @@ def add_active(session: Session, emails: Iterable[str], *, source: str) -> AddRe
                 session, subscriber, "confirmed", source=source, detail="activated by the list owner"
             )
             result.added.append(email)
+        elif erased:
+            result.erased.append(email)
         else:
             result.not_reactivated.append(email)
     return result

@@ -44,7 +44,7 @@ def store(tmp_path, samples):
     plain = Settings(_env_file=None, database_url=url, secret_key=TEST_KEY, timezone="Europe/Berlin")
     with session_scope(engine) as session:
         store_comparisons(session, dated_into_week(samples, NOW, plain.zone), plain.zone)
-        add_active(session, READERS, source="test")
+        add_active(session, READERS, source="test", key=TEST_KEY.encode())
         issue_id = compose(session, Week.parse("2026-W48"), plain).issue.id
     yield engine, issue_id, url
     engine.dispose()
@@ -162,7 +162,7 @@ def test_a_permanent_error_suppresses_that_reader_only_and_is_never_retried(
 ):
     engine, issue_id, url = store
     with session_scope(engine) as session:
-        add_active(session, [address], source="test")
+        add_active(session, [address], source="test", key=TEST_KEY.encode())
     emulator.reset()
     report = send(engine, settings_for(emulator, provider, url), issue_id)
     assert report.sent == len(READERS)

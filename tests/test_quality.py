@@ -23,6 +23,7 @@ from newsletter.quality import GATES, Report, Severity, check_message, check_ren
 from newsletter.render import Renderer, templates_dir
 from newsletter.samples import dated_into_week, issue_from, sample_comparisons
 from newsletter.subscriptions import add_active
+from tests.conftest import TEST_KEY
 from tests.test_cli import run
 
 WEEK = Week(2026, 48)
@@ -218,7 +219,7 @@ def failing_week(settings, engine, items):
     dated[0] = dated[0].model_copy(update={"url": ELSEWHERE, "pinned": True})
     with session_scope(engine) as session:
         store_comparisons(session, dated, settings.zone)
-        add_active(session, ["ada@example.com", "grace@example.com"], source="test")
+        add_active(session, ["ada@example.com", "grace@example.com"], source="test", key=TEST_KEY.encode())
         assert compose(session, week, settings).issue is not None
     return week
 

@@ -154,7 +154,7 @@ def world(tmp_path, samples):
         store_comparisons(
             session, dated_into_week(samples, datetime(2026, 11, 26, 12, tzinfo=UTC), BERLIN), BERLIN
         )
-        add_active(session, READERS, source="test")
+        add_active(session, READERS, source="test", key=TEST_KEY.encode())
     scheduling.set_context(scheduling.Context(settings, engine, threading.Event()))
     yield settings, engine, tmp_path
     engine.dispose()

@@ -25,6 +25,7 @@ from newsletter.models import Delivery, DeliveryStatus, Issue, IssueStatus, Subs
 from newsletter.providers import OutboxProvider
 from newsletter.samples import dated_into_week
 from newsletter.subscriptions import add_active
+from tests.conftest import TEST_KEY
 
 WEEK = Week.parse("2026-W48")
 NOW = datetime(2026, 11, 27, 12, 0, tzinfo=UTC)
@@ -35,7 +36,7 @@ READERS = [f"reader{n}@example.com" for n in range(12)]
 def issue_id(engine, settings, samples) -> int:
     with session_scope(engine) as session:
         store_comparisons(session, dated_into_week(samples, NOW, settings.zone), settings.zone)
-        add_active(session, READERS, source="test")
+        add_active(session, READERS, source="test", key=TEST_KEY.encode())
         return compose(session, WEEK, settings).issue.id
 
 
@@ -112,7 +113,7 @@ def test_running_send_twice_sends_nobody_twice(engine, settings, issue_id):
 def test_a_reader_who_joins_after_a_finished_send_is_not_sent_the_old_issue(engine, settings, issue_id):
     send(engine, settings, issue_id)
     with session_scope(engine) as session:
-        add_active(session, ["latecomer@example.com"], source="test")
+        add_active(session, ["latecomer@example.com"], source="test", key=TEST_KEY.encode())
     assert send(engine, settings, issue_id).sent == 0
     assert len(outbox_files(settings)) == len(READERS)
 

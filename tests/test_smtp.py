@@ -51,7 +51,7 @@ def test_smtp_delivers_each_reader_one_real_message(catcher, store, tmp_path):  
     handler, port = catcher
     engine, issue_id, url = store
     with session_scope(engine) as session:
-        add_active(session, ["inactive9@example.com"], source="test")
+        add_active(session, ["inactive9@example.com"], source="test", key=TEST_KEY.encode())
     settings = Settings(
         _env_file=None,
         database_url=url,

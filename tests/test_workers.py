@@ -42,7 +42,7 @@ WEEK = Week.parse("2026-W48")
 
 def prepared(session, settings, samples, readers: list[str]) -> int:
     store_comparisons(session, dated_into_week(samples, NOW, settings.zone), settings.zone)
-    add_active(session, readers, source="test")
+    add_active(session, readers, source="test", key=TEST_KEY.encode())
     issue = compose(session, WEEK, settings).issue
     approve(session, issue, settings)
     return issue.id
