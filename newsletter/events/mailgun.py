@@ -67,8 +67,8 @@ def verify_mailgun(
     """Verify the body's `signature` object and return its token (unique per request)."""
     signature = mapping(signature)
     token, given = signature.get("token"), signature.get("signature")
-    if not (isinstance(token, str) and 0 < len(token) <= _TOKEN_MAX and isinstance(given, str)):
-        raise SignatureError("missing signature fields")
+    if not (_printable(token) and len(token) <= _TOKEN_MAX and _printable(given)):
+        raise SignatureError("missing or malformed signature fields")
     timestamp = signature.get("timestamp")
     fresh(timestamp, now, tolerance)  # whole seconds: signed as written, so compared as written
     if len(given) != _HEX_SHA256:
@@ -77,6 +77,12 @@ def verify_mailgun(
     if not hmac.compare_digest(given.encode(), expected.encode()):
         raise SignatureError("HMAC does not match")
     return token
+
+
+def _printable(value: Any) -> bool:
+    """Printable ASCII text, as Mailgun's tokens and hex signatures are (and nothing else encodes
+    the same way under every codec)."""
+    return isinstance(value, str) and bool(value) and value.isascii() and value.isprintable()
 
 
 class MailgunWebhook(WebhookProvider):
