@@ -13,6 +13,7 @@ import json
 import logging
 import time
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -23,8 +24,10 @@ from sqlmodel import Session, select
 
 from newsletter.config import Settings
 from newsletter.db import create_schema, make_engine
+from newsletter.events.base import NormalisedEvent
 from newsletter.events.fields import DETAIL, EVENT_KEY, MESSAGE_ID
-from newsletter.models import Delivery, Issue, ProviderEvent, Subscriber, SubscriberStatus
+from newsletter.events.intake import store_events
+from newsletter.models import Delivery, EventKind, Issue, ProviderEvent, Subscriber, SubscriberStatus
 from newsletter.web import create_app
 from tests.conftest import TEST_KEY
 from tests.databases import ON_POSTGRES, database_url
@@ -390,3 +393,29 @@ def test_a_sendgrid_batch_stores_its_good_events_next_to_its_bad_ones(real_serve
         "unprocessable": 7,
         "problems": [],
     }
+
+
+def test_an_event_the_store_refuses_costs_only_itself(session, caplog):
+    """The net behind the bounds: should a value the store cannot hold get past them (PostgreSQL
+    refuses a NUL or an over-long VARCHAR; SQLite keeps both), that event alone is refused."""
+    now = datetime.now(UTC)
+
+    def event(key: str, detail: str) -> NormalisedEvent:
+        return NormalisedEvent("sendgrid", key, EventKind.DELIVERED, None, now, detail=detail)
+
+    batch = [
+        event("good-1", "fine"),
+        event("nul", "a\x00b"),
+        event("long", "d" * 1001),
+        event("good-2", "ok"),
+    ]
+    with caplog.at_level(logging.ERROR, logger="newsletter"):
+        report = store_events(session, batch)
+        session.commit()
+    keys = set(session.exec(select(ProviderEvent.event_key)))
+    if ON_POSTGRES:
+        assert (report.stored, report.refused.unprocessable) == (2, 2) and keys == {"good-1", "good-2"}
+        assert report.refused.problems == ["event 2: refused by the store", "event 3: refused by the store"]
+        assert all("a\x00b" not in r.getMessage() for r in caplog.records) and len(caplog.records) == 2
+    else:
+        assert (report.stored, report.refused.unprocessable) == (4, 0) and len(keys) == 4

@@ -29,6 +29,7 @@ MESSAGE_ID = _length(ProviderEvent, "provider_message_id")
 DETAIL = _length(ProviderEvent, "detail")
 EMAIL = _length(Subscriber, "email")
 NAME = 100  # an event type, a record type: longer is no name a provider uses
+TAG = 200  # an issue tag from metadata: not stored, bounded all the same
 ROW_ID_MAX = 2**31 - 1  # row ids are INTEGER columns, four bytes on PostgreSQL
 EARLIEST = datetime(2000, 1, 1, tzinfo=UTC)
 AHEAD = timedelta(days=1)  # clocks drift; an event from further ahead is no event of ours

@@ -24,6 +24,7 @@ from newsletter.events.base import (
     fresh,
 )
 from newsletter.events.fields import (
+    TAG,
     email,
     event_key,
     identifier,
@@ -125,6 +126,6 @@ class MailgunWebhook(WebhookProvider):
             occurred_at=moment(item.get("timestamp"), datetime.now(UTC)),
             provider_message_id=identifier(headers.get("message-id")),
             delivery_id=row_id(variables.get("delivery")),
-            issue=text(variables.get("issue"), 200),
+            issue=text(variables.get("issue"), TAG),
             detail=detail,
         )

@@ -23,6 +23,7 @@ from newsletter.events.base import (
     header,
 )
 from newsletter.events.fields import (
+    TAG,
     email,
     event_key,
     identifier,
@@ -91,7 +92,7 @@ class PostmarkWebhook(WebhookProvider):
             "provider": self.name,
             "provider_message_id": identifier(message_id),
             "delivery_id": row_id(metadata.get("delivery")),
-            "issue": text(item.get("Tag"), 200) or text(metadata.get("issue"), 200),
+            "issue": text(item.get("Tag"), TAG) or text(metadata.get("issue"), TAG),
         }
         if record == "Delivery":
             return NormalisedEvent(

@@ -26,6 +26,7 @@ from newsletter.events.base import (
     header,
 )
 from newsletter.events.fields import (
+    TAG,
     email,
     event_key,
     identifier,
@@ -128,6 +129,6 @@ class ResendWebhook(WebhookProvider):
             occurred_at=moment(item.get("created_at"), datetime.now(UTC)),
             provider_message_id=identifier(event.get("email_id")),
             delivery_id=row_id(tags.get("delivery")),
-            issue=text(tags.get("issue"), 200),
+            issue=text(tags.get("issue"), TAG),
             detail=detail,
         )

@@ -28,6 +28,7 @@ from newsletter.events.base import (
     header,
 )
 from newsletter.events.fields import (
+    TAG,
     email,
     event_key,
     identifier,
@@ -133,6 +134,6 @@ class SendGridWebhook(WebhookProvider):
             occurred_at=moment(item.get("timestamp"), datetime.now(UTC)),
             provider_message_id=identifier(message_id),
             delivery_id=row_id(item.get("delivery")),
-            issue=text(item.get("issue"), 200),
+            issue=text(item.get("issue"), TAG),
             detail=text(item.get("reason")) or text(item.get("url")),
         )
