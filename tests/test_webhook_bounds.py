@@ -305,7 +305,7 @@ def run_battery(app: App, cases: list[Case]) -> int:
 def test_every_field_of_every_provider_with_every_hostile_value_in_process(in_process, caplog):
     before = len(stored(in_process))
     cases = battery()
-    assert len(cases) > 3500  # the class, not a few examples
+    assert len(cases) > 3000  # the class, not a few examples
     with caplog.at_level(logging.WARNING, logger="newsletter"):
         stored_total = run_battery(in_process, cases)
     errors = [r for r in caplog.records if r.levelno >= logging.ERROR]
