@@ -8,19 +8,12 @@ import time
 
 import pytest
 
-from newsletter.events import normalise
-from newsletter.events.signatures import (
-    SignatureError,
-    basic_auth_header,
-    new_sendgrid_keys,
-    sign_mailgun,
-    sign_sendgrid,
-    sign_svix,
-    verify_basic_auth,
-    verify_mailgun,
-    verify_sendgrid,
-    verify_svix,
-)
+from newsletter.events.base import PayloadError, SignatureError, Verified, WebhookProvider
+from newsletter.events.fields import load_json
+from newsletter.events.mailgun import MailgunWebhook, sign_mailgun, verify_mailgun
+from newsletter.events.postmark import PostmarkWebhook, basic_auth_header, verify_basic_auth
+from newsletter.events.resend import ResendWebhook, sign_svix, verify_svix
+from newsletter.events.sendgrid import SendGridWebhook, new_sendgrid_keys, sign_sendgrid, verify_sendgrid
 from newsletter.models import EventKind
 
 POSTMARK_BOUNCE = {
@@ -178,8 +171,19 @@ def body(data) -> bytes:
     return json.dumps(data).encode()
 
 
+def events(provider: WebhookProvider, raw: bytes, request_id: str | None = None):
+    """The events `provider` reads from a body, as if its signature had been verified."""
+    received = provider.read(Verified(load_json(raw), request_id))
+    assert not received.unprocessable, received.problems
+    return received.events
+
+
+def postmark(raw: bytes):
+    return events(PostmarkWebhook(), raw)
+
+
 def test_postmark_bounce_delivery_and_complaint():
-    (bounce,) = normalise.postmark(body(POSTMARK_BOUNCE))
+    (bounce,) = postmark(body(POSTMARK_BOUNCE))
     assert (bounce.kind, bounce.recipient, bounce.event_key) == (
         EventKind.BOUNCED,
         "john@example.com",
@@ -187,28 +191,28 @@ def test_postmark_bounce_delivery_and_complaint():
     )
     assert bounce.provider_message_id == "883953f4-6105-42a2-a16a-77a8eac79483"
     assert bounce.occurred_at.isoformat().startswith("2019-11-05T16:33:54.907025")
-    (delivery,) = normalise.postmark(body(POSTMARK_DELIVERY))
+    (delivery,) = postmark(body(POSTMARK_DELIVERY))
     assert (delivery.kind, delivery.delivery_id) == (EventKind.DELIVERED, 42)
-    (complaint,) = normalise.postmark(body(POSTMARK_COMPLAINT))
+    (complaint,) = postmark(body(POSTMARK_COMPLAINT))
     assert complaint.kind == EventKind.COMPLAINED
-    soft = normalise.postmark(body(POSTMARK_BOUNCE | {"Type": "SoftBounce", "Inactive": False}))[0]
+    soft = postmark(body(POSTMARK_BOUNCE | {"Type": "SoftBounce", "Inactive": False}))[0]
     assert soft.kind == EventKind.SOFT_BOUNCED
 
 
 def test_sendgrid_array_of_events():
-    events = normalise.sendgrid(body(SENDGRID_EVENTS))
-    assert [e.kind for e in events] == [
+    found = events(SendGridWebhook(), body(SENDGRID_EVENTS))
+    assert [e.kind for e in found] == [
         EventKind.OTHER,
         EventKind.BOUNCED,
         EventKind.COMPLAINED,
         EventKind.SOFT_BOUNCED,
     ]
-    assert events[1].event_key == "6g4ZI7SA-xmRDv57GoPIPw==" and events[1].delivery_id == 7
-    assert events[1].provider_message_id == "14c5d75ce93"
+    assert found[1].event_key == "6g4ZI7SA-xmRDv57GoPIPw==" and found[1].delivery_id == 7
+    assert found[1].provider_message_id == "14c5d75ce93"
 
 
 def test_mailgun_permanent_failure():
-    (event,) = normalise.mailgun(MAILGUN_FAILED)
+    (event,) = events(MailgunWebhook(), body(MAILGUN_FAILED))
     assert (event.kind, event.recipient, event.event_key, event.delivery_id) == (
         EventKind.BOUNCED,
         "alice@example.com",
@@ -218,11 +222,11 @@ def test_mailgun_permanent_failure():
     assert event.provider_message_id == "20130503192659.13651.20287@example.com"
     temporary = json.loads(json.dumps(MAILGUN_FAILED))
     temporary["event-data"]["severity"] = "temporary"
-    assert normalise.mailgun(temporary)[0].kind == EventKind.SOFT_BOUNCED
+    assert events(MailgunWebhook(), body(temporary))[0].kind == EventKind.SOFT_BOUNCED
 
 
 def test_resend_bounce():
-    (event,) = normalise.resend(body(RESEND_BOUNCED), "msg_2Kx")
+    (event,) = events(ResendWebhook(), body(RESEND_BOUNCED), "msg_2Kx")
     assert (event.kind, event.recipient, event.delivery_id, event.event_key) == (
         EventKind.BOUNCED,
         "delivered@resend.dev",
@@ -232,19 +236,31 @@ def test_resend_bounce():
 
 
 @pytest.mark.parametrize(
-    ("parse", "payload"),
+    ("provider", "payload"),
     [
-        (normalise.postmark, b"[]"),
-        (normalise.postmark, b"not json"),
-        (normalise.sendgrid, b"{}"),
-        (normalise.sendgrid, b"[1]"),
-        (lambda b: normalise.resend(b, "x"), b'{"type": "email.sent"}'),
-        (lambda b: normalise.mailgun(json.loads(b)), b'{"signature": {}}'),
+        (PostmarkWebhook(), b"[]"),
+        (PostmarkWebhook(), b"not json"),
+        (PostmarkWebhook(), b"[" * 100_000),
+        (SendGridWebhook(), b"{}"),
+        (ResendWebhook(), b'{"type": "email.sent"}'),
+        (ResendWebhook(), b'{"type": "email.sent", "data": []}'),
+        (MailgunWebhook(), b'{"signature": {}}'),
     ],
 )
-def test_payloads_of_the_wrong_shape_are_refused(parse, payload):
-    with pytest.raises(normalise.PayloadError):
-        parse(payload)
+def test_payloads_of_the_wrong_shape_are_refused(provider, payload):
+    with pytest.raises(PayloadError):
+        provider.read(Verified(load_json(payload), "msg_1"))
+
+
+def test_a_sendgrid_item_that_is_not_an_event_is_unprocessable_and_the_others_are_read():
+    received = SendGridWebhook().read(
+        Verified(load_json(b'[1, {"event": ["x"]}, ' + body(SENDGRID_EVENTS[1]) + b"]"))
+    )
+    assert [e.event_key for e in received.events] == ["6g4ZI7SA-xmRDv57GoPIPw=="]
+    assert received.unprocessable == 2 and received.problems == [
+        "event 1: is not a JSON object",
+        "event 2: event is missing or is not a name",
+    ]
 
 
 def test_svix_signature_round_trip_tamper_and_staleness():

@@ -18,13 +18,10 @@ import httpx
 from cryptography.hazmat.primitives.asymmetric import ec
 
 from newsletter.emulator.state import Record
-from newsletter.events.signatures import (
-    basic_auth_header,
-    new_sendgrid_keys,
-    sign_mailgun,
-    sign_sendgrid,
-    sign_svix,
-)
+from newsletter.events.mailgun import sign_mailgun
+from newsletter.events.postmark import basic_auth_header
+from newsletter.events.resend import sign_svix
+from newsletter.events.sendgrid import new_sendgrid_keys, sign_sendgrid
 
 KINDS = ("delivered", "bounced", "soft_bounced", "complained", "opened", "clicked")
 
