@@ -16,8 +16,9 @@ import pytest
 
 from newsletter.curation import Week
 from newsletter.render import templates_dir
-from newsletter.studio.app import TEST_SENDS
+from newsletter.studio.app import TEST_SENDS, create_studio
 from tests.browser import artifact
+from tests.hostile import Attempt, Context, battery, send
 from tests.served import launched
 from tests.test_email_in_browser import tool_cards
 from tests.web_server import Server, server_env, serving
@@ -236,3 +237,27 @@ def test_tests_go_out_to_loopback_clients_only_and_at_a_limited_rate(tmp_path):
         assert limited.status_code == 429 and 1 <= int(limited.headers["retry-after"]) <= TEST_SENDS[1]
         assert "Too many tests" in limited.text
     assert len(list((server.outbox / "test").glob("*.eml"))) == TEST_SENDS[0]
+
+
+def test_hostile_requests_get_no_5xx_and_redirects_stay_on_the_studio(server, settings):
+    schema = create_studio(settings, None).openapi()  # the studio serves no schema; its routes have one
+    context = Context(
+        path_values={"key": "sample"},
+        form_values={"email": "editor%40example.com", "csrf": "1.x"},
+        json_values={"email": "editor@example.com"},
+    )
+    host, port = "127.0.0.1", int(server.url.rsplit(":", 1)[1])
+    failures, count = [], 0
+    for attempt in battery(schema, context):
+        count += 1
+        answer = send(host, port, attempt, timeout=10)
+        if (answer.status is None and "over the limit" not in attempt.label) or (answer.status or 0) >= 500:
+            failures.append(f"{attempt.label}: {answer.status or answer.error}")
+        location = re.search(r"(?im)^location: (.*?)\r?$", answer.head)
+        if location and not (location[1].startswith("/") and location[1][1:2] not in ("/", "\\")):
+            failures.append(f"{attempt.label}: redirected to {location[1]}")
+    assert count > 500 and not failures, "\n".join(failures[:30])
+    slash = send(host, port, Attempt("", "GET", "/issues/sample/", [("Host", f"localhost:{port}")]))
+    assert slash.status == 307 and re.search(r"(?im)^location: /issues/sample\r?$", slash.head)
+    log = (server.directory / "preview.log").read_text()
+    assert "Traceback" not in log and "Exception in ASGI application" not in log, log[-3000:]

@@ -36,9 +36,9 @@ from newsletter.headers import HeaderValueError, normalise_email, parse_from_add
 from newsletter.providers import Provider, make_provider
 from newsletter.render import GMAIL_CLIP_BYTES
 from newsletter.studio.sources import Preview, Sources
-from newsletter.web.common import page_environment
+from newsletter.web.common import page_environment, relative_slash_redirects
 from newsletter.web.input_guard import InputGuardMiddleware
-from newsletter.web.security import CSRF_MAX_AGE, CsrfGuard, SlidingWindowLimiter
+from newsletter.web.security import CSRF_MAX_AGE, BodyLimitMiddleware, CsrfGuard, SlidingWindowLimiter
 
 log = logging.getLogger("newsletter.studio")
 POLL_MS = 1000
@@ -117,7 +117,9 @@ def create_studio(
     app = FastAPI(title=f"{settings.name} preview", docs_url=None, redoc_url=None, openapi_url=None)
     app.router.lifespan_context = lifespan
     app.state.sources = sources
+    relative_slash_redirects(app.router)
     app.add_middleware(InputGuardMiddleware)
+    app.add_middleware(BodyLimitMiddleware, limit=settings.max_body_bytes)
     app.add_middleware(TrustedHostMiddleware, allowed_hosts=list(hosts))
 
     def page(request: Request, template: str, status: int = 200, **context) -> HTMLResponse:

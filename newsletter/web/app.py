@@ -8,17 +8,14 @@ from __future__ import annotations
 
 import logging
 from contextlib import asynccontextmanager
-from urllib.parse import quote
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.middleware.cors import CORSMiddleware
-from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
+from fastapi.responses import HTMLResponse, JSONResponse, Response
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import DataError
 from starlette.exceptions import HTTPException as StarletteHTTPException
-from starlette.routing import Match, Router
-from starlette.types import Receive, Scope, Send
 
 from newsletter.config import Settings, parse_rate
 from newsletter.db import make_engine
@@ -27,7 +24,14 @@ from newsletter.providers import Provider, make_provider
 from newsletter.render import Renderer, masthead_from
 from newsletter.tokens import Signer
 from newsletter.web import api, archive, pages
-from newsletter.web.common import REASONS, WebState, error_response, page_environment, wants_json
+from newsletter.web.common import (
+    REASONS,
+    WebState,
+    error_response,
+    page_environment,
+    relative_slash_redirects,
+    wants_json,
+)
 from newsletter.web.input_guard import InputGuardMiddleware
 from newsletter.web.security import (
     BodyLimitMiddleware,
@@ -71,8 +75,7 @@ def create_app(settings: Settings, engine: Engine | None = None, provider: Provi
     app.state.web = state
     from newsletter.web import webhooks  # here: webhooks.py takes `error_response` from this module
 
-    app.router.redirect_slashes = False  # Starlette's redirect names the client's Host: see below
-    app.router.default = _slash_redirect_or_not_found(app.router)
+    relative_slash_redirects(app.router)
 
     app.include_router(pages.router)
     app.include_router(archive.router)
@@ -101,28 +104,6 @@ def create_app(settings: Settings, engine: Engine | None = None, provider: Provi
     )
     app.add_middleware(SecurityHeadersMiddleware)
     return app
-
-
-def _slash_redirect_or_not_found(router: Router):
-    """`/issues/` answers a redirect to `/issues` (and the other way round) when only the other form
-    is a route; else 404. The redirect is a path on this site, never an address built from the
-    client's Host header, and it can never start with `//` or `/\\` (another site, to a browser)."""
-    not_found = router.default
-
-    async def default(scope: Scope, receive: Receive, send: Send) -> None:
-        path = scope["path"]
-        if scope["type"] == "http" and path != "/":
-            other = path.rstrip("/") if path.endswith("/") else path + "/"
-            probe = dict(scope, path=other)
-            if other and any(route.matches(probe)[0] is not Match.NONE for route in router.routes):
-                location = "/" + quote(other.lstrip("/\\"), safe="/")
-                if scope.get("query_string"):
-                    location += "?" + quote(scope["query_string"], safe="&=+%/:;,@!$'()*~")
-                await RedirectResponse(location, status_code=307)(scope, receive, send)
-                return
-        await not_found(scope, receive, send)
-
-    return default
 
 
 async def _http_error(request: Request, exc: StarletteHTTPException) -> Response:

@@ -1,14 +1,18 @@
-"""What the readers' app and its routers share: the app's state, the page environment and the
-error answer. The routers import this module, never `app`, so building the app imports them freely."""
+"""What the readers' app and its routers share: the app's state, the page environment, the error
+answer and the trailing-slash redirect (the studio uses the environment and the redirect too). The
+routers import this module, never `app`, so building the app imports them freely."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from urllib.parse import quote
 
 from fastapi import Request
-from fastapi.responses import HTMLResponse, JSONResponse, Response
+from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
 from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoescape
 from sqlalchemy.engine import Engine
+from starlette.routing import Match, Router
+from starlette.types import Receive, Scope, Send
 
 from newsletter.config import Settings
 from newsletter.notices import Notices
@@ -83,3 +87,26 @@ def error_response(
         links=[{"url": "/", "label": f"Go to {state.masthead.name}"}],
     )
     return HTMLResponse(page, status_code=status, headers=headers)
+
+
+def relative_slash_redirects(router: Router) -> None:
+    """`/issues/` answers a redirect to `/issues` (and the other way round) when only the other form
+    is a route; else 404. The redirect is a path on this site, never an address built from the
+    client's Host header, and it can never start with `//` or `/\\` (another site, to a browser)."""
+    not_found = router.default
+    router.redirect_slashes = False  # Starlette's own builds the address from the Host header
+
+    async def default(scope: Scope, receive: Receive, send: Send) -> None:
+        path = scope["path"]
+        if scope["type"] == "http" and path != "/":
+            other = path.rstrip("/") if path.endswith("/") else path + "/"
+            probe = dict(scope, path=other)
+            if other and any(route.matches(probe)[0] is not Match.NONE for route in router.routes):
+                location = "/" + quote(other.lstrip("/\\"), safe="/")
+                if scope.get("query_string"):
+                    location += "?" + quote(scope["query_string"], safe="&=+%/:;,@!$'()*~")
+                await RedirectResponse(location, status_code=307)(scope, receive, send)
+                return
+        await not_found(scope, receive, send)
+
+    router.default = default

@@ -23,6 +23,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 MAX_PATH_CHARS = 2048
 MAX_QUERY_CHARS = 2048
 MAX_JSON_DEPTH = 64
+MAX_BUFFERED_BODY = 8 * 1024 * 1024  # a backstop: the app's body limit (outside) is far lower
 # No address, query or header of this site means a control character; in form fields and JSON only
 # what no database can keep is refused here (NUL; lone surrogates), the rest is each field's to judge.
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
@@ -180,8 +181,9 @@ def _has_body(scope: Scope) -> bool:
 
 async def _read_body(receive: Receive) -> bytes:
     """The whole body; the body limit outside this middleware bounds it, and its 413 (an
-    HTTPException raised by `receive`) is answered like any other refusal."""
-    chunks = []
+    HTTPException raised by `receive`) is answered like any other refusal. Without one, this never
+    holds more than MAX_BUFFERED_BODY."""
+    chunks, size = [], 0
     while True:
         try:
             message = await receive()
@@ -190,6 +192,11 @@ async def _read_body(receive: Receive) -> bytes:
         if message["type"] != "http.request":
             raise Refused(400, "the client went away before the body arrived")
         chunks.append(message.get("body", b""))
+        size += len(chunks[-1])
+        if size > MAX_BUFFERED_BODY:
+            raise Refused(
+                413, f"Request body too large (at most {MAX_BUFFERED_BODY} bytes).", {"Connection": "close"}
+            )
         if not message.get("more_body", False):
             return b"".join(chunks)
 
