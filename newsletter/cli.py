@@ -832,7 +832,9 @@ def preview(
     host: Annotated[
         str, typer.Option(help="Address to listen on; keep it local (the studio has no login).")
     ] = ("127.0.0.1"),
-    port: Annotated[int, typer.Option(help="Port to listen on.")] = 8001,
+    port: Annotated[
+        int, typer.Option(help="Port to listen on (0: any free port; the one taken is printed).")
+    ] = 8001,
     templates: Annotated[
         Path | None,
         typer.Option(
@@ -845,46 +847,50 @@ def preview(
 ) -> None:
     """The editors' preview studio: every issue at 600 and 375 px, dark mode, the text part, the quality
     checks and test sends; it reloads when a template or the content changes."""
-    import uvicorn
-
     from newsletter.studio import LOCAL_HOSTS, create_studio
+    from newsletter.web import server
 
     settings = load_settings()
+    server.configure_logging(settings.log_level, uvicorn_level="WARNING")
     path = sqlite_path(settings.database_url)
     engine = open_store(settings) if path is None or path.exists() else None  # no file: the sample only
     if host not in LOCAL_HOSTS:
         errors.print(
             f"[bold yellow]warning:[/] the preview has no login and listens on {host}; reach it through an "
-            "SSH tunnel to 127.0.0.1 instead where you can."
+            "SSH tunnel to 127.0.0.1 instead where you can. Tests can be sent from this machine only."
         )
     with refusals():
         studio = create_studio(settings, engine, templates=templates, hosts=(*LOCAL_HOSTS, host))
-    console.print(f"Preview on http://{'127.0.0.1' if host == '0.0.0.0' else host}:{port}/")  # noqa: S104
-    uvicorn.run(studio, host=host, port=port, server_header=False, log_level="warning")
+    server.run(
+        studio,
+        host=host,
+        port=port,
+        uvicorn_level="WARNING",
+        on_ready=lambda bound: console.print(f"Preview on {server.url_for(host, bound)}", markup=False),
+    )
 
 
 @app.command()
 def serve(
     host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
-    port: Annotated[int, typer.Option(help="Port to listen on.")] = 8000,
+    port: Annotated[
+        int, typer.Option(help="Port to listen on (0: any free port; the one taken is printed).")
+    ] = 8000,
 ) -> None:
     """Run the readers' web app (signup, confirm, unsubscribe, preferences, votes) on uvicorn."""
-    import uvicorn
-
-    from newsletter.web import create_app
+    from newsletter.web import create_app, server
 
     settings = load_settings()
+    server.configure_logging(settings.log_level)
     engine = open_store(settings)
     with refusals():
         web_app = create_app(settings, engine)
-    uvicorn.run(
+    server.run(
         web_app,
         host=host,
         port=port,
-        proxy_headers=True,
         forwarded_allow_ips=settings.trusted_proxies,
-        server_header=False,
-        log_level="info",
+        on_ready=lambda bound: console.print(f"Web app on {server.url_for(host, bound)}", markup=False),
     )
 
 

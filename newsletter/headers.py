@@ -14,7 +14,12 @@ from email.utils import parseaddr
 from email_validator import EmailNotValidError, validate_email
 
 _FORBIDDEN = re.compile(r"[\x00-\x1f\x7f\u0085\u2028\u2029]")
+# RFC 5321 4.5.3.1: a local part of at most 64 octets, a domain of at most 255 and a label of at most
+# 63 (RFC 1035); the whole address at most 254, since a path of at most 256 holds it in <>.
 MAX_EMAIL_LENGTH = 254
+MAX_LOCAL_PART = 64
+MAX_DOMAIN = 255
+MAX_LABEL = 63
 
 
 class HeaderValueError(ValueError):
@@ -51,7 +56,28 @@ def normalise_email(raw: str) -> str:
         result = validate_email(candidate, check_deliverability=False, allow_smtputf8=False)
     except EmailNotValidError as exc:
         raise HeaderValueError(f"not a valid email address: {exc}") from exc
-    return (result.ascii_email or result.normalized).lower()
+    address = (result.ascii_email or result.normalized).lower()
+    check_address_lengths(address)
+    return address
+
+
+def check_address_lengths(address: str) -> None:
+    """RFC 5321's bounds, counted in octets of the ASCII form (an international domain is longer
+    in punycode than as typed)."""
+    local, _, domain = address.rpartition("@")
+    too_long = [
+        (len(local.encode()), MAX_LOCAL_PART, "the part before the @"),
+        (len(domain.encode()), MAX_DOMAIN, "the domain"),
+        (len(address.encode()), MAX_EMAIL_LENGTH, "the address"),
+    ]
+    too_long += [
+        (len(label.encode()), MAX_LABEL, f"the domain label {label[:20]!r}") for label in domain.split(".")
+    ]
+    for length, limit, what in too_long:
+        if length > limit:
+            raise HeaderValueError(
+                f"not a valid email address: {what} is {length} characters long; at most {limit} are allowed"
+            )
 
 
 def parse_from_address(value: str) -> Address:

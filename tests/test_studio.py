@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import email
+import ipaddress
 import re
 import shutil
+import socket
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from email import policy
@@ -14,7 +16,10 @@ import pytest
 
 from newsletter.curation import Week
 from newsletter.render import templates_dir
+from newsletter.studio.app import TEST_SENDS, create_studio
 from tests.browser import artifact
+from tests.hostile import Attempt, Context, battery, send
+from tests.served import launched
 from tests.test_email_in_browser import tool_cards
 from tests.web_server import Server, server_env, serving
 
@@ -167,3 +172,92 @@ def test_the_page_reloads_when_a_template_or_the_content_changes(browser, tmp_pa
         page.wait_for_load_state("load")
         assert page.locator("h1").inner_text().startswith("Lovable vs Bolt.new")
         page.close()
+
+
+def outside_address() -> str | None:
+    """This machine's address on its network (not loopback), if it has one."""
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
+        try:
+            probe.connect(("192.0.2.1", 9))  # no packet is sent: this only picks the route
+        except OSError:
+            return None
+        address = probe.getsockname()[0]
+    return None if ipaddress.ip_address(address).is_loopback else address
+
+
+def csrf_pair(client: httpx.Client, path: str, cookie_name: str) -> tuple[str, str]:
+    page = client.get(path)
+    assert page.status_code == 200, page.text[:300]
+    return page.cookies[cookie_name], re.search(r'name="csrf" value="([^"]+)"', page.text)[1]
+
+
+def test_a_csrf_pair_of_the_readers_app_is_refused_by_the_studio(server, client):
+    readers = Server(url="", directory=server.directory, env=server.env)
+    with launched(readers, "serve"), httpx.Client(base_url=readers.url) as public:
+        cookie, token = csrf_pair(public, "/", "nl_csrf")
+    path = f"/issues/{this_week()}/test"
+    for cookies in (
+        {"nl_csrf": cookie},
+        {"nl_studio_csrf": cookie},
+        {"nl_csrf": cookie, "nl_studio_csrf": cookie},
+    ):
+        with httpx.Client(base_url=server.url, cookies=cookies) as borrowed:
+            refused = borrowed.post(path, data={"email": "borrowed@example.com", "csrf": token})
+        assert refused.status_code == 422 and "expired" in refused.text, cookies
+    sent = (
+        email.message_from_bytes(p.read_bytes(), policy=policy.default) for p in server.outbox.rglob("*.eml")
+    )
+    assert "borrowed@example.com" not in [message["To"] for message in sent]
+
+
+def test_tests_go_out_to_loopback_clients_only_and_at_a_limited_rate(tmp_path):
+    address = outside_address()
+    if address is None:
+        pytest.skip("this machine has no address but loopback to connect from")
+    server = Server(url="", directory=tmp_path, env=server_env(tmp_path))
+    assert server.cli("init", "--sample").returncode == 0
+    with launched(server, "preview", "--host", "0.0.0.0") as studio:  # noqa: S104
+        port = studio.url.rsplit(":", 1)[1]
+        path = f"/issues/{this_week()}/test"
+        # From the network, naming 127.0.0.1 in the Host header: the page shows, a test is refused.
+        with httpx.Client(
+            base_url=f"http://{address}:{port}", headers={"Host": f"127.0.0.1:{port}"}
+        ) as remote:
+            cookie, token = csrf_pair(remote, f"/issues/{this_week()}", "nl_studio_csrf")
+            refused = remote.post(path, data={"email": "remote@example.com", "csrf": token})
+        assert refused.status_code == 403 and "from this machine only" in refused.text
+        assert not (server.outbox / "test").exists()
+
+        with httpx.Client(base_url=studio.url) as local:
+            cookie, token = csrf_pair(local, f"/issues/{this_week()}", "nl_studio_csrf")
+            for n in range(TEST_SENDS[0]):
+                sent = local.post(path, data={"email": f"editor{n}@example.com", "csrf": token})
+                assert sent.status_code == 303, (n, sent.text[-500:])
+            limited = local.post(path, data={"email": "one-more@example.com", "csrf": token})
+        assert limited.status_code == 429 and 1 <= int(limited.headers["retry-after"]) <= TEST_SENDS[1]
+        assert "Too many tests" in limited.text
+    assert len(list((server.outbox / "test").glob("*.eml"))) == TEST_SENDS[0]
+
+
+def test_hostile_requests_get_no_5xx_and_redirects_stay_on_the_studio(server, settings):
+    schema = create_studio(settings, None).openapi()  # the studio serves no schema; its routes have one
+    context = Context(
+        path_values={"key": "sample"},
+        form_values={"email": "editor%40example.com", "csrf": "1.x"},
+        json_values={"email": "editor@example.com"},
+    )
+    host, port = "127.0.0.1", int(server.url.rsplit(":", 1)[1])
+    failures, count = [], 0
+    for attempt in battery(schema, context):
+        count += 1
+        answer = send(host, port, attempt, timeout=10)
+        if (answer.status is None and "over the limit" not in attempt.label) or (answer.status or 0) >= 500:
+            failures.append(f"{attempt.label}: {answer.status or answer.error}")
+        location = re.search(r"(?im)^location: (.*?)\r?$", answer.head)
+        if location and not (location[1].startswith("/") and location[1][1:2] not in ("/", "\\")):
+            failures.append(f"{attempt.label}: redirected to {location[1]}")
+    assert count > 500 and not failures, "\n".join(failures[:30])
+    slash = send(host, port, Attempt("", "GET", "/issues/sample/", [("Host", f"localhost:{port}")]))
+    assert slash.status == 307 and re.search(r"(?im)^location: /issues/sample\r?$", slash.head)
+    log = (server.directory / "preview.log").read_text()
+    assert "Traceback" not in log and "Exception in ASGI application" not in log, log[-3000:]

@@ -367,3 +367,107 @@ def test_rate_limits_answer_429_with_retry_after(tmp_path):
             assert response.status_code == expected
         assert "retry-after" in response.headers
         assert server.mails_to("c9@example.com", "confirm") <= 2
+
+
+# --- hostile input: each defect found, by its class -------------------------------------------------
+
+
+def test_nul_and_unstorable_text_anywhere_gets_400_with_the_reason(server, client):
+    reader = subscribe_and_confirm(server, client, "nul-tester@example.com")
+    token = reader_token(reader.id)
+    cookie, form_token = client.cookies.get("nl_csrf"), csrf(client)
+    for method, path in (
+        ("GET", "/compare/%00"),
+        ("GET", "/compare/a%00b"),
+        ("GET", "/compare/%ff%fe"),
+        ("GET", "/issues/%ed%a0%80"),
+        ("GET", f"/vote/{token}/%00/windsurf/ship"),
+        ("POST", f"/vote/{token}/%00/x/ship"),
+        ("POST", f"/vote/{token}/cursor-vs-windsurf/%00/ship"),
+        ("GET", f"/vote/{token}/cursor-vs-windsurf/windsurf/ship%0d%0a"),
+        ("GET", f"/preferences/{token}?saved=%00"),
+        ("GET", "/?q=%ff"),
+    ):
+        response = client.request(method, path)
+        assert response.status_code == 400, (method, path, response.status_code)
+        assert "control character" in response.text or "not UTF-8" in response.text, response.text[-300:]
+    for body in ("email=a%00@example.com&csrf=" + form_token, "email=%ff%fe@example.com&csrf=" + form_token):
+        form = client.post(
+            "/subscribe",
+            content=body,
+            headers={"content-type": "application/x-www-form-urlencoded", "cookie": f"nl_csrf={cookie}"},
+        )
+        assert form.status_code == 400 and ("NUL" in form.text or "UTF-8" in form.text)
+    preferences = client.post(
+        f"/preferences/{token}",
+        content="action=categories&category=Research%00",
+        headers={"content-type": "application/x-www-form-urlencoded"},
+    )
+    assert preferences.status_code == 400
+    for raw in (b'{"email": "a\\u0000@example.com"}', b'{"email": "\\ud800@example.com"}'):
+        answer = client.post("/api/subscribe", content=raw, headers={"content-type": "application/json"})
+        assert answer.status_code == 400 and "cannot be stored" in answer.json()["detail"]
+    nested = client.post(
+        "/api/subscribe", content=b"[" * 3000 + b"]" * 3000, headers={"content-type": "application/json"}
+    )
+    assert nested.status_code == 400 and "nested" in nested.json()["detail"]
+    multipart = client.post("/subscribe", files={"email": ("x", b"a@example.com")})
+    assert multipart.status_code == 415
+    with Session(make_engine(database_url(server.directory))) as session:
+        assert not [e for e in session.exec(select(Subscriber.email)) if e and ("\x00" in e or "\ufffd" in e)]
+
+
+def test_a_chunked_body_over_the_limit_gets_a_clean_413_and_logs_no_exception(server, client):
+    token = reader_token(subscribe_and_confirm(server, client, "chunky@example.com").id)
+    for path, kind in (
+        ("/api/subscribe", "application/json"),
+        ("/subscribe", "application/x-www-form-urlencoded"),
+        ("/manage", "application/x-www-form-urlencoded"),
+        (f"/preferences/{token}", "application/x-www-form-urlencoded"),
+        (f"/unsubscribe/{token}", "application/x-www-form-urlencoded"),
+        (f"/preferences/{token}/erase", "application/x-www-form-urlencoded"),
+        ("/subscribe", "text/plain"),
+    ):
+        response = client.post(path, content=iter([b"a" * 10_000] * 3), headers={"content-type": kind})
+        assert response.status_code == 413, (path, kind, response.status_code)
+        assert "too large" in response.text.lower()
+    assert subscriber(server, "chunky@example.com").status == "active", "nothing was changed"
+    log = (server.directory / "serve.log").read_text()  # stderr: written line by line
+    assert "Exception in ASGI application" not in log and "Traceback" not in log, log[-3000:]
+
+
+def test_redirects_go_to_this_site_only_whatever_the_host_header_or_path(server):
+    from tests.hostile import Attempt, send
+
+    host, port = "127.0.0.1", int(server.url.rsplit(":", 1)[1])
+    trailing = send(host, port, Attempt("", "GET", "/issues/?utm_source=x", [("Host", "evil.example")]))
+    assert trailing.status == 307
+    assert re.search(r"(?im)^location: /issues\?utm_source=x\r?$", trailing.head), trailing.head
+    for target in (
+        "//evil.example/",
+        "//evil.example/issues/",
+        "/\\evil.example/issues/",
+        "/%2f%2fevil.example/issues/",
+        "/%5cevil.example/",
+        "/issues//",
+        "/issues%2f",
+        "/compare/cursor-vs-windsurf/",
+        "/feed.xml/",
+    ):
+        for host_header in ("evil.example", f"127.0.0.1:{port}"):
+            answer = send(host, port, Attempt("", "GET", target, [("Host", host_header)]))
+            assert answer.status and answer.status < 500, (target, answer.status)
+            location = re.search(r"(?im)^location: (.*?)\r?$", answer.head)
+            if location:
+                assert location[1].startswith("/") and location[1][1:2] not in ("/", "\\"), (
+                    target,
+                    location[1],
+                )
+                assert "evil" not in location[1], (target, location[1])
+
+
+def test_a_csrf_cookie_not_of_our_making_is_replaced_not_echoed(client):
+    page = client.get("/", headers={"cookie": 'nl_csrf="\\000\\015\\012Set-Cookie: x=1"'})
+    assert page.status_code == 200
+    fresh = page.cookies.get("nl_csrf")
+    assert fresh and re.fullmatch(r"[A-Za-z0-9_-]{32}", fresh)

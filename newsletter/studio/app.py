@@ -6,19 +6,24 @@ text, the quality gates' findings and a form to send a test. The page polls a fi
 itself when a template or the content changes.
 
 The preview reader is subscriber 0, who does not exist: no reader's address or token is ever shown.
-The app answers only Host headers naming the address it is bound to (no DNS rebinding), and the one
-form that does something (send a test) needs a CSRF token.
+The app answers only Host headers naming the address it is bound to (no DNS rebinding). The one form
+that does something (send a test) needs the studio's own CSRF pair (its own key and cookie, so the
+readers' app's pair on the same machine never passes here), is open to loopback clients only (a
+Host header proves nothing: any client can send `Host: 127.0.0.1`) and is rate-limited per client.
+A login for the studio comes later; until then it is for one machine.
 """
 
 from __future__ import annotations
 
 import html
+import ipaddress
 import logging
 import secrets
 from contextlib import asynccontextmanager
 from dataclasses import replace
 from pathlib import Path
 from typing import Annotated
+from urllib.parse import quote
 
 from fastapi import FastAPI, Form, Request
 from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
@@ -31,12 +36,26 @@ from newsletter.headers import HeaderValueError, normalise_email, parse_from_add
 from newsletter.providers import Provider, make_provider
 from newsletter.render import GMAIL_CLIP_BYTES
 from newsletter.studio.sources import Preview, Sources
-from newsletter.web.app import page_environment
-from newsletter.web.security import CSRF_COOKIE, CSRF_MAX_AGE, CsrfGuard
+from newsletter.web.common import page_environment, relative_slash_redirects
+from newsletter.web.input_guard import InputGuardMiddleware
+from newsletter.web.security import CSRF_MAX_AGE, BodyLimitMiddleware, CsrfGuard, SlidingWindowLimiter
 
 log = logging.getLogger("newsletter.studio")
 POLL_MS = 1000
 LOCAL_HOSTS = ("127.0.0.1", "localhost", "::1")
+STUDIO_CSRF_LABEL = b"newsletter/studio/csrf/v1"
+STUDIO_CSRF_COOKIE = "nl_studio_csrf"
+TEST_SENDS = (10, 600)  # test sends from this machine in any ten minutes
+
+
+def is_loopback(client: str | None) -> bool:
+    """Whether a peer address is this machine's own (127.0.0.0/8, ::1, ::ffff:127.x)."""
+    try:
+        address = ipaddress.ip_address(client or "")
+    except ValueError:
+        return False
+    mapped = getattr(address, "ipv4_mapped", None)
+    return (mapped or address).is_loopback
 
 
 def page_headers(nonce: str) -> dict[str, str]:
@@ -72,12 +91,15 @@ def create_studio(
     templates: Path | None = None,
     provider: Provider | None = None,
     hosts: tuple[str, ...] = LOCAL_HOSTS,
+    test_sends: tuple[int, int] = TEST_SENDS,
 ) -> FastAPI:
     """The studio app. `engine` None previews the package's sample only (no store yet); `templates`
-    is a directory of email templates to work on instead of the package's own."""
+    is a directory of email templates to work on instead of the package's own; `test_sends` is
+    (count, seconds): how many tests this machine may send in that window."""
     sources = Sources(settings, engine, templates)
     pages = page_environment()
-    csrf = CsrfGuard(settings.signing_key())
+    csrf = CsrfGuard(settings.signing_key(), label=STUDIO_CSRF_LABEL, cookie=STUDIO_CSRF_COOKIE)
+    send_limiter = SlidingWindowLimiter(*test_sends, max_keys=1000)
     outbound: list[Provider] = [provider] if provider else []
     domain = parse_from_address(settings.from_address).domain
 
@@ -95,16 +117,19 @@ def create_studio(
     app = FastAPI(title=f"{settings.name} preview", docs_url=None, redoc_url=None, openapi_url=None)
     app.router.lifespan_context = lifespan
     app.state.sources = sources
+    relative_slash_redirects(app.router)
+    app.add_middleware(InputGuardMiddleware)
+    app.add_middleware(BodyLimitMiddleware, limit=settings.max_body_bytes)
     app.add_middleware(TrustedHostMiddleware, allowed_hosts=list(hosts))
 
     def page(request: Request, template: str, status: int = 200, **context) -> HTMLResponse:
         nonce = secrets.token_urlsafe(12)
-        cookie = request.cookies.get(CSRF_COOKIE) or csrf.new_cookie()
+        cookie = csrf.cookie_of(request.cookies)
         body = pages.get_template(template).render(
             settings=settings, nonce=nonce, csrf=csrf.token_for(cookie), poll_ms=POLL_MS, **context
         )
         response = HTMLResponse(body, status_code=status, headers=page_headers(nonce))
-        response.set_cookie(CSRF_COOKIE, cookie, max_age=CSRF_MAX_AGE, httponly=True, samesite="strict")
+        response.set_cookie(csrf.cookie, cookie, max_age=CSRF_MAX_AGE, httponly=True, samesite="strict")
         return response
 
     def not_found(request: Request, key: str) -> HTMLResponse:
@@ -140,13 +165,18 @@ def create_studio(
         return studio_page(request, preview, notice=f"Test sent to {sent}." if sent else None)
 
     def studio_page(
-        request: Request, preview: Preview, *, notice: str | None = None, error: str | None = None
+        request: Request,
+        preview: Preview,
+        *,
+        notice: str | None = None,
+        error: str | None = None,
+        status: int | None = None,
     ) -> HTMLResponse:
         size = preview.report.html_bytes if preview.report else 0
         return page(
             request,
             "web/studio/issue.html.j2",
-            422 if error else 200,
+            status or (422 if error else 200),
             preview=preview,
             view=preview.view,
             report=preview.report,
@@ -191,14 +221,35 @@ def create_studio(
         preview = await find(request, key)
         if not isinstance(preview, Preview):
             return preview
-        if not csrf.valid(request.cookies.get(CSRF_COOKIE), token):
+        if not csrf.valid(request.cookies.get(csrf.cookie), token):
             return studio_page(request, preview, error="The form had expired; please send it again.")
+        client = request.client.host if request.client else None
+        if not is_loopback(client):
+            return studio_page(
+                request,
+                preview,
+                status=403,
+                error="Tests are sent from this machine only: open the studio at http://127.0.0.1 here, "
+                "or through an SSH tunnel.",
+            )
         if preview.report is None:
             return studio_page(request, preview, error="The issue does not render; fix the template first.")
         try:
             address = normalise_email(email)
         except HeaderValueError as exc:
             return studio_page(request, preview, error=f"Please check the address: {exc}.")
+        # Every loopback address is this one machine: 127.0.0.2 (or a forged X-Forwarded-For of one
+        # through a local proxy) is not a new client.
+        retry = send_limiter.hit("loopback")
+        if retry:
+            response = studio_page(
+                request,
+                preview,
+                status=429,
+                error=f"Too many tests at once: the next one can go in {retry} seconds.",
+            )
+            response.headers["Retry-After"] = str(retry)
+            return response
         message = replace(
             preview.report.message,
             to=address,
@@ -215,7 +266,7 @@ def create_studio(
         if not result.accepted:
             return studio_page(request, preview, error=f"The provider refused the test: {result.error}")
         log.info("test of %s sent to %s through %s", preview.key, address, settings.provider)
-        return RedirectResponse(f"/issues/{preview.key}?sent={address}", status_code=303)
+        return RedirectResponse(f"/issues/{quote(preview.key)}?sent={quote(address)}", status_code=303)
 
     @app.get("/healthz")
     def health() -> dict[str, str]:

@@ -10,7 +10,7 @@ from fastapi import APIRouter, BackgroundTasks, Request
 from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel, ConfigDict, Field
 
-from newsletter.web.app import error_response
+from newsletter.web.common import error_response
 from newsletter.web.pages import State, signup
 
 router = APIRouter(prefix="/api")
@@ -23,7 +23,16 @@ class SignupRequest(BaseModel):
     website: str = Field("", max_length=1000, description="Honeypot: leave empty.")
 
 
-@router.post("/subscribe", status_code=202)
+@router.post(
+    "/subscribe",
+    status_code=202,
+    openapi_extra={
+        "requestBody": {
+            "required": True,
+            "content": {"application/json": {"schema": SignupRequest.model_json_schema()}},
+        }
+    },
+)
 async def subscribe_json(request: Request, state: State, background: BackgroundTasks) -> Response:
     if request.headers.get("content-type", "").split(";")[0].strip() != "application/json":
         return error_response(request, 415, 'send the address as JSON: {"email": "you@example.com"}')

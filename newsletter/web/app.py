@@ -8,23 +8,31 @@ from __future__ import annotations
 
 import logging
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import HTMLResponse, JSONResponse, Response
-from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoescape
 from sqlalchemy.engine import Engine
+from sqlalchemy.exc import DataError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from newsletter.config import Settings, parse_rate
 from newsletter.db import make_engine
 from newsletter.notices import NoticeKind, Notices
 from newsletter.providers import Provider, make_provider
-from newsletter.render import Renderer, masthead_from, templates_dir
+from newsletter.render import Renderer, masthead_from
 from newsletter.tokens import Signer
-from newsletter.views import Masthead
+from newsletter.web import api, archive, pages
+from newsletter.web.common import (
+    REASONS,
+    WebState,
+    error_response,
+    page_environment,
+    relative_slash_redirects,
+    wants_json,
+)
+from newsletter.web.input_guard import InputGuardMiddleware
 from newsletter.web.security import (
     BodyLimitMiddleware,
     CsrfGuard,
@@ -32,47 +40,10 @@ from newsletter.web.security import (
     SlidingWindowLimiter,
 )
 
+__all__ = ["REASONS", "WebState", "create_app", "error_response", "page_environment", "wants_json"]
+
 log = logging.getLogger("newsletter.web")
 WEBHOOK_BODY_LIMIT = 5 * 1024 * 1024
-
-REASONS = {
-    400: "Bad request",
-    403: "Not allowed",
-    404: "Not found",
-    405: "Method not allowed",
-    410: "Gone",
-    413: "Too large",
-    415: "Unsupported media type",
-    422: "Invalid input",
-    429: "Too many requests",
-}
-
-
-@dataclass
-class WebState:
-    """What every route needs, built once per app."""
-
-    settings: Settings
-    engine: Engine
-    masthead: Masthead
-    signer: Signer
-    csrf: CsrfGuard
-    notices: Notices
-    provider: Provider
-    client_limiter: SlidingWindowLimiter
-    per_address: tuple[int, int]
-    pages: Environment
-
-
-def page_environment() -> Environment:
-    """Jinja for web pages (the readers' app and the editors' studio): autoescaped, strict."""
-    return Environment(
-        loader=FileSystemLoader(templates_dir()),
-        autoescape=select_autoescape(default_for_string=True, default=True),
-        undefined=StrictUndefined,
-        trim_blocks=True,
-        lstrip_blocks=True,
-    )
 
 
 def create_app(settings: Settings, engine: Engine | None = None, provider: Provider | None = None) -> FastAPI:
@@ -102,7 +73,9 @@ def create_app(settings: Settings, engine: Engine | None = None, provider: Provi
         title=settings.name, docs_url=None, redoc_url=None, openapi_url="/api/openapi.json", lifespan=lifespan
     )
     app.state.web = state
-    from newsletter.web import api, archive, pages, webhooks  # the routes need this module's names
+    from newsletter.web import webhooks  # here: webhooks.py takes `error_response` from this module
+
+    relative_slash_redirects(app.router)
 
     app.include_router(pages.router)
     app.include_router(archive.router)
@@ -110,7 +83,12 @@ def create_app(settings: Settings, engine: Engine | None = None, provider: Provi
     app.include_router(webhooks.router)
     app.add_exception_handler(StarletteHTTPException, _http_error)
     app.add_exception_handler(RequestValidationError, _validation_error)
+    app.add_exception_handler(DataError, _unstorable)
+    app.add_exception_handler(UnicodeEncodeError, _unstorable)
     app.add_exception_handler(Exception, _unexpected_error)
+    # Innermost first: the input guard sees the request after the body limit and the CORS headers
+    # are on its refusals too.
+    app.add_middleware(InputGuardMiddleware, refuse=error_response, multipart_prefixes=("/webhooks/",))
     if settings.embed_origin_set:
         app.add_middleware(
             CORSMiddleware,
@@ -128,31 +106,6 @@ def create_app(settings: Settings, engine: Engine | None = None, provider: Provi
     return app
 
 
-def wants_json(request: Request) -> bool:
-    accept = request.headers.get("accept", "")
-    machine = request.url.path.startswith(("/api/", "/webhooks/"))
-    return machine or ("application/json" in accept and "text/html" not in accept)
-
-
-def error_response(
-    request: Request, status: int, detail: str, headers: dict[str, str] | None = None
-) -> Response:
-    title = REASONS.get(status, "Error")
-    if wants_json(request):
-        return JSONResponse({"error": title, "detail": detail}, status_code=status, headers=headers)
-    state: WebState = request.app.state.web
-    page = state.pages.get_template("web/message.html.j2").render(
-        masthead=state.masthead,
-        heading=title,
-        paragraphs=[detail],
-        action=None,
-        manage_form=False,
-        csrf="",
-        links=[{"url": "/", "label": f"Go to {state.masthead.name}"}],
-    )
-    return HTMLResponse(page, status_code=status, headers=headers)
-
-
 async def _http_error(request: Request, exc: StarletteHTTPException) -> Response:
     detail = exc.detail if isinstance(exc.detail, str) else REASONS.get(exc.status_code, "Error")
     if exc.status_code == 404 and detail == "Not Found":
@@ -168,6 +121,18 @@ async def _validation_error(request: Request, exc: RequestValidationError) -> Re
         place = ".".join(str(part) for part in error.get("loc", ()) if part not in ("body", "query", "path"))
         problems.append(f"{place}: {error.get('msg', 'invalid')}" if place else error.get("msg", "invalid"))
     return error_response(request, 422, "; ".join(problems) or "The request is not valid.")
+
+
+async def _unstorable(request: Request, exc: Exception) -> Response:
+    """The last line: the store refused a value (PostgreSQL and NUL, a surrogate, a string too long
+    for its column). The input guard should have refused it first, so it is logged as the bug it is,
+    but the client, whose text it was, gets a 400 with the reason rather than a 500."""
+    log.error(
+        "the store refused a value on %s %s; answered 400", request.method, request.url.path, exc_info=exc
+    )
+    return error_response(
+        request, 400, "The request holds text that cannot be stored (such as a NUL character)."
+    )
 
 
 async def _unexpected_error(request: Request, exc: Exception) -> Response:

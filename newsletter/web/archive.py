@@ -24,7 +24,7 @@ from newsletter.editions import EditionError, issue_view
 from newsletter.models import Issue, IssueStatus
 from newsletter.render import intro_line, week_label
 from newsletter.views import IssueView
-from newsletter.web.app import WebState
+from newsletter.web.common import WebState
 
 router = APIRouter()
 FEED_ENTRIES = 20

@@ -37,8 +37,8 @@ from newsletter.subscriptions import (
 )
 from newsletter.tokens import Claims, TokenError
 from newsletter.votes import UnknownTarget, record_vote, vote_target
-from newsletter.web.app import WebState, error_response, wants_json
-from newsletter.web.security import CSRF_COOKIE, CSRF_MAX_AGE, origin_allowed
+from newsletter.web.common import WebState, error_response, wants_json
+from newsletter.web.security import CSRF_MAX_AGE, origin_allowed
 
 router = APIRouter()
 log = logging.getLogger("newsletter.web")
@@ -49,11 +49,31 @@ SAVED = {
 }
 
 
+# The forms whose routes read the body themselves, as the schema (/api/openapi.json) shows them.
+UNSUBSCRIBE_FORM = {"List-Unsubscribe": {"type": "string", "enum": ["One-Click"]}}
+PREFERENCES_FORM = {
+    "action": {"type": "string", "enum": ["pause", "categories"]},
+    "weeks": {"type": "integer", "minimum": 0, "maximum": 12},
+    "category": {"type": "array", "items": {"type": "string"}},
+}
+
+
+def form_body(fields: dict) -> dict:
+    schema = {"type": "object", "properties": fields}
+    return {"requestBody": {"content": {"application/x-www-form-urlencoded": {"schema": schema}}}}
+
+
 def web(request: Request) -> WebState:
     return request.app.state.web
 
 
 State = Annotated[WebState, Depends(web)]
+
+
+def site_origin(site_url: str) -> str:
+    """`https://host[:port]` of NEWSLETTER_SITE_URL: the origin this site's own forms post from."""
+    scheme, _, rest = site_url.partition("://")
+    return f"{scheme}://{rest.split('/', 1)[0]}"
 
 
 def client_address(request: Request) -> str:
@@ -62,13 +82,13 @@ def client_address(request: Request) -> str:
 
 def render(request: Request, state: WebState, template: str, status: int = 200, **context) -> HTMLResponse:
     """A page; if it carries a form that needs a CSRF token, the matching cookie is set with it."""
-    cookie = request.cookies.get(CSRF_COOKIE) or state.csrf.new_cookie()
+    cookie = state.csrf.cookie_of(request.cookies)
     context.setdefault("csrf", state.csrf.token_for(cookie))
     response = HTMLResponse(
         state.pages.get_template(template).render(masthead=state.masthead, **context), status_code=status
     )
     response.set_cookie(
-        CSRF_COOKIE,
+        state.csrf.cookie,
         cookie,
         max_age=CSRF_MAX_AGE,
         httponly=True,
@@ -195,8 +215,8 @@ async def subscribe_form(
     website: Annotated[str, Form(max_length=1000)] = "",
     csrf: Annotated[str, Form(max_length=200)] = "",
 ) -> Response:
-    own = f"{request.url.scheme}://{request.url.netloc}"
-    cookie_ok = state.csrf.valid(request.cookies.get(CSRF_COOKIE), csrf)
+    own = site_origin(state.settings.site_url)  # never the client's Host header
+    cookie_ok = state.csrf.valid(request.cookies.get(state.csrf.cookie), csrf)
     if not (cookie_ok or origin_allowed(request.headers.get("origin"), own, state.settings.embed_origin_set)):
         return render(
             request,
@@ -366,7 +386,7 @@ def unsubscribe_page(request: Request, state: State, token: str) -> Response:
     )
 
 
-@router.post("/unsubscribe/{token}", response_class=HTMLResponse)
+@router.post("/unsubscribe/{token}", response_class=HTMLResponse, openapi_extra=form_body(UNSUBSCRIBE_FORM))
 async def unsubscribe_submit(request: Request, state: State, token: str) -> Response:
     """The browser's button and RFC 8058 one-click (`List-Unsubscribe=One-Click`) both land here."""
     try:
@@ -448,7 +468,7 @@ def preferences_view(
     )
 
 
-@router.post("/preferences/{token}", response_class=HTMLResponse)
+@router.post("/preferences/{token}", response_class=HTMLResponse, openapi_extra=form_body(PREFERENCES_FORM))
 async def preferences_submit(request: Request, state: State, token: str) -> Response:
     try:
         claims = verify(request, state, token, READER_PURPOSE)
@@ -569,7 +589,7 @@ async def manage_submit(
     website: Annotated[str, Form(max_length=1000)] = "",
     csrf: Annotated[str, Form(max_length=200)] = "",
 ) -> Response:
-    if not state.csrf.valid(request.cookies.get(CSRF_COOKIE), csrf):
+    if not state.csrf.valid(request.cookies.get(state.csrf.cookie), csrf):
         return message(
             request,
             state,

@@ -4,15 +4,21 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import re
 import secrets
 import threading
 import time
 from collections import OrderedDict, deque
+from collections.abc import Mapping
 
+from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 CSRF_COOKIE = "nl_csrf"
 CSRF_MAX_AGE = 6 * 3600
+READERS_CSRF_LABEL = b"newsletter/csrf/v1"  # the readers' app's, unchanged: its open pages keep working
+_COOKIE_SHAPE = re.compile(r"[A-Za-z0-9_-]{32}")  # secrets.token_urlsafe(24)
+_TOKEN_SHAPE = re.compile(r"[0-9]{1,12}\.[0-9a-f]{32}")
 
 SECURITY_HEADERS = [
     # No scripts at all; inline styles only; forms post to this site alone; never framed.
@@ -28,9 +34,24 @@ SECURITY_HEADERS = [
 ]
 
 
+class BodyTooLarge(HTTPException):
+    """A request body went over its limit while it was being read. An HTTPException, so that a route
+    (or FastAPI's own form parsing) reading the body hands it to the app's error pages as a clean 413
+    instead of failing with an unexpected error."""
+
+    def __init__(self, limit: int):
+        super().__init__(413, f"Request body too large (at most {limit} bytes).", {"Connection": "close"})
+
+
 class BodyLimitMiddleware:
     """Refuse request bodies over `limit` bytes with 413, whether announced or streamed. Paths under
-    a prefix in `larger` get that limit instead (providers post batches of events)."""
+    a prefix in `larger` get that limit instead (providers post batches of events).
+
+    An announced length over the limit is answered before the app runs. A streamed body that goes over
+    makes the reader of the body (the app or an inner middleware) get `BodyTooLarge`: the app's
+    handlers answer it, or, if it reaches this middleware, the 413 is sent here. Either way nothing is
+    logged as an exception, and the connection is closed (the rest of the body is never read).
+    """
 
     def __init__(self, app: ASGIApp, limit: int, larger: dict[str, int] | None = None):
         self.app, self.default, self.larger = app, limit, larger or {}
@@ -47,27 +68,29 @@ class BodyLimitMiddleware:
             await _plain(send, 413, f"Request body too large (at most {limit} bytes).")
             return
         seen = 0
-        answered = False
+        started = False
 
         async def limited() -> Message:
-            nonlocal seen, answered
-            if answered:
-                return {"type": "http.disconnect"}
+            nonlocal seen
             message = await receive()
             if message["type"] == "http.request":
                 seen += len(message.get("body", b""))
                 if seen > limit:
-                    # Answer now; the app sees the client go away and whatever it says is dropped.
-                    answered = True
-                    await _plain(send, 413, f"Request body too large (at most {limit} bytes).")
-                    return {"type": "http.disconnect"}
+                    raise BodyTooLarge(limit)
             return message
 
-        async def guarded(message: Message) -> None:
-            if not answered:
-                await send(message)
+        async def watched(message: Message) -> None:
+            nonlocal started
+            if message["type"] == "http.response.start":
+                started = True
+            await send(message)
 
-        await self.app(scope, limited, guarded)
+        try:
+            await self.app(scope, limited, watched)
+        except BodyTooLarge as exc:
+            if started:  # an app that answers while still reading: nothing sane left to send
+                raise
+            await _plain(send, 413, exc.detail)
 
 
 class SecurityHeadersMiddleware:
@@ -107,24 +130,40 @@ class CsrfGuard:
     The field cannot be made without the key, and the cookie (SameSite=Lax) is not sent with another
     site's POST, so a forged cross-site form fails. Sites allowed to embed the form are let in by their
     Origin header instead (see `origin_allowed`).
+
+    Each app has its own guard: its own `label` (so its own derived key) and its own `cookie` name.
+    Cookies are not scoped by port, so the readers' app and the studio on one machine see each other's
+    cookies; with one key and one name, a pair from one would pass in the other.
     """
 
-    def __init__(self, key: bytes):
-        self._key = hashlib.sha256(b"newsletter/csrf/v1\x00" + key).digest()
+    def __init__(self, key: bytes, *, label: bytes = READERS_CSRF_LABEL, cookie: str = CSRF_COOKIE):
+        self._key = hashlib.sha256(label + b"\x00" + key).digest()
+        self.cookie = cookie
 
     @staticmethod
     def new_cookie() -> str:
         return secrets.token_urlsafe(24)
+
+    def cookie_of(self, cookies: Mapping[str, str]) -> str:
+        """The client's cookie if it has the shape this guard makes, else a new one: a client's cookie
+        is echoed back in Set-Cookie, so nothing else of theirs is."""
+        cookie = cookies.get(self.cookie)
+        return cookie if cookie and _COOKIE_SHAPE.fullmatch(cookie) else self.new_cookie()
 
     def token_for(self, cookie: str, now: float | None = None) -> str:
         expires = int((now or time.time()) + CSRF_MAX_AGE)
         return f"{expires}.{self._mac(cookie, expires)}"
 
     def valid(self, cookie: str | None, token: str | None, now: float | None = None) -> bool:
-        if not cookie or not token or "." not in token or len(token) > 200:
+        if (
+            not cookie
+            or not _COOKIE_SHAPE.fullmatch(cookie)
+            or not token
+            or not _TOKEN_SHAPE.fullmatch(token)
+        ):
             return False
         expires_text, mac = token.split(".", 1)
-        if not expires_text.isdigit() or int(expires_text) < (now or time.time()):
+        if int(expires_text) < (now or time.time()):
             return False
         return hmac.compare_digest(mac, self._mac(cookie, int(expires_text)))
 

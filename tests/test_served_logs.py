@@ -1,0 +1,77 @@
+"""What a real `newsletter serve` writes: no reader token in any line (access log, error log, our own
+loggers, a traceback), and the port it really bound with `--port 0`."""
+
+from __future__ import annotations
+
+import re
+import time
+
+import httpx
+from sqlalchemy import text
+from sqlmodel import Session, select
+
+from newsletter.db import make_engine
+from newsletter.models import Subscriber
+from newsletter.tokens import Signer
+from tests.conftest import TEST_KEY
+from tests.databases import database_url
+from tests.served import launched
+from tests.web_server import Server, server_env
+
+SIGNER = Signer(TEST_KEY.encode())
+
+
+def test_no_reader_token_reaches_the_log_not_even_from_a_404_or_a_500(tmp_path):
+    server = Server(url="", directory=tmp_path, env=server_env(tmp_path))
+    assert server.cli("init", "--sample").returncode == 0
+    assert server.cli("subscribers", "add", "logged@example.com").returncode == 0
+    engine = make_engine(database_url(tmp_path))
+    with Session(engine) as session:
+        reader = session.exec(select(Subscriber.id).where(Subscriber.email == "logged@example.com")).one()
+    expires = int(time.time()) + 3600
+    token, confirm = SIGNER.sign("reader", reader, expires), SIGNER.sign("confirm", reader, expires)
+    escaped = "".join(f"%{ord(c):02X}" if c.isalpha() else c for c in token)  # the app decodes it
+
+    with launched(server, "serve") as process, httpx.Client(base_url=process.url, timeout=10) as client:
+        answers = {
+            path: client.get(path).status_code
+            for path in (
+                f"/preferences/{token}",
+                f"/preferences/{escaped}",
+                f"/unsubscribe/{token}",
+                f"/preferences/{token}/export",
+                f"/vote/{token}/cursor-vs-windsurf/windsurf/ship",
+                f"/confirm/{confirm}",
+                f"/r/{token}",  # a future redirect link: 404 today
+                f"/preferences/{token}/nothing-here",
+                f"/issues?next=/preferences/{token}&t={token}",
+                f"/compare/{token}",
+            )
+        }
+        assert answers[f"/preferences/{token}"] == answers[f"/preferences/{escaped}"] == 200
+        assert answers[f"/r/{token}"] == answers[f"/preferences/{token}/nothing-here"] == 404
+        # A 500: the store loses a table under the running app.
+        with engine.begin() as connection:
+            connection.execute(text("ALTER TABLE subscriber RENAME TO subscriber_gone"))
+        # (uvicorn closes a connection after a 500: each of these on its own)
+        assert httpx.get(f"{process.url}/preferences/{token}").status_code == 500
+        assert httpx.post(f"{process.url}/unsubscribe/{token}").status_code == 500
+    engine.dispose()
+    log = process.log()
+
+    assert "unexpected error on GET /preferences/<token>" in log, log[-3000:]
+    assert "Traceback" in log and "Exception in ASGI application" in log, "the 500 was logged in full"
+    assert re.search(r'"GET /r/<token> HTTP/1.1" 404', log) and re.search(r'"GET /confirm/<token> HTTP', log)
+    for secret in (token, confirm, escaped, token.rsplit(".", 1)[1], confirm.rsplit(".", 1)[1]):
+        assert secret not in log, f"{secret} is in the log:\n{log[-3000:]}"
+
+
+def test_port_0_binds_a_free_port_and_says_which(tmp_path):
+    server = Server(url="", directory=tmp_path, env=server_env(tmp_path))
+    assert server.cli("init").returncode == 0
+    with launched(server, "serve") as web, launched(server, "preview", name="preview") as studio:
+        for process in (web, studio):
+            port = int(process.url.rsplit(":", 1)[1])
+            assert port > 0 and httpx.get(f"{process.url}/healthz").status_code == 200
+        assert web.url != studio.url
+    assert "port 0" not in web.log() + studio.log() and ":0/" not in web.log() + studio.log()
