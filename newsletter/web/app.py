@@ -88,7 +88,7 @@ def create_app(settings: Settings, engine: Engine | None = None, provider: Provi
     app.add_exception_handler(Exception, _unexpected_error)
     # Innermost first: the input guard sees the request after the body limit and the CORS headers
     # are on its refusals too.
-    app.add_middleware(InputGuardMiddleware, refuse=error_response, multipart_prefixes=("/webhooks/",))
+    app.add_middleware(InputGuardMiddleware, refuse=error_response, raw_body_prefixes=("/webhooks/",))
     if settings.embed_origin_set:
         app.add_middleware(
             CORSMiddleware,
