@@ -166,22 +166,28 @@ class Sender:
         """Send what the ledger says is owed. Setting `stop` (a SIGTERM) ends the send after the
         batches in flight: the ledger stays consistent and a later run finishes the job.
 
-        Everything that can refuse (rendering every readers' variant, the size limit, the
-        provider's own set-up) runs before the first change of state, and a failure before the first
-        message is handed to the provider puts the issue and its ledger back as they were."""
+        The lease comes first (a second sender is refused at once); then everything else that can
+        refuse (rendering every readers' variant, the size limit, the provider's own set-up) runs
+        before the issue or its ledger changes, and a failure before the first message is handed to
+        the provider puts the issue and its ledger back as they were."""
         started = time.perf_counter()
         report = self._report_for(issue_id)
         if report.owed < 0:  # already sent: nothing to do
             report.owed = 0
             return report
-        await self.prepare(issue_id)
-        total, before = self._open(issue_id, report)
         try:
-            await self._run(issue_id, report, total, on_progress, stop, exclusive=True)
-        except BaseException:
-            if not self._handed:
-                ledger.undo_open(self.engine, issue_id, before, self.identity, self._fresh_keys)
-            raise
+            ledger.take_lease(self.engine, issue_id, self.identity, LEASE_SECONDS)
+        except ledger.LeaseTaken as exc:  # another sender is at it: refused before any work
+            raise EditionError(str(exc)) from exc
+        try:
+            await self.prepare(issue_id)
+            total, before = self._open(issue_id, report)
+            try:
+                await self._run(issue_id, report, total, on_progress, stop, exclusive=True)
+            except BaseException:
+                if not self._handed:
+                    ledger.undo_open(self.engine, issue_id, before, self.identity, self._fresh_keys)
+                raise
         finally:
             ledger.release_lease(self.engine, issue_id, self.identity)
             report.seconds = time.perf_counter() - started
@@ -297,21 +303,14 @@ class Sender:
         return report
 
     def _open(self, issue_id: int, report: SendReport) -> tuple[int, ledger.BeforeSend]:
-        """Take the lease and write the ledger: the first change of state. Returns the rows owed
-        and the issue as it was before, for `undo_open`."""
-        try:
-            ledger.take_lease(self.engine, issue_id, self.identity, LEASE_SECONDS)
-        except ledger.LeaseTaken as exc:
-            raise EditionError(str(exc)) from exc
+        """Write the ledger and mark the issue `sending` (under the lease): the first change of the
+        issue's state. Returns the rows owed and the issue as it was before, for `undo_open`."""
         try:
             with session_scope(self.engine) as session:
                 before = ledger.before_send(session, issue_id)
                 counts = ledger.open_send(session, issue_id)
-        except BaseException as exc:
-            ledger.release_lease(self.engine, issue_id, self.identity)
-            if isinstance(exc, ledger.IssueCancelled):
-                raise SendRefused(str(exc)) from exc
-            raise
+        except ledger.IssueCancelled as exc:
+            raise SendRefused(str(exc)) from exc
         report.previously_sent = counts.get(DeliveryStatus.SENT, 0)
         report.owed = counts.get(DeliveryStatus.QUEUED, 0) + counts.get(DeliveryStatus.SENDING, 0)
         return report.owed, before

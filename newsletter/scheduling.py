@@ -31,7 +31,7 @@ from sqlalchemy.engine import Engine
 from sqlmodel import col, delete, select
 
 from newsletter import ledger
-from newsletter.config import Settings
+from newsletter.config import ConfigError, Settings
 from newsletter.crontab import parse_cron
 from newsletter.curation import Week
 from newsletter.db import session_scope
@@ -225,7 +225,7 @@ def _open_for_workers(ctx: Context, issue_id: int, week: str) -> str:
         asyncio.run(prepare())
         with session_scope(ctx.engine) as session:
             owed = ledger.open_send(session, issue_id).get(DeliveryStatus.QUEUED, 0)
-    except (SendRefused, ledger.IssueCancelled) as exc:
+    except (SendRefused, ledger.IssueCancelled, ConfigError) as exc:
         message = f"send {week}: NOT SENT - {exc}"
         log.error(message)
         return message
