@@ -55,7 +55,7 @@ from newsletter.models import Comparison, DeliveryStatus, Issue, IssueStatus
 from newsletter.notices import NoticeKind, Notices
 from newsletter.preview import week_view, write_preview
 from newsletter.providers import make_provider
-from newsletter.quality import GATES, GateFailed, check_issue, check_view
+from newsletter.quality import GATES, GateFailed, check_issue, check_view, enforce
 from newsletter.quality import Report as QualityReport
 from newsletter.render import GMAIL_CLIP_BYTES, RenderError
 from newsletter.samples import load_samples
@@ -315,26 +315,51 @@ def issue_edit(
 
 
 @issue_app.command("approve")
-def issue_approve(week: WeekOption = None) -> None:
-    """Approve the week's draft for the scheduled send (after it renders and passes the checks)."""
+def issue_approve(
+    week: WeekOption = None,
+    force: Annotated[
+        bool,
+        typer.Option("--force", help="Approve even though a quality check fails (the findings are shown)."),
+    ] = False,
+) -> None:
+    """Approve the week's draft for the scheduled send, once it renders and passes the same quality
+    checks as `issue send` (a failing check refuses it with its findings, unless --force)."""
     settings = load_settings()
     engine = open_store(settings)
     chosen = parse_week(week, settings)
     with refusals(), session_scope(engine) as session:
-        issue = approve(session, require_issue(session, chosen), settings)
-        status = issue.status
+        try:
+            checks = approve(session, require_issue(session, chosen), settings, force=force)
+        except GateFailed as exc:
+            print_checks(exc.report, f"Quality checks of {chosen}")
+            raise
+        status = require_issue(session, chosen).status
+    if checks.findings:
+        print_checks(checks, f"Quality checks of {chosen}")
+    if not checks.passed:
+        errors.print(f"[bold yellow]--force:[/] approved despite {len(checks.errors)} failing check(s).")
     console.print(f"Issue {chosen} is {status}; the scheduler sends it at its next send run.")
 
 
 @issue_app.command("cancel")
 def issue_cancel(week: WeekOption = None) -> None:
-    """Cancel the week's draft or approved issue: it will never be sent."""
+    """Cancel the week's issue: a draft or approved one is never sent; a send that stopped part-way
+    (no sender running) sends nobody else, and the readers still queued are suppressed."""
     settings = load_settings()
     engine = open_store(settings)
     chosen = parse_week(week, settings)
     with refusals(), session_scope(engine) as session:
-        cancel(session, require_issue(session, chosen))
+        issue = require_issue(session, chosen)
+        was_sending = issue.status == IssueStatus.SENDING
+        cancel(session, issue)
+        counts = ledger_counts(session, issue.id) if was_sending else {}
     console.print(f"Issue {chosen} is cancelled.")
+    if was_sending:
+        console.print(
+            f"  {counts.get(DeliveryStatus.SENT, 0)} reader(s) already had it; the rest will not get it "
+            f"(suppressed {counts.get(DeliveryStatus.SUPPRESSED, 0)}, failed "
+            f"{counts.get(DeliveryStatus.FAILED, 0)}). See `newsletter issue status`."
+        )
 
 
 @issue_app.command("send")
@@ -345,7 +370,7 @@ def issue_send(
     ] = False,
 ) -> None:
     """Send the week's issue to every active reader, once it passes the quality checks; a rerun sends
-    nobody twice."""
+    nobody twice. A send that cannot start changes nothing; one that stops keeps its queue."""
     settings = load_settings()
     engine = open_store(settings)
     chosen = parse_week(week, settings)
@@ -356,10 +381,12 @@ def issue_send(
             checks = check_issue(session, issue, settings) if issue.status != IssueStatus.SENT else None
         if checks is not None and checks.findings:
             print_checks(checks, f"Quality checks of {chosen}")
-        if checks is not None and not checks.passed:
-            if not force:
-                raise GateFailed(chosen.label, checks)
-            errors.print(f"[bold yellow]--force:[/] sending despite {len(checks.errors)} failing check(s).")
+        if checks is not None:
+            enforce(checks, chosen.label, force=force)
+            if not checks.passed:
+                errors.print(
+                    f"[bold yellow]--force:[/] sending despite {len(checks.errors)} failing check(s)."
+                )
         report = run_send(engine, settings, issue_id)
     print_send_report(report, settings)
 
@@ -451,7 +478,8 @@ def issue_status(week: WeekOption = None) -> None:
 
 
 def run_send(engine: Engine, settings: Settings, issue_id: int) -> SendReport:
-    """A send with a progress bar on a terminal, plain log lines otherwise."""
+    """A send with a progress bar on a terminal, plain log lines otherwise. Progress counts only the
+    deliveries that really ended (sent, failed, suppressed); a send that stops says how far it got."""
     provider = make_provider(settings)
     sender = Sender(engine, settings, provider)
 
@@ -467,18 +495,26 @@ def run_send(engine: Engine, settings: Settings, issue_id: int) -> SendReport:
             with Progress(*columns, console=errors, transient=True) as progress:
                 task = progress.add_task("send", total=None)
                 return asyncio.run(go(lambda done, total: progress.update(task, completed=done, total=total)))
-        last = [0.0]
+        last = [0.0, -1]
 
         def log(done: int, total: int) -> None:
-            if done == total or time.monotonic() - last[0] >= 2:
-                last[0] = time.monotonic()
+            if done != last[1] and (done == total or time.monotonic() - last[0] >= 2):
+                last[0], last[1] = time.monotonic(), done
                 errors.print(f"{done} of {total} deliveries done", markup=False)
 
         return asyncio.run(go(log))
     except SendAborted as exc:
+        done = exc.report
+        how_far = (
+            f" after {done.settled} of {done.owed} deliveries (sent {done.sent + done.recovered}, "
+            f"failed {done.failed_total}, suppressed {done.suppressed_total})"
+            if done is not None
+            else ""
+        )
         fail(
-            f"the send stopped: {exc}. Nothing was lost: the remaining readers are still queued; fix the "
-            "cause and run `newsletter issue send` again."
+            f"the send stopped{how_far}: {exc}. Nothing was lost: the remaining readers are still queued; "
+            "fix the cause and run `newsletter issue send` again (or `newsletter issue cancel` to send "
+            "nobody else)."
         )
 
 

@@ -15,7 +15,17 @@ from zoneinfo import ZoneInfo
 from sqlalchemy import delete, func
 from sqlmodel import Session, col, select
 
-from newsletter.importing import ComparisonIn, ToolIn, parse_files, slugify
+from newsletter.identity import Mention, clash_with_store, name_key, store_clash_reason
+from newsletter.importing import (
+    ComparisonIn,
+    ImportFailed,
+    ImportProblem,
+    Located,
+    ToolIn,
+    parse_located,
+    reviewer_mentions,
+    tool_mentions,
+)
 from newsletter.models import Comparison, Review, Reviewer, Tool, Vote, utcnow
 from newsletter.views import ComparisonView, ReviewView, Share, ToolView, tool_view
 
@@ -33,8 +43,46 @@ class ImportSummary:
 
 
 def import_files(session: Session, paths: Sequence[Path], zone: ZoneInfo) -> ImportSummary:
-    """Validate every file, then store all of them; any problem raises ImportFailed and stores nothing."""
-    return store_comparisons(session, parse_files(list(paths)), zone)
+    """Validate every file, then check every tool and reviewer against the store (a derived slug
+    held by another name is a clash: `newsletter.identity`), then store all of them; any problem
+    raises ImportFailed and stores nothing."""
+    found = parse_located(list(paths))
+    problems = store_clashes(session, found)
+    if problems:
+        raise ImportFailed(problems)
+    return store_comparisons(session, [located.comparison for located in found], zone)
+
+
+def store_clashes(session: Session, found: Sequence[Located]) -> list[ImportProblem]:
+    """Tools and reviewers whose derived slug the store already gives to another name."""
+    problems = []
+    for kind, mentions_of, model, field in (
+        ("tool", tool_mentions, Tool, "slug"),
+        ("reviewer", reviewer_mentions, Reviewer, "reviewer_slug"),
+    ):
+        named = [(located, mention, steps) for located in found for mention, steps in mentions_of(located)]
+        stored = _stored_names(session, model, {mention.slug for _, mention, _ in named})
+        reported: set[tuple[str, str]] = set()
+        for located, mention, steps in named:
+            held = stored.get(mention.slug)
+            if (
+                held is None
+                or not clash_with_store(mention, held)
+                or (mention.slug, mention.name) in reported
+            ):
+                continue
+            reported.add((mention.slug, mention.name))
+            problems.append(located.problem(store_clash_reason(kind, mention, held, field), *steps))
+    return problems
+
+
+def _stored_names(session: Session, model, slugs: set[str]) -> dict[str, str]:
+    names: dict[str, str] = {}
+    ordered = sorted(slugs)
+    for start in range(0, len(ordered), 500):
+        chunk = ordered[start : start + 500]
+        names.update(session.exec(select(model.slug, model.name).where(col(model.slug).in_(chunk))).all())
+    return names
 
 
 def store_comparisons(session: Session, items: Iterable[ComparisonIn], zone: ZoneInfo) -> ImportSummary:
@@ -81,6 +129,8 @@ def store_comparisons(session: Session, items: Iterable[ComparisonIn], zone: Zon
 def _upsert_tool(session: Session, cache: dict[str, Tool], data: ToolIn, now: datetime) -> Tool:
     slug = data.key
     tool = cache.get(slug) or session.exec(select(Tool).where(Tool.slug == slug)).first()
+    if tool is not None:
+        _guard(Mention(slug, data.slug is not None, data.name, "this run"), tool.name, slug in cache, "tool")
     fields = data.model_dump(exclude={"slug"}) | {"updated_at": now}
     if tool is None:
         tool = Tool(slug=slug, **fields)
@@ -101,8 +151,11 @@ def _replace_reviews(
 ) -> None:
     session.exec(delete(Review).where(col(Review.comparison_id) == comparison.id))
     for position, review in enumerate(item.reviews):
-        slug = slugify(review.reviewer)
+        slug = review.key
         reviewer = cache.get(slug) or session.exec(select(Reviewer).where(Reviewer.slug == slug)).first()
+        if reviewer is not None:
+            mention = Mention(slug, review.reviewer_slug is not None, review.reviewer, "this run")
+            _guard(mention, reviewer.name, slug in cache, "reviewer")
         if reviewer is None:
             reviewer = Reviewer(slug=slug, name=review.reviewer, lens=review.lens)
         else:
@@ -120,6 +173,15 @@ def _replace_reviews(
                 quote=review.quote,
             )
         )
+
+
+def _guard(mention: Mention, held: str, in_this_run: bool, kind: str) -> None:
+    """The last line of the identity rule for callers that store without `import_files` (the
+    samples): never let two names share one row silently."""
+    differs = name_key(mention.name) != name_key(held)
+    if (in_this_run and differs) or clash_with_store(mention, held):
+        field = "slug" if kind == "tool" else "reviewer_slug"
+        raise ImportFailed([ImportProblem("(import)", kind, store_clash_reason(kind, mention, held, field))])
 
 
 def _replace_site_votes(

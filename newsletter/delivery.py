@@ -28,6 +28,7 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 
 from sqlalchemy.engine import Engine
+from sqlmodel import select
 
 from newsletter import ledger
 from newsletter.config import Settings
@@ -35,10 +36,10 @@ from newsletter.db import session_scope
 from newsletter.editions import EditionError, issue_view, variant_comparisons
 from newsletter.ledger import Claimed
 from newsletter.mail import OutgoingMessage
-from newsletter.models import DeliveryStatus, Issue, IssueStatus, utcnow
+from newsletter.models import DeliveryStatus, Issue, IssueStatus, Subscriber, SubscriberStatus, utcnow
 from newsletter.personalise import IssueMailer
 from newsletter.providers.base import Failure, Provider, ProviderError, ReconcileUnsupported, SendResult
-from newsletter.render import Renderer
+from newsletter.render import RenderedMessage, Renderer, RenderError
 
 ProgressCallback = Callable[[int, int], None]
 NO_MATCHING_CATEGORY = "nothing in the reader's categories this week"
@@ -47,8 +48,18 @@ BACKOFF_BASE, BACKOFF_CAP = 0.5, 30.0
 
 
 class SendAborted(RuntimeError):
-    """The provider refused the send as a whole (bad key, unverified sender...): the rest of the queue
-    is kept for a later `newsletter issue send`. The message says why."""
+    """The send stopped as a whole (a bad key, an unverified sender, a disk that cannot be written):
+    the rest of the queue is kept for a later `newsletter issue send`. The message says why; `report`
+    says what was done before it stopped."""
+
+    def __init__(self, message: str, report: SendReport | None = None):
+        super().__init__(message)
+        self.report = report
+
+
+class SendRefused(EditionError):
+    """The send cannot start (the issue does not render, or is too big, or the provider cannot be
+    used): it was refused before anything changed, and the issue is as it was."""
 
 
 @dataclass
@@ -65,6 +76,13 @@ class SendReport:
     previously_sent: int = 0
     seconds: float = 0.0
     aborted: str | None = None
+    owed: int = 0  # rows queued or in flight when this run began
+    recovered: int = 0  # rows a dead sender left in flight that the provider confirmed it had sent
+
+    @property
+    def settled(self) -> int:
+        """Rows this run brought to an end state (sent, failed or suppressed): what progress shows."""
+        return self.sent + self.recovered + self.failed_total + self.suppressed_total
 
     @property
     def rate(self) -> float:
@@ -132,7 +150,11 @@ class Sender:
         self.rate = RateLimiter(settings.send_rate)
         self._mailers: dict[str | None, IssueMailer | None] = {}
         self._cursor = ledger.ClaimCursor()  # one sender, one issue: claims resume where they left off
-        self._rendered: dict[tuple[int, ...], IssueMailer] = {}
+        self._variants: dict[str | None, tuple[int, ...]] = {}  # reader categories -> comparison ids
+        self._rendered: dict[tuple[int, ...], RenderedMessage] = {}
+        self._by_key: dict[tuple[int, ...], IssueMailer] = {}
+        self._handed = False  # has any message been handed to the provider in this run?
+        self._fresh_keys: set[str] = set()  # batch keys this run claimed
 
     async def send(
         self,
@@ -142,19 +164,54 @@ class Sender:
         stop: threading.Event | None = None,
     ) -> SendReport:
         """Send what the ledger says is owed. Setting `stop` (a SIGTERM) ends the send after the
-        batches in flight: the ledger stays consistent and a later run finishes the job."""
+        batches in flight: the ledger stays consistent and a later run finishes the job.
+
+        The lease comes first (a second sender is refused at once); then everything else that can
+        refuse (rendering every readers' variant, the size limit, the provider's own set-up) runs
+        before the issue or its ledger changes, and a failure before the first message is handed to
+        the provider puts the issue and its ledger back as they were."""
         started = time.perf_counter()
-        report, total = self._begin(issue_id)
-        if total is None:  # already sent: nothing to do
+        report = self._report_for(issue_id)
+        if report.owed < 0:  # already sent: nothing to do
+            report.owed = 0
             return report
         try:
-            await self._run(issue_id, report, total, on_progress, stop, exclusive=True)
+            ledger.take_lease(self.engine, issue_id, self.identity, LEASE_SECONDS)
+        except ledger.LeaseTaken as exc:  # another sender is at it: refused before any work
+            raise EditionError(str(exc)) from exc
+        try:
+            await self.prepare(issue_id)
+            total, before = self._open(issue_id, report)
+            try:
+                await self._run(issue_id, report, total, on_progress, stop, exclusive=True)
+            except BaseException:
+                if not self._handed:
+                    ledger.undo_open(self.engine, issue_id, before, self.identity, self._fresh_keys)
+                raise
         finally:
             ledger.release_lease(self.engine, issue_id, self.identity)
             report.seconds = time.perf_counter() - started
         if report.aborted:
-            raise SendAborted(report.aborted)
+            raise SendAborted(report.aborted, report)
         return report
+
+    async def prepare(self, issue_id: int) -> None:
+        """Everything that can refuse a send, with nothing changed yet: every variant the active
+        readers will get renders within Gmail's size, and the provider can be used (its
+        `preflight`, where it has one: the outbox checks that it can write its directory)."""
+        with session_scope(self.engine) as session:
+            issue = session.get(Issue, issue_id)
+            week, tag = issue.week, issue.slug
+        try:
+            self._render_variants(issue_id)
+        except (RenderError, EditionError) as exc:
+            raise SendRefused(f"issue {week} cannot be sent: {exc}; nothing was changed") from exc
+        preflight = getattr(self.provider, "preflight", None)
+        if preflight is not None:
+            try:
+                await preflight(tag)
+            except ProviderError as exc:
+                raise SendRefused(f"the send of {week} cannot start: {exc}; nothing was changed") from exc
 
     async def work(self, issue_id: int, *, stop: threading.Event | None = None) -> SendReport:
         """A sender worker's share of an issue already marked `sending`: batches are claimed
@@ -170,7 +227,7 @@ class Sender:
         finally:
             report.seconds = time.perf_counter() - started
         if report.aborted:
-            raise SendAborted(report.aborted)
+            raise SendAborted(report.aborted, report)
         return report
 
     async def _run(
@@ -184,15 +241,19 @@ class Sender:
         exclusive: bool,
     ) -> None:
         """Reconcile what dead senders left in flight, then claim and deliver batches until the
-        queue is empty (or `stop` is set); the last sender to find nothing owed marks the issue sent."""
-        done = 0
-        if on_progress and total is not None:
-            on_progress(done, total)
-        report.reconciled = await self._recover(issue_id, report)
+        queue is empty (or `stop` is set); the last sender to find nothing owed marks the issue sent.
+        Progress counts only rows that reached an end state, never rows merely claimed."""
+
+        def progress() -> None:
+            if on_progress and total is not None:
+                on_progress(min(report.settled, total), total)
+
+        progress()
+        await self._recover(issue_id, report)
+        progress()
         halt = asyncio.Event()
 
         async def deliver_batches() -> None:
-            nonlocal done
             while not halt.is_set():
                 if stop is not None and stop.is_set():
                     report.stopped = True
@@ -201,17 +262,18 @@ class Sender:
                     self.engine, issue_id, self.batch_size, self.identity, LEASE_SECONDS, self._cursor
                 )
                 report.suppressed.update(suppressed)
-                if not batch:
-                    return
+                if batch:
+                    self._fresh_keys.add(batch[0].batch_key)
                 try:
-                    await self._deliver(issue_id, batch, report)
+                    if batch:
+                        await self._deliver(issue_id, batch, report)
                 except SendAborted:
                     halt.set()
                     raise
                 finally:
-                    done += len(batch) + sum(suppressed.values())
-                    if on_progress and total is not None:
-                        on_progress(done, total)
+                    progress()
+                if not batch:
+                    return
 
         async with _lease_heartbeat(self, issue_id, exclusive):
             outcomes = await asyncio.gather(
@@ -219,62 +281,103 @@ class Sender:
             )
         for outcome in outcomes:
             if isinstance(outcome, SendAborted):
-                report.aborted = str(outcome)
+                report.aborted = report.aborted or str(outcome)
             elif isinstance(outcome, BaseException):
                 raise outcome
         if report.aborted is None and not report.stopped:
             self._finish(issue_id)
 
-    def _begin(self, issue_id: int) -> tuple[SendReport, int | None]:
-        """Check the issue, take the lease, write the ledger; (report, rows to send) or (report, None)."""
+    def _report_for(self, issue_id: int) -> SendReport:
+        """The issue's report to start from; `owed` is -1 when it is sent already. Refuses a
+        missing or cancelled issue."""
         with session_scope(self.engine) as session:
             issue = session.get(Issue, issue_id)
             if issue is None:
                 raise EditionError(f"no issue with id {issue_id}")
             report = SendReport(week=issue.week)
             if issue.status == IssueStatus.CANCELLED:
-                raise EditionError(f"issue {issue.week} is cancelled; it will not be sent")
+                raise SendRefused(f"issue {issue.week} is cancelled; it will not be sent")
             if issue.status == IssueStatus.SENT:
                 report.previously_sent = ledger.counts(session, issue_id).get(DeliveryStatus.SENT, 0)
-                return report, None
+                report.owed = -1
+        return report
+
+    def _open(self, issue_id: int, report: SendReport) -> tuple[int, ledger.BeforeSend]:
+        """Write the ledger and mark the issue `sending` (under the lease): the first change of the
+        issue's state. Returns the rows owed and the issue as it was before, for `undo_open`."""
         try:
-            ledger.take_lease(self.engine, issue_id, self.identity, LEASE_SECONDS)
-        except ledger.LeaseTaken as exc:
-            raise EditionError(str(exc)) from exc
-        with session_scope(self.engine) as session:
-            counts = ledger.open_send(session, issue_id)
-            report.previously_sent = counts.get(DeliveryStatus.SENT, 0)
-        return report, counts.get(DeliveryStatus.QUEUED, 0) + counts.get(DeliveryStatus.SENDING, 0)
+            with session_scope(self.engine) as session:
+                before = ledger.before_send(session, issue_id)
+                counts = ledger.open_send(session, issue_id)
+        except ledger.IssueCancelled as exc:
+            raise SendRefused(str(exc)) from exc
+        report.previously_sent = counts.get(DeliveryStatus.SENT, 0)
+        report.owed = counts.get(DeliveryStatus.QUEUED, 0) + counts.get(DeliveryStatus.SENDING, 0)
+        return report.owed, before
 
     # --- messages ------------------------------------------------------------------------------------
 
+    def _render_variants(self, issue_id: int) -> int:
+        """Render every variant of the issue the active readers will get (one per distinct set of
+        comparisons), before anything changes: a RenderError here (invalid MJML, over Gmail's size)
+        refuses the send while the issue is as it was. Returns how many distinct renders there were."""
+        with session_scope(self.engine) as session:
+            choices = session.exec(
+                select(Subscriber.categories).where(Subscriber.status == SubscriberStatus.ACTIVE).distinct()
+            ).all()
+        for categories in sorted({None, *choices}, key=lambda c: c or ""):
+            self._comparisons_for(issue_id, categories)
+        return len(self._rendered)
+
+    def _comparisons_for(self, issue_id: int, categories: str | None) -> tuple[int, ...]:
+        """The comparison ids readers with these categories (None: all) get; () when none."""
+        if categories not in self._variants:
+            with session_scope(self.engine) as session:
+                issue = session.get(Issue, issue_id)
+                chosen = frozenset(json.loads(categories)) if categories else None
+                comparisons = variant_comparisons(session, issue, self.settings, chosen)
+                key = tuple(c.id for c in comparisons)
+                if key and key not in self._rendered:
+                    view = issue_view(session, issue, self.settings, comparisons)
+                    self._rendered[key] = self.renderer.render_issue(view)
+            self._variants[categories] = key
+        return self._variants[categories]
+
     def _mailer_for(self, issue_id: int, categories: str | None) -> IssueMailer | None:
         """The compiled issue for readers with these categories (None: all), or None if the week has
-        nothing in them. Rendered once per distinct set of comparisons, however many readers share it."""
+        nothing in them. Rendered once per distinct set of comparisons, however many readers share it
+        (`prepare` renders them all before the send opens)."""
         if categories in self._mailers:
             return self._mailers[categories]
-        with session_scope(self.engine) as session:
-            issue = session.get(Issue, issue_id)
-            chosen = frozenset(json.loads(categories)) if categories else None
-            comparisons = variant_comparisons(session, issue, self.settings, chosen)
-            key = tuple(c.id for c in comparisons)
-            mailer = self._rendered.get(key) if comparisons else None
-            if comparisons and mailer is None:
-                rendered = self.renderer.render_issue(issue_view(session, issue, self.settings, comparisons))
+        key = self._comparisons_for(issue_id, categories)
+        mailer = self._by_key.get(key) if key else None
+        if key and mailer is None:
+            with session_scope(self.engine) as session:
+                issue = session.get(Issue, issue_id)
                 expires = issue.send_started_at + timedelta(days=self.settings.link_token_days)
-                mailer = IssueMailer(
-                    rendered, self.settings, tag=issue.slug, expires_at=int(expires.timestamp())
-                )
-                self._rendered[key] = mailer
+                tag = issue.slug
+            mailer = IssueMailer(
+                self._rendered[key], self.settings, tag=tag, expires_at=int(expires.timestamp())
+            )
+            self._by_key[key] = mailer
         self._mailers[categories] = mailer
         return mailer
 
     def _messages(
         self, issue_id: int, batch: list[Claimed]
-    ) -> tuple[list[tuple[Claimed, OutgoingMessage]], list[int]]:
-        sendable, unmatched = [], []
+    ) -> tuple[list[tuple[Claimed, OutgoingMessage]], list[int], dict[str, list[int]]]:
+        """(rows with their messages, rows whose categories have nothing this week, rows whose
+        variant cannot be rendered by reason). A variant first met mid-send (a reader changed their
+        categories) that does not render fails its own rows, never the whole send."""
+        sendable, unmatched, unrenderable = [], [], {}
         for row in batch:
-            mailer = self._mailer_for(issue_id, row.categories)
+            try:
+                mailer = self._mailer_for(issue_id, row.categories)
+            except (RenderError, EditionError) as exc:
+                unrenderable.setdefault(f"cannot render this reader's issue: {exc}", []).append(
+                    row.delivery_id
+                )
+                continue
             if mailer is None:
                 unmatched.append(row.delivery_id)
             else:
@@ -289,19 +392,23 @@ class Sender:
                         ),
                     )
                 )
-        return sendable, unmatched
+        return sendable, unmatched, unrenderable
 
     # --- one batch --------------------------------------------------------------------------------------
 
     async def _deliver(self, issue_id: int, batch: list[Claimed], report: SendReport) -> None:
-        pending, unmatched = self._messages(issue_id, batch)
+        pending, unmatched, unrenderable = self._messages(issue_id, batch)
         if unmatched:
             ledger.mark(self.engine, unmatched, DeliveryStatus.SUPPRESSED, NO_MATCHING_CATEGORY)
             report.suppressed[NO_MATCHING_CATEGORY] += len(unmatched)
+        for reason, ids in unrenderable.items():
+            ledger.mark(self.engine, ids, DeliveryStatus.FAILED, reason)
+            report.failed[reason[:200]] += len(ids)
         attempt = 0
         while pending:
             attempt += 1
             await self.rate.acquire(len(pending))
+            self._handed = True  # from here on, the provider may have acted: no undo
             try:
                 results = await self.provider.send_batch([message for _, message in pending])
             except ProviderError as error:
@@ -386,13 +493,15 @@ class Sender:
 
     # --- after a crash ------------------------------------------------------------------------------
 
-    async def _recover(self, issue_id: int, report: SendReport) -> int:
-        """Rows a dead sender left `sending`: ask the provider which it accepted, requeue the rest."""
-        confirmed = 0
+    async def _recover(self, issue_id: int, report: SendReport) -> None:
+        """Rows a dead sender left `sending`: ask the provider which it accepted, requeue the rest.
+        A provider that cannot answer now leaves its rows in flight for a later run; one that
+        refuses us as a whole (a bad key) stops the send."""
         taken = ledger.take_over(self.engine, issue_id, self.identity, LEASE_SECONDS)
         for rows in taken.values():
-            pending, unmatched = self._messages(issue_id, rows)
+            pending, unmatched, unrenderable = self._messages(issue_id, rows)
             ledger.mark(self.engine, unmatched, DeliveryStatus.SUPPRESSED, NO_MATCHING_CATEGORY)
+            report.suppressed[NO_MATCHING_CATEGORY] += len(unmatched)
             try:
                 accepted = await self.provider.reconcile([message for _, message in pending])
             except ReconcileUnsupported:
@@ -401,27 +510,40 @@ class Sender:
                     if self.settings.unknown_outcome == "assume-sent"
                     else {}
                 )
+            except ProviderError as error:
+                if error.failure == Failure.FATAL:
+                    raise SendAborted(str(error)) from error
+                ledger.release_rows(self.engine, [row.delivery_id for row in rows], self.identity)
+                continue
+            # A variant that cannot render now: if it went out, the provider knows; if not, fail it.
+            for reason, ids in unrenderable.items():
+                ledger.mark(self.engine, ids, DeliveryStatus.FAILED, reason)
+                report.failed[reason[:200]] += len(ids)
             done = [
                 (row.delivery_id, accepted[message.message_id])
                 for row, message in pending
                 if message.message_id in accepted
             ]
-            confirmed += ledger.mark_sent(self.engine, self.provider.name, done)
+            confirmed = ledger.mark_sent(self.engine, self.provider.name, done)
+            report.recovered += confirmed
+            report.reconciled += confirmed
             ledger.mark(
                 self.engine,
                 [row.delivery_id for row, message in pending if message.message_id not in accepted],
                 DeliveryStatus.QUEUED,
                 None,
             )
-        return confirmed
 
     def _finish(self, issue_id: int) -> None:
-        """The issue is sent once no row is queued or in flight; failed rows stay for a retry."""
+        """The issue is sent once no row is queued or in flight; failed rows stay for a retry.
+        Only a `sending` issue becomes `sent`: one an editor cancelled meanwhile stays cancelled."""
         with session_scope(self.engine) as session:
+            issue = session.get(Issue, issue_id, with_for_update=True)
+            if issue.status != IssueStatus.SENDING:
+                return
             counts = ledger.counts(session, issue_id)
             if counts.get(DeliveryStatus.QUEUED, 0) or counts.get(DeliveryStatus.SENDING, 0):
                 return
-            issue = session.get(Issue, issue_id)
             issue.status = IssueStatus.SENT
             issue.sent_at = issue.sent_at or utcnow()
             session.add(issue)

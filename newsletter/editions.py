@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from enum import StrEnum
+from typing import TYPE_CHECKING
 
 from sqlalchemy import delete
 from sqlmodel import Session, col, select
@@ -16,12 +17,13 @@ from newsletter.config import Settings
 from newsletter.content import comparison_views
 from newsletter.curation import Week, pick
 from newsletter.headers import HeaderValueError, check_header_value
+from newsletter.lengths import preheader_problem, subject_problem
 from newsletter.models import Comparison, Issue, IssueItem, IssueStatus, utcnow
 from newsletter.render import default_preheader, default_subject, masthead_from
 from newsletter.views import IssueView
 
-MAX_SUBJECT = 150
-MAX_PREHEADER = 250
+if TYPE_CHECKING:
+    from newsletter.quality import Report
 
 
 class EditionError(RuntimeError):
@@ -95,31 +97,37 @@ def set_overrides(
     preheader: str | None = None,
     reset: bool = False,
 ) -> Issue:
-    """An editor's subject or preheader replaces the generated one; empty text or `reset` restores it."""
+    """An editor's subject or preheader replaces the generated one; empty text or `reset` restores it.
+
+    The lengths are the quality gate's own rules (`newsletter.lengths`): an edit the check would
+    refuse is refused here, with the same words."""
     if issue.status not in (IssueStatus.DRAFT, IssueStatus.APPROVED):
         raise EditionError(
             f"issue {issue.week} is {issue.status}; only a draft or approved issue can be edited"
         )
-    try:
-        if reset:
-            issue.subject_override = issue.preheader_override = None
-        if subject is not None:
-            issue.subject_override = (
-                check_header_value(subject, max_length=MAX_SUBJECT, field="subject")
-                if subject.strip()
-                else None
-            )
-        if preheader is not None:
-            issue.preheader_override = (
-                check_header_value(preheader, max_length=MAX_PREHEADER, field="preheader")
-                if preheader.strip()
-                else None
-            )
-    except HeaderValueError as exc:
-        raise EditionError(str(exc)) from exc
+    if reset:
+        issue.subject_override = issue.preheader_override = None
+    if subject is not None:
+        issue.subject_override = _checked(subject, "subject", subject_problem)
+    if preheader is not None:
+        issue.preheader_override = _checked(preheader, "preheader", preheader_problem)
     issue.updated_at = utcnow()
     session.add(issue)
     return issue
+
+
+def _checked(text: str, field: str, problem_of) -> str | None:
+    """`text` stripped, None for blank text (the generated words come back), or EditionError."""
+    if not text.strip():
+        return None
+    try:
+        value = check_header_value(text, field=field)
+    except HeaderValueError as exc:
+        raise EditionError(str(exc)) from exc
+    problem = problem_of(value)
+    if problem:
+        raise EditionError(problem)
+    return value
 
 
 def variant_comparisons(
@@ -164,33 +172,60 @@ def issue_view(
     )
 
 
-def approve(session: Session, issue: Issue, settings: Settings) -> Issue:
-    """draft -> approved, once the issue renders and passes the quality checks."""
-    if issue.status == IssueStatus.APPROVED:
-        return issue
-    if issue.status != IssueStatus.DRAFT:
+def approve(session: Session, issue: Issue, settings: Settings, *, force: bool = False) -> Report:
+    """draft -> approved, once the issue renders and passes the same quality checks as a send.
+
+    A failing check raises GateFailed (its report holds the findings) unless `force`; the size
+    limit is never forced (Gmail would hide the unsubscribe link). Approving an approved issue
+    checks it again and changes nothing. Returns the checks' report (warnings, forced errors)."""
+    from newsletter.quality import enforce
+
+    if issue.status not in (IssueStatus.DRAFT, IssueStatus.APPROVED):
         raise EditionError(f"issue {issue.week} is {issue.status}; only a draft can be approved")
-    check_sendable(session, issue, settings)
-    issue.status, issue.approved_at, issue.updated_at = IssueStatus.APPROVED, utcnow(), utcnow()
-    session.add(issue)
-    return issue
+    report = check_sendable(session, issue, settings)
+    consequence = (
+        "it was not approved"
+        if issue.status == IssueStatus.DRAFT
+        else "it stays approved, but no scheduled send will send it"
+    )
+    enforce(report, issue.week, force=force, consequence=consequence, override="approve it anyway")
+    if issue.status == IssueStatus.DRAFT:
+        issue.status, issue.approved_at, issue.updated_at = IssueStatus.APPROVED, utcnow(), utcnow()
+        session.add(issue)
+    return report
 
 
-def check_sendable(session: Session, issue: Issue, settings: Settings) -> None:
-    """Raise EditionError unless the issue renders into something that can be sent."""
-    from newsletter.render import Renderer, RenderError
+def check_sendable(session: Session, issue: Issue, settings: Settings) -> Report:
+    """The quality checks of the issue as composed; EditionError when it does not even render."""
+    from newsletter.quality import check_issue
+    from newsletter.render import RenderError
 
     try:
-        Renderer().render_issue(issue_view(session, issue, settings))
+        return check_issue(session, issue, settings)
     except RenderError as exc:
         raise EditionError(f"issue {issue.week} cannot be sent: {exc}") from exc
 
 
 def cancel(session: Session, issue: Issue) -> Issue:
-    """A draft or approved issue will never be sent; its week stays taken."""
+    """The issue will never be sent (any further); its week stays taken.
+
+    A draft or approved issue just becomes cancelled. A send that stopped part-way (a fatal
+    provider or disk error, a crash) can be cancelled too once no sender is working on it: the
+    readers still queued are suppressed with the reason `send cancelled by an editor`, deliveries
+    left in flight by a dead sender are suppressed as of unknown outcome, and what was sent or
+    failed stays as it is. A send with a live sender is refused: stop it first."""
+    from newsletter import ledger
+
+    if issue.status == IssueStatus.SENDING:
+        try:
+            ledger.cancel_send(session, issue.id)
+        except ledger.SendInProgress as exc:
+            raise EditionError(str(exc)) from exc
+        session.refresh(issue)
+        return issue
     if issue.status not in (IssueStatus.DRAFT, IssueStatus.APPROVED):
         raise EditionError(
-            f"issue {issue.week} is {issue.status}; only a draft or approved issue can be cancelled"
+            f"issue {issue.week} is {issue.status}; only a draft, approved or stopped issue can be cancelled"
         )
     issue.status, issue.updated_at = IssueStatus.CANCELLED, utcnow()
     session.add(issue)

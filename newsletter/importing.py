@@ -1,17 +1,18 @@
 """The import file format for comparisons, and turning a file into validated data or precise errors.
 
 A file holds one comparison (a mapping) or a list of them, as JSON (`.json`) or YAML (`.yaml`, `.yml`).
-Every error names the file, the place in it (a path, and for YAML the line) and the reason. Storing is
-`content.store_comparisons`' job; nothing here touches the database.
+Every error names the file, the place in it (a path, and for YAML the line) and the reason. The text
+is read within bounds (`newsletter.documents`: depth, size, aliases, number lengths) before any data
+is built; which tool a name means, and when two names clash on one slug, is `newsletter.identity`.
+Storing is `content.store_comparisons`' job; nothing here touches the database.
 """
 
 from __future__ import annotations
 
 import json
 import re
-import unicodedata
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -26,19 +27,23 @@ from pydantic import (
     ValidationError,
     model_validator,
 )
+from yaml.nodes import MappingNode, Node, SequenceNode
+
+from newsletter.documents import DocumentRefused, load_json, load_yaml
+from newsletter.identity import Mention, clash_in_run, run_clash_reason, slugify
+
+__all__ = ["ComparisonIn", "ImportFailed", "ImportProblem", "Located", "parse_files", "slugify"]
 
 MAX_FILE_BYTES = 20 * 1024 * 1024
+MAX_COMPARISONS_PER_FILE = 1_000
+MAX_PROBLEMS_PER_FILE = 50
+EARLIEST_PUBLICATION = datetime(2000, 1, 1, tzinfo=UTC)
+LATEST_PUBLICATION = datetime(2100, 1, 1, tzinfo=UTC)  # exclusive
 MAX_QUOTE_CHARS = 4_000
 MAX_DESCRIPTION_CHARS = 5_000
 MAX_VOTES_PER_SIDE = 100_000
 SLUG_PATTERN = r"^[a-z0-9]+(?:-[a-z0-9]+)*$"
 SIDES = ("left", "right")
-
-
-def slugify(text: str) -> str:
-    """`Gemini 2.5 Flash Lite` -> `gemini-2-5-flash-lite`."""
-    ascii_text = unicodedata.normalize("NFKD", text).encode("ascii", "ignore").decode()
-    return re.sub(r"[^a-z0-9]+", "-", ascii_text.lower()).strip("-")[:120] or "item"
 
 
 def _https_url(value: str) -> str:
@@ -50,6 +55,21 @@ def _https_url(value: str) -> str:
 def _single_line(value: str) -> str:
     if re.search(r"[\x00-\x1f\x7f]", value):
         raise ValueError("must be a single line without control characters")
+    return value
+
+
+def _publication_time(value: datetime) -> datetime:
+    """Within 2000..2099 and convertible to UTC; a naive time is read in NEWSLETTER_TIMEZONE later,
+    which moves it by hours, far from the limits of what a datetime can hold."""
+    try:
+        utc = value.astimezone(UTC) if value.tzinfo else value.replace(tzinfo=UTC)
+    except (OverflowError, ValueError) as exc:
+        raise ValueError(f"{value.isoformat()} cannot be converted to UTC") from exc
+    if not EARLIEST_PUBLICATION <= utc < LATEST_PUBLICATION:
+        raise ValueError(
+            f"{value.isoformat()} is outside {EARLIEST_PUBLICATION:%Y-%m-%d} .. "
+            f"{LATEST_PUBLICATION.year - 1}-12-31; a publication time must be in that window"
+        )
     return value
 
 
@@ -86,9 +106,14 @@ class ToolIn(_Strict):
 class ReviewIn(_Strict):
     tool: Literal["left", "right"]
     reviewer: _text(200)
+    reviewer_slug: Slug | None = None
     lens: _text(100)
     verdict: Literal["ship", "skip"]
     quote: _text(MAX_QUOTE_CHARS, single_line=False)
+
+    @property
+    def key(self) -> str:
+        return self.reviewer_slug or slugify(self.reviewer)
 
 
 class TallyIn(_Strict):
@@ -111,7 +136,7 @@ class ComparisonIn(_Strict):
     title: _text(300) | None = None
     dek: _text(600)
     category: _text(100) | None = None
-    published_at: datetime
+    published_at: Annotated[datetime, AfterValidator(_publication_time)]
     pinned: bool = False
     url: HttpsUrl | None = None
     tools: PairIn
@@ -124,7 +149,7 @@ class ComparisonIn(_Strict):
             raise ValueError(f"left and right are the same tool ({self.tools.left.key})")
         seen: set[tuple[str, str]] = set()
         for review in self.reviews:
-            key = (review.tool, slugify(review.reviewer))
+            key = (review.tool, review.key)
             if key in seen:
                 raise ValueError(f"{review.reviewer} reviews the {review.tool} tool more than once")
             seen.add(key)
@@ -136,7 +161,7 @@ class ComparisonIn(_Strict):
 
 
 _ONE = TypeAdapter(ComparisonIn)
-_MANY = TypeAdapter(list[ComparisonIn])
+_MANY = TypeAdapter(Annotated[list[ComparisonIn], Field(max_length=MAX_COMPARISONS_PER_FILE)])
 
 
 @dataclass(frozen=True)
@@ -161,18 +186,44 @@ class ImportFailed(Exception):
         super().__init__("\n".join(str(p) for p in problems))
 
 
+@dataclass(frozen=True)
+class Located:
+    """A validated comparison with where it came from: the file, its position in it, and (YAML)
+    its node, for line numbers in later messages."""
+
+    file: str
+    index: int
+    comparison: ComparisonIn
+    node: Node | None = None
+
+    def place(self, *steps: str | int) -> str:
+        return _place_of(self.comparison.slug, [str(step) for step in steps])
+
+    def line(self, *steps: str | int) -> int | None:
+        return _node_line(self.node, list(steps)) if self.node is not None else None
+
+    def problem(self, reason: str, *steps: str | int) -> ImportProblem:
+        return ImportProblem(self.file, self.place(*steps), reason, self.line(*steps))
+
+
 def parse_files(paths: list[Path]) -> list[ComparisonIn]:
     """Validate every file; return all comparisons, or raise ImportFailed naming every problem."""
+    return [located.comparison for located in parse_located(paths)]
+
+
+def parse_located(paths: list[Path]) -> list[Located]:
+    """Validate every file, then the run as a whole (a slug twice, two names on one tool slug);
+    every comparison with where it came from, or ImportFailed naming every problem."""
     problems: list[ImportProblem] = []
-    comparisons: list[ComparisonIn] = []
+    found: list[Located] = []
     origin: dict[str, str] = {}
     for path in paths:
         try:
-            found = parse_file(path)
+            items, nodes = _parse_file(path)
         except ImportFailed as failed:
             problems.extend(failed.problems)
             continue
-        for index, item in enumerate(found):
+        for index, item in enumerate(items):
             if item.slug in origin:
                 problems.append(
                     ImportProblem(
@@ -182,14 +233,63 @@ def parse_files(paths: list[Path]) -> list[ComparisonIn]:
                     )
                 )
             origin[item.slug] = str(path)
-            comparisons.append(item)
+            found.append(Located(str(path), index, item, nodes[index] if nodes else None))
+    problems.extend(run_clashes(found))
     if problems:
         raise ImportFailed(problems)
-    return comparisons
+    return found
 
 
-def parse_file(path: Path) -> list[ComparisonIn]:
-    """Read and validate one file."""
+def tool_mentions(located: Located) -> list[tuple[Mention, tuple[str, ...]]]:
+    """Each tool the comparison names, with the path of its name in the file."""
+    tools = located.comparison.tools
+    return [
+        (
+            Mention(
+                tool.key, tool.slug is not None, tool.name, f"{located.file} ({located.place('tools', side)})"
+            ),
+            ("tools", side, "name"),
+        )
+        for side, tool in (("left", tools.left), ("right", tools.right))
+    ]
+
+
+def reviewer_mentions(located: Located) -> list[tuple[Mention, tuple[str | int, ...]]]:
+    """Each reviewer the comparison names, with the path of the name in the file."""
+    return [
+        (
+            Mention(
+                review.key,
+                review.reviewer_slug is not None,
+                review.reviewer,
+                f"{located.file} ({located.place('reviews', index)})",
+            ),
+            ("reviews", index, "reviewer"),
+        )
+        for index, review in enumerate(located.comparison.reviews)
+    ]
+
+
+def run_clashes(found: list[Located]) -> list[ImportProblem]:
+    """Tools (and reviewers) of one run whose slugs agree and whose names do not."""
+    problems = []
+    for kind, mentions_of, field in (
+        ("tool", tool_mentions, "slug"),
+        ("reviewer", reviewer_mentions, "reviewer_slug"),
+    ):
+        first: dict[str, Mention] = {}
+        reported: set[tuple[str, str]] = set()
+        for located in found:
+            for mention, steps in mentions_of(located):
+                seen = first.setdefault(mention.slug, mention)
+                if clash_in_run(seen, mention) and (mention.slug, mention.name) not in reported:
+                    reported.add((mention.slug, mention.name))
+                    problems.append(located.problem(run_clash_reason(kind, seen, mention, field), *steps))
+    return problems
+
+
+def _parse_file(path: Path) -> tuple[list[ComparisonIn], list[Node | None] | None]:
+    """Read and validate one file: its comparisons and (YAML) their nodes."""
     name = str(path)
     suffix = path.suffix.lower()
     if suffix not in {".json", ".yaml", ".yml"}:
@@ -205,13 +305,33 @@ def parse_file(path: Path) -> list[ComparisonIn]:
         raise ImportFailed([ImportProblem(name, "", f"cannot read: {exc.strerror or exc}")]) from exc
     except UnicodeDecodeError as exc:
         raise ImportFailed([ImportProblem(name, "", f"not UTF-8 text (byte {exc.start})")]) from exc
-    return parse_text(text, name=name, is_yaml=suffix != ".json")
+    return _parse(text, name=name, is_yaml=suffix != ".json")
+
+
+def parse_file(path: Path) -> list[ComparisonIn]:
+    """Read and validate one file."""
+    return _parse_file(path)[0]
 
 
 def parse_text(text: str, *, name: str, is_yaml: bool) -> list[ComparisonIn]:
     """Validate a document's text; `name` is only used in messages."""
+    return _parse(text, name=name, is_yaml=is_yaml)[0]
+
+
+def _parse(text: str, *, name: str, is_yaml: bool) -> tuple[list[ComparisonIn], list[Node | None] | None]:
+    if len(text) > MAX_FILE_BYTES:
+        raise ImportFailed(
+            [ImportProblem(name, "", f"the text is {len(text):,} characters; at most {MAX_FILE_BYTES:,}")]
+        )
+    node = None
     try:
-        data = yaml.safe_load(text) if is_yaml else json.loads(text)
+        if is_yaml:
+            data, node = load_yaml(text)
+        else:
+            data = load_json(text)
+    except DocumentRefused as exc:
+        place = f"column {exc.column}" if exc.column else ""
+        raise ImportFailed([ImportProblem(name, place, exc.reason, exc.line)]) from exc
     except json.JSONDecodeError as exc:
         raise ImportFailed([ImportProblem(name, f"column {exc.colno}", exc.msg, exc.lineno)]) from exc
     except yaml.YAMLError as exc:
@@ -229,23 +349,40 @@ def parse_text(text: str, *, name: str, is_yaml: bool) -> list[ComparisonIn]:
         )
     try:
         if isinstance(data, list):
-            return _MANY.validate_python(data)
-        return [_ONE.validate_python(data)]
+            items = _MANY.validate_python(data)
+            nodes = list(node.value) if isinstance(node, SequenceNode) else None
+            return items, nodes
+        return [_ONE.validate_python(data)], [node]
     except ValidationError as exc:
-        raise ImportFailed(_problems(exc, data, text if is_yaml else None, name)) from exc
+        raise ImportFailed(_problems(exc, data, node, name)) from exc
 
 
-def _problems(exc: ValidationError, data: Any, yaml_text: str | None, name: str) -> list[ImportProblem]:
+def _problems(exc: ValidationError, data: Any, node: Node | None, name: str) -> list[ImportProblem]:
     problems = []
     seen = set()
-    for error in exc.errors(include_url=False):
+    errors = exc.errors(include_url=False)
+    for error in errors:
         loc = list(error["loc"])
         place, reason = _describe(loc, error, data)
         if (place, reason) in seen:
             continue
         seen.add((place, reason))
-        problems.append(ImportProblem(name, place, reason, _yaml_line(yaml_text, loc) if yaml_text else None))
+        if len(problems) == MAX_PROBLEMS_PER_FILE:
+            problems.append(
+                ImportProblem(name, "", f"and more problems ({len(errors):,} in all); fix these first")
+            )
+            break
+        problems.append(
+            ImportProblem(name, place, reason, _node_line(node, loc) if node is not None else None)
+        )
     return problems
+
+
+def _place_of(slug: str, steps: list[str]) -> str:
+    path = ""
+    for step in steps:
+        path += f"[{step}]" if step.isdigit() else (f".{step}" if path else step)
+    return f"comparison ({slug})" + (f" > {path}" if path else "")
 
 
 def _describe(loc: list, error: dict, data: Any) -> tuple[str, str]:
@@ -307,18 +444,14 @@ def _reason(error: dict, loc: list) -> str:
     return message.removeprefix("Value error, ")
 
 
-def _yaml_line(text: str, loc: list) -> int | None:
+def _node_line(node: Node | None, loc: list) -> int | None:
     """The 1-based line of the YAML node at `loc`, or of its nearest existing parent."""
-    try:
-        node = yaml.compose(text, Loader=yaml.SafeLoader)
-    except yaml.YAMLError:
-        return None
     line = node.start_mark.line + 1 if node else None
     for step in loc:
         child = None
-        if isinstance(node, yaml.MappingNode):
+        if isinstance(node, MappingNode):
             child = next((value for key, value in node.value if key.value == step), None)
-        elif isinstance(node, yaml.SequenceNode) and isinstance(step, int) and step < len(node.value):
+        elif isinstance(node, SequenceNode) and isinstance(step, int) and step < len(node.value):
             child = node.value[step]
         if child is None:
             break

@@ -24,7 +24,14 @@ from urllib.parse import parse_qs, urlsplit
 from sqlmodel import Session
 
 from newsletter.config import Settings
-from newsletter.editions import MAX_SUBJECT, EditionError, issue_view
+from newsletter.editions import EditionError, issue_view
+from newsletter.lengths import (
+    SUBJECT_WARNING_CHARS,
+    preheader_problem,
+    preheader_rule,
+    subject_problem,
+    subject_rule,
+)
 from newsletter.mail import ONE_CLICK, OutgoingMessage
 from newsletter.models import Issue
 from newsletter.preview import preview_message
@@ -32,8 +39,6 @@ from newsletter.render import GMAIL_CLIP_BYTES, RenderedMessage, Renderer
 from newsletter.views import IssueView
 
 SIZE_WARNING_BYTES = 90_000  # close enough to Gmail's clipping that one more comparison tips it over
-SUBJECT_WARNING_CHARS = 78  # most inboxes cut a subject between 40 and 80 characters
-SUBJECT_MIN_CHARS = 5
 UTM_KEYS = ("utm_source", "utm_medium", "utm_campaign")
 ACTION_PATHS = ("/unsubscribe/", "/preferences/", "/vote/", "/confirm/")
 
@@ -53,11 +58,14 @@ GATES: dict[str, str] = {
     "no-external": "no external CSS, no @import, no script",
     "lang": "the <html> element names its language",
     "color-scheme": "color-scheme meta for dark mode",
-    "preheader": "a preheader, hidden at the top of the HTML",
+    "preheader": f"a preheader of {preheader_rule()}, hidden at the top of the HTML",
     "text-part": "a plain-text part carrying every link of the HTML",
     "list-unsubscribe": "List-Unsubscribe (https) and List-Unsubscribe-Post headers",
-    "subject": f"a subject of {SUBJECT_MIN_CHARS} to {MAX_SUBJECT} characters",
+    "subject": f"a subject of {subject_rule()}",
 }
+# Errors that --force does not override: a clipped email hides its footer, and with it the
+# unsubscribe link that every bulk message must show.
+UNFORCEABLE = frozenset({"size"})
 
 
 @dataclass(frozen=True, slots=True)
@@ -84,21 +92,53 @@ class Report:
     def passed(self) -> bool:
         return not self.errors
 
+    @property
+    def unforceable(self) -> list[Finding]:
+        """The errors no --force lets through."""
+        return [f for f in self.errors if f.gate in UNFORCEABLE]
+
     def gates(self) -> list[tuple[str, str, list[Finding]]]:
         """(gate, what it holds, its findings) for every gate, passing ones included."""
         return [(name, text, [f for f in self.findings if f.gate == name]) for name, text in GATES.items()]
 
 
 class GateFailed(EditionError):
-    """A gate failed: the issue is not sent. `report` holds the findings."""
+    """A gate failed: the issue does not move on. `report` holds the findings."""
 
-    def __init__(self, week: str, report: Report):
+    def __init__(
+        self,
+        week: str,
+        report: Report,
+        *,
+        consequence: str = "nothing was sent",
+        override: str = "send anyway",
+    ):
         self.report = report
         count = len(report.errors)
-        super().__init__(
-            f"issue {week} fails {count} quality check{'s' if count != 1 else ''}; nothing was sent. "
-            "Fix the findings (see `newsletter issue check`) or send anyway with --force."
+        hard = sorted({f.gate for f in report.unforceable})
+        advice = (
+            f"; --force does not override the {', '.join(hard)} check"
+            if hard
+            else f" or {override} with --force"
         )
+        super().__init__(
+            f"issue {week} fails {count} quality check{'s' if count != 1 else ''}; {consequence}. "
+            f"Fix the findings (see `newsletter issue check`){advice}."
+        )
+
+
+def enforce(
+    report: Report,
+    week: str,
+    *,
+    force: bool,
+    consequence: str = "nothing was sent",
+    override: str = "send anyway",
+) -> None:
+    """The one rule for send and approve alike: an error stops the issue unless forced, and the
+    errors in UNFORCEABLE stop it even then."""
+    if report.unforceable or (report.errors and not force):
+        raise GateFailed(week, report, consequence=consequence, override=override)
 
 
 # --- entry points ------------------------------------------------------------------------------------
@@ -124,8 +164,7 @@ def check_rendered(rendered: RenderedMessage, settings: Settings, tag: str) -> R
 def require_passing(session: Session, issue: Issue, settings: Settings) -> Report:
     """Raise GateFailed when an error-level gate fails; returns the report (warnings) otherwise."""
     report = check_issue(session, issue, settings)
-    if not report.passed:
-        raise GateFailed(issue.week, report)
+    enforce(report, issue.week, force=False)
     return report
 
 
@@ -265,6 +304,8 @@ def _preheader(page: _Page, preheader: str) -> Iterable[Finding]:
             "no preheader: inboxes show the first words of the body instead",
             "issue",
         )
+    elif problem := preheader_problem(preheader):
+        yield Finding("preheader", Severity.ERROR, problem, "issue")
     elif _squash(preheader) not in _squash(" ".join(page.hidden_text)):
         yield Finding(
             "preheader",
@@ -311,13 +352,8 @@ def _list_headers(message: OutgoingMessage) -> Iterable[Finding]:
 
 def _subject(subject: str) -> Iterable[Finding]:
     length = len(subject.strip())
-    if length < SUBJECT_MIN_CHARS or length > MAX_SUBJECT:
-        yield Finding(
-            "subject",
-            Severity.ERROR,
-            f"the subject has {length} characters; write {SUBJECT_MIN_CHARS} to {MAX_SUBJECT}",
-            "Subject",
-        )
+    if problem := subject_problem(subject):
+        yield Finding("subject", Severity.ERROR, problem, "Subject")
     elif length > SUBJECT_WARNING_CHARS:
         yield Finding(
             "subject",

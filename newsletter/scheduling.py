@@ -31,11 +31,11 @@ from sqlalchemy.engine import Engine
 from sqlmodel import col, delete, select
 
 from newsletter import ledger
-from newsletter.config import Settings
+from newsletter.config import ConfigError, Settings
 from newsletter.crontab import parse_cron
 from newsletter.curation import Week
 from newsletter.db import session_scope
-from newsletter.delivery import SendAborted, Sender
+from newsletter.delivery import SendAborted, Sender, SendRefused
 from newsletter.editions import ComposeOutcome, EditionError, approve, compose, find_issue
 from newsletter.ledger import retry_failed
 from newsletter.models import (
@@ -49,7 +49,7 @@ from newsletter.models import (
 )
 from newsletter.notices import Notices, editor_alert
 from newsletter.providers import make_provider
-from newsletter.quality import check_issue
+from newsletter.quality import GateFailed, Report, check_issue
 
 log = logging.getLogger("newsletter.scheduler")
 JOBS_TABLE = "apscheduler_jobs"
@@ -95,10 +95,30 @@ def compose_job(now: datetime | None = None) -> str:
         else:
             message = f"compose {week}: draft {result.outcome.value} with {len(result.picks)} comparison(s)"
             if ctx.settings.auto_approve:
-                approve(session, result.issue, ctx.settings)
+                refusal = _auto_approve(session, result.issue, ctx.settings)
+                if refusal is not None:
+                    message += f"; NOT approved (NEWSLETTER_AUTO_APPROVE): {refusal}"
+                    log.error(message)
+                    return message
                 message += ", approved (NEWSLETTER_AUTO_APPROVE)"
     log.info(message)
     return message
+
+
+def _auto_approve(session, issue: Issue, settings: Settings) -> str | None:
+    """NEWSLETTER_AUTO_APPROVE approves only what `newsletter issue approve` would: None when
+    approved, else why not, with every failing check's finding."""
+    try:
+        approve(session, issue, settings)
+    except GateFailed as exc:
+        return f"{exc} Findings: {_findings(exc.report)}"
+    except EditionError as exc:
+        return str(exc)
+    return None
+
+
+def _findings(report: Report) -> str:
+    return "; ".join(f"{f.gate}: {f.message} ({f.where})" for f in report.errors)
 
 
 def issue_to_send(session, settings: Settings, now: datetime) -> Issue | None:
@@ -136,11 +156,16 @@ def send_job(now: datetime | None = None) -> str:
                 log.warning(message)
                 _alert_editors(ctx, issue.week)
                 return message
-            approve(session, issue, ctx.settings)
+            refusal = _auto_approve(session, issue, ctx.settings)
+            if refusal is not None:
+                message = f"send {issue.week}: NOT SENT - not approved (NEWSLETTER_AUTO_APPROVE): {refusal}"
+                log.error(message)
+                _alert_editors(ctx, issue.week)
+                return message
         issue_id, week = issue.id, issue.week
         checks = check_issue(session, issue, ctx.settings)
     if not checks.passed:
-        findings = "; ".join(f"{f.gate}: {f.message} ({f.where})" for f in checks.errors)
+        findings = _findings(checks)
         message = (
             f"send {week}: NOT SENT - the issue fails {len(checks.errors)} quality check(s): {findings}. "
             f"Fix them (`newsletter issue check --week {week}`, `newsletter preview`), or send it anyway "
@@ -153,11 +178,7 @@ def send_job(now: datetime | None = None) -> str:
 
 def _run_send(ctx: Context, issue_id: int, week: str) -> str:
     if ctx.settings.sends_through_workers:  # several machines: the workers do the sending
-        with session_scope(ctx.engine) as session:
-            owed = ledger.open_send(session, issue_id).get(DeliveryStatus.QUEUED, 0)
-        message = f"send {week}: marked for sending; {owed} deliveries queued for `newsletter worker`"
-        log.info(message)
-        return message
+        return _open_for_workers(ctx, issue_id, week)
 
     async def go():
         provider = make_provider(ctx.settings)
@@ -168,6 +189,10 @@ def _run_send(ctx: Context, issue_id: int, week: str) -> str:
 
     try:
         report = asyncio.run(go())
+    except SendRefused as exc:  # it does not render, is too big, the provider cannot be used
+        message = f"send {week}: NOT SENT - {exc}"
+        log.error(message)
+        return message
     except EditionError as exc:  # e.g. another process holds the lease
         message = f"send {week}: not sent by this process: {exc}"
         log.warning(message)
@@ -181,6 +206,30 @@ def _run_send(ctx: Context, issue_id: int, week: str) -> str:
         f"suppressed in {report.seconds:.1f} s"
         + ("; stopped before the end (shutdown)" if report.stopped else "")
     )
+    log.info(message)
+    return message
+
+
+def _open_for_workers(ctx: Context, issue_id: int, week: str) -> str:
+    """Worker mode: what can refuse the send is checked here first (every variant renders, the
+    provider can be used), then the issue is marked `sending` for the workers."""
+
+    async def prepare():
+        provider = make_provider(ctx.settings)
+        try:
+            await Sender(ctx.engine, ctx.settings, provider).prepare(issue_id)
+        finally:
+            await provider.aclose()
+
+    try:
+        asyncio.run(prepare())
+        with session_scope(ctx.engine) as session:
+            owed = ledger.open_send(session, issue_id).get(DeliveryStatus.QUEUED, 0)
+    except (SendRefused, ledger.IssueCancelled, ConfigError) as exc:
+        message = f"send {week}: NOT SENT - {exc}"
+        log.error(message)
+        return message
+    message = f"send {week}: marked for sending; {owed} deliveries queued for `newsletter worker`"
     log.info(message)
     return message
 

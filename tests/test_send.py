@@ -17,7 +17,7 @@ from sqlmodel import Session, func, select
 from newsletter.content import store_comparisons
 from newsletter.curation import Week
 from newsletter.db import session_scope
-from newsletter.delivery import Sender
+from newsletter.delivery import Sender, SendRefused
 from newsletter.editions import EditionError, compose, set_overrides
 from newsletter.ledger import counts as ledger_counts
 from newsletter.ledger import enqueue
@@ -182,17 +182,17 @@ def test_only_active_readers_are_queued(engine, settings, issue_id):
     assert {parse(p)["To"] for p in outbox_files(settings)} == set(READERS)
 
 
-def test_a_failing_write_marks_the_row_failed_with_the_reason_and_keeps_the_issue_open(
-    engine, settings, issue_id
-):
+def test_an_outbox_that_cannot_be_written_refuses_the_send_and_changes_nothing(engine, settings, issue_id):
+    """A disk error is fatal, not a failure per reader: here it is found before the send opens (more
+    in tests/test_send_refusals.py)."""
     blocked = settings.outbox_dir / "2026-w48"
     blocked.parent.mkdir(parents=True)
     blocked.write_text("a file where the directory should be")
-    report = send(engine, settings, issue_id)
-    assert report.sent == 0 and report.failed_total == len(READERS)
-    assert "cannot write" in next(iter(report.failed))
+    with pytest.raises(SendRefused, match=r"cannot write to .*2026-w48: File exists"):
+        send(engine, settings, issue_id)
     with Session(engine) as session:
-        assert ledger_counts(session, issue_id) == {DeliveryStatus.FAILED: len(READERS)}
+        assert session.get(Issue, issue_id).status == IssueStatus.DRAFT
+        assert ledger_counts(session, issue_id) == {}
 
 
 def test_a_cancelled_issue_is_never_sent(engine, settings, issue_id):
