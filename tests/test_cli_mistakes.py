@@ -516,7 +516,8 @@ INPUTS = {"import": ("import",), "subscribers import": ("subscribers", "import")
 def test_an_input_file_that_cannot_be_read_is_named(invoke, places, command, kind):
     path = str(places[kind])
     outcome = invoke(*INPUTS[command], path)
-    assert_refused(outcome, names=(path,))
+    reason = {"missing": "no such file", "directory": "is a directory", "device": "is not a regular file"}
+    assert_refused(outcome, names=(f"{path}: {reason.get(kind, 'cannot read')}",))
     assert "nothing" in outcome.stderr  # was imported / was stored
 
 
