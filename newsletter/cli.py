@@ -943,9 +943,12 @@ def db_current() -> None:
     engine = make_engine(settings.database_url)
     try:
         revision = schema.current(engine)
+        empty = revision is None and not inspect(engine).has_table("issue")
     except DBAPIError as exc:
         unreachable("the store", exc)
-    console.print(f"Store revision: {revision or '(none)'}; newest: {schema.head()}")
+    if empty:  # an empty database (PostgreSQL) is no store either
+        fail(f"no store at {shown_url(settings.database_url)}; `newsletter init` creates it")
+    console.print(f"Store revision: {revision or '(from before migrations)'}; newest: {schema.head()}")
 
 
 @db_app.command("copy")
