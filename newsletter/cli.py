@@ -1,13 +1,16 @@
 """The `newsletter` command line: a thin shell over the services, with clear errors and exit codes.
 
 Exit codes: 0 done (or nothing to do), 1 refused (bad input, wrong state; the message says why),
-2 usage error (Typer's own).
+2 usage error (Typer's own), 130 interrupted (Ctrl-C). A refusal is one line naming the input; any
+exception nobody foresaw still becomes one line (`main`), never a traceback, never a secret.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import math
+import os
 import sys
 import time
 from collections.abc import Iterator
@@ -24,15 +27,23 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 from sqlalchemy import inspect
 from sqlalchemy.engine import Engine
-from sqlalchemy.exc import OperationalError
+from sqlalchemy.exc import DBAPIError
 from sqlmodel import col, select
 
 from newsletter import scheduling, schema
 from newsletter import worker as sender_worker
-from newsletter.config import ConfigError, Settings
+from newsletter.config import ConfigError, Settings, secrets_in_environment
 from newsletter.content import comparison_views, import_files
 from newsletter.curation import Week
-from newsletter.db import create_schema, make_engine, session_scope, sqlite_path
+from newsletter.db import (
+    create_schema,
+    make_engine,
+    parse_database_url,
+    session_scope,
+    shown_url,
+    sqlite_location_problem,
+    sqlite_path,
+)
 from newsletter.delivery import SendAborted, Sender, SendReport
 from newsletter.editions import (
     ComposeOutcome,
@@ -47,18 +58,21 @@ from newsletter.editions import (
 )
 from newsletter.emulator import DEFAULT_TOKEN, Emulator, Faults, run
 from newsletter.events.intake import issue_event_counts
-from newsletter.headers import HeaderValueError
+from newsletter.headers import HeaderValueError, normalise_email
 from newsletter.importing import ImportFailed
 from newsletter.ledger import counts as ledger_counts
 from newsletter.ledger import failure_reasons, retry_failed
+from newsletter.locations import directory_problem, file_problem, input_file_problem
 from newsletter.models import Comparison, DeliveryStatus, Issue, IssueStatus
 from newsletter.notices import NoticeKind, Notices
 from newsletter.preview import week_view, write_preview
-from newsletter.providers import make_provider
+from newsletter.providers import ProviderError, make_provider
 from newsletter.quality import GATES, GateFailed, check_issue, check_view, enforce
 from newsletter.quality import Report as QualityReport
+from newsletter.redaction import redact
 from newsletter.render import GMAIL_CLIP_BYTES, RenderError
 from newsletter.samples import load_samples
+from newsletter.schema import SchemaError
 from newsletter.store_copy import CopyError, copy_store
 from newsletter.subscriber_files import CsvRefused, export_csv, import_csv, record_confirmations_sent
 from newsletter.subscriptions import add_active, count_by_status, paused_count, recent_event_counts
@@ -92,18 +106,64 @@ WeekOption = Annotated[
 ]
 
 
+WEEK_YEARS = range(1970, 3000)  # weeks outside these years are typos (and 9999-W52 ends in year 10000)
+MAX_SHOWN_CHARS = 80  # an argument quoted in a message is cut to this
+DEBUG_VARIABLE = "NEWSLETTER_DEBUG"
+_loaded: list[Settings] = []  # the settings this process read: their secrets are masked in any report
+
+
 def main() -> None:
-    app()
+    """The `newsletter` command. The commands refuse bad input with their own one-line messages; this
+    is the backstop for the rest: an unexpected exception becomes one masked line and exit 1 (with
+    NEWSLETTER_DEBUG=1, the traceback), Ctrl-C exits 130 without a word."""
+    try:
+        app()
+    except KeyboardInterrupt:
+        raise SystemExit(130) from None
+    except Exception as exc:
+        if _debug_requested():
+            raise
+        errors.print(unexpected_line(exc), markup=False, soft_wrap=True)
+        errors.print(f"Rerun with {DEBUG_VARIABLE}=1 to see the traceback.", markup=False, soft_wrap=True)
+        raise SystemExit(1) from None
+
+
+def unexpected_line(exc: BaseException) -> str:
+    """`error: unexpected <Type>: <first line of its message>`, cut short, every known secret masked."""
+    text = str(exc).strip()
+    first = text.splitlines()[0] if text else "(no message)"
+    secrets = secrets_in_environment()
+    for settings in _loaded:
+        secrets |= settings.secret_values()
+    message = redact(first, secrets)
+    if len(message) > 300:
+        message = message[:300] + "..."
+    return f"error: unexpected {type(exc).__name__}: {message}"
+
+
+def _debug_requested() -> bool:
+    if _loaded:
+        return _loaded[-1].debug
+    return os.environ.get(DEBUG_VARIABLE, "").strip().lower() in {"1", "true", "yes", "on"}
 
 
 def fail(message: str) -> NoReturn:
-    errors.print(f"[bold red]error:[/] {message}")
+    """Refuse: one line on stderr (never wrapped, never read as Rich markup), exit 1."""
+    errors.print(f"[bold red]error:[/] {escape(message)}", soft_wrap=True)
     raise typer.Exit(1)
 
 
-def unreachable(store: str, exc: OperationalError) -> NoReturn:
-    """A database that cannot be reached: the driver's first line says why, never a traceback."""
-    fail(f"cannot reach {store}: {str(exc.orig or exc).strip().splitlines()[0]}")
+def shown(text: str) -> str:
+    """An argument quoted in a message: repr, cut to MAX_SHOWN_CHARS."""
+    return repr(text if len(text) <= MAX_SHOWN_CHARS else text[:MAX_SHOWN_CHARS] + "...")
+
+
+def unreachable(store: str, exc: DBAPIError) -> NoReturn:
+    """A database that cannot be reached or opened: the driver's first line says why, never a
+    traceback (the driver's text names host and user at most, never the password)."""
+    verb = "open" if "sqlite" in type(exc.orig).__module__ else "reach"
+    detail = str(exc.orig or exc).strip().splitlines()
+    fail(f"cannot {verb} {store}: {detail[0] if detail else type(exc.orig).__name__}")
 
 
 @contextmanager
@@ -116,51 +176,93 @@ def refusals() -> Iterator[None]:
         for problem in exc.problems:
             errors.print(f"  {problem}", markup=False)
         raise typer.Exit(1) from None
-    except (EditionError, ConfigError, RenderError, HeaderValueError) as exc:
+    except (EditionError, ConfigError, RenderError, HeaderValueError, SchemaError) as exc:
         fail(str(exc))
 
 
 def load_settings() -> Settings:
+    """The settings, or one line per bad one (naming its variable, never quoting its value), exit 1."""
     try:
-        return Settings()
+        settings = Settings()
     except ValidationError as exc:
-        lines = []
-        for error in exc.errors(include_url=False):
-            name = "NEWSLETTER_" + "_".join(str(part) for part in error["loc"]).upper()
-            name = name.replace("NEWSLETTER_FROM_ADDRESS", "NEWSLETTER_FROM")
-            lines.append(f"{name}: {error['msg'].removeprefix('Value error, ')}")
-        fail("invalid configuration:\n  " + "\n  ".join(lines))
+        problems = [
+            f"{_variable(error['loc'])}: {error['msg'].removeprefix('Value error, ')}"
+            for error in exc.errors(include_url=False, include_input=False, include_context=False)
+        ]
+        if len(problems) == 1:
+            fail(f"invalid configuration: {problems[0]}")
+        fail(f"invalid configuration ({len(problems)} settings):\n  " + "\n  ".join(problems))
+    _loaded.append(settings)
+    try:
+        settings.check_paths()
+    except ConfigError as exc:
+        fail(str(exc))
+    return settings
+
+
+def _variable(loc: tuple) -> str:
+    """The environment variable behind a validation error's location (a field name or an alias)."""
+    key = str(loc[0]).lower() if loc else ""
+    for name, field in Settings.model_fields.items():
+        alias = field.validation_alias if isinstance(field.validation_alias, str) else None
+        if key in (name, (alias or "").lower()):
+            return alias or f"NEWSLETTER_{name.upper()}"
+    return key.upper() or "NEWSLETTER_*"
 
 
 def open_store(settings: Settings, *, create: bool = False) -> Engine:
-    """The store, created or upgraded with `create`; otherwise it must exist at the newest schema."""
+    """The store, created or upgraded with `create`; otherwise it must exist at the newest schema.
+    Looking never creates anything: a missing SQLite file is reported, not made."""
     path = sqlite_path(settings.database_url)
-    if not create and path is not None and not path.exists():
-        fail(f"no store at {path}; run `newsletter init` first")
+    shown_store = shown_url(settings.database_url)
+    if path is not None:
+        if problem := sqlite_location_problem(path):
+            fail(f"NEWSLETTER_DATABASE_URL: {problem}")
+        if not create and not path.exists():
+            fail(f"no store at {path}; run `newsletter init` first")
     engine = make_engine(settings.database_url)
-    shown = engine.url.render_as_string(hide_password=True)
     try:
         if create:
             create_schema(engine)
         elif not inspect(engine).has_table("issue"):
-            fail(f"no store at {shown}; run `newsletter init` first")
+            fail(f"no store at {shown_store}; run `newsletter init` first")
         elif (revision := schema.current(engine)) != schema.head():
+            if revision is not None and not schema.known(revision):
+                fail(schema.unknown_revision_message(revision))
             fail(
-                f"the store at {shown} is at schema revision {revision or 'from before migrations'}, "
+                f"the store at {shown_store} is at schema revision {revision or 'from before migrations'}, "
                 f"this release needs {schema.head()}; run `newsletter db upgrade`"
             )
-    except OperationalError as exc:
-        unreachable(f"the store at {shown}", exc)
+    except DBAPIError as exc:
+        unreachable(f"the store at {shown_store}", exc)
+    except SchemaError as exc:
+        fail(str(exc))
     return engine
 
 
 def parse_week(text: str | None, settings: Settings) -> Week:
+    """--week as a Week, or a one-line refusal naming it (before the store is opened)."""
     if text is None:
         return Week.containing(datetime.now(UTC), settings.zone)
+    if len(text) > 16:
+        fail("--week: not an ISO week; write it like 2026-W48")
     try:
-        return Week.parse(text)
+        week = Week.parse(text)
     except ValueError as exc:
-        fail(str(exc))
+        fail(f"--week: {exc}")
+    if week.year not in WEEK_YEARS:
+        fail(f"--week: {text!r} is out of range; weeks run from {WEEK_YEARS[0]}-W01 to {WEEK_YEARS[-1]}-W52")
+    return week
+
+
+def output_directory(option: str, path: Path) -> None:
+    """Refuse an output directory that cannot be made or written (its parent is never created)."""
+    if problem := directory_problem(path):
+        fail(f"{option}: {problem}")
+
+
+def write_failed(option: str, path: Path, exc: OSError) -> NoReturn:
+    fail(f"{option}: cannot write {exc.filename or path}: {exc.strerror or exc}")
 
 
 @app.command()
@@ -169,10 +271,16 @@ def init(
 ) -> None:
     """Create the store (safe to run again); with --sample, load the sample content into this week."""
     settings = load_settings()
+    secret_made = not settings.secret_key and not settings.secret_file.exists()
     with refusals():
         settings.signing_key()
-        engine = open_store(settings, create=True)
-        console.print(f"Store ready at [bold]{settings.database_url}[/]")
+        try:
+            engine = open_store(settings, create=True)
+        except typer.Exit:  # refused: the key file made a moment ago goes too, as if init never ran
+            if secret_made:
+                settings.secret_file.unlink(missing_ok=True)
+            raise
+        console.print(f"Store ready at [bold]{escape(shown_url(settings.database_url))}[/]")
         if sample:
             with session_scope(engine) as session:
                 summary = load_samples(session, settings.zone, datetime.now(UTC))
@@ -189,6 +297,7 @@ def import_command(
     ],
 ) -> None:
     """Load comparisons; the same slug updates. Any invalid file refuses the whole run."""
+    refuse_unreadable(paths)
     settings = load_settings()
     engine = open_store(settings)
     with refusals(), session_scope(engine) as session:
@@ -198,14 +307,23 @@ def import_command(
     )
 
 
+def refuse_unreadable(paths: list[Path]) -> None:
+    """Refuse the run, naming each file, when any input file cannot be read (nothing is stored)."""
+    problems = [f"{path}: {problem}" for path in paths if (problem := input_file_problem(path))]
+    if len(problems) == 1:
+        fail(f"{problems[0]}; nothing was imported")
+    if problems:
+        fail(f"{len(problems)} files cannot be read, nothing was imported: " + "; ".join(problems[:5]))
+
+
 @comparisons_app.command("list")
 def comparisons_list(
     week: WeekOption = None, all_weeks: Annotated[bool, typer.Option("--all")] = False
 ) -> None:
     """Comparisons of a week (default this week) with their derived figures."""
     settings = load_settings()
-    engine = open_store(settings)
     chosen = parse_week(week, settings)
+    engine = open_store(settings)
     with session_scope(engine) as session:
         query = select(Comparison).order_by(col(Comparison.published_at).desc())
         if not all_weeks:
@@ -235,7 +353,7 @@ def comparisons_pin(slug: str, unpin: Annotated[bool, typer.Option("--unpin")] =
     with session_scope(engine) as session:
         comparison = session.exec(select(Comparison).where(Comparison.slug == slug)).first()
         if comparison is None:
-            fail(f"no comparison with slug {slug!r}")
+            fail(f"no comparison with slug {shown(slug)}")
         comparison.pinned = not unpin
         session.add(comparison)
     console.print(f"{slug} is {'no longer ' if unpin else ''}pinned.")
@@ -245,8 +363,8 @@ def comparisons_pin(slug: str, unpin: Annotated[bool, typer.Option("--unpin")] =
 def issue_compose(week: WeekOption = None) -> None:
     """Pick the week's comparisons into its draft issue (created, or refreshed while still a draft)."""
     settings = load_settings()
-    engine = open_store(settings)
     chosen = parse_week(week, settings)
+    engine = open_store(settings)
     with refusals(), session_scope(engine) as session:
         result = compose(session, chosen, settings)
         titles = [c.title for c in result.picks]
@@ -266,8 +384,8 @@ def issue_compose(week: WeekOption = None) -> None:
 def issue_show(week: WeekOption = None) -> None:
     """The issue's state, subject, preheader, picks and ledger."""
     settings = load_settings()
-    engine = open_store(settings)
     chosen = parse_week(week, settings)
+    engine = open_store(settings)
     with refusals(), session_scope(engine) as session:
         issue = require_issue(session, chosen)
         view = issue_view(session, issue, settings)
@@ -396,8 +514,8 @@ def issue_check(week: WeekOption = None) -> None:
     """Run the quality checks on the week's issue (or the pick it would get): size, links, images, head,
     preheader, text part, list headers, subject. Exit 1 when one fails."""
     settings = load_settings()
-    engine = open_store(settings)
     chosen = parse_week(week, settings)
+    engine = open_store(settings)
     with refusals(), session_scope(engine) as session:
         checks = check_view(_issue_or_pick_view(session, chosen, settings), settings)
     print_checks(checks, f"Quality checks of {chosen}")
@@ -454,8 +572,8 @@ def issue_status(week: WeekOption = None) -> None:
     """The ledger and the provider events of a send: sent, failed by reason, suppressed, delivered,
     bounced, complained, opened, clicked."""
     settings = load_settings()
-    engine = open_store(settings)
     chosen = parse_week(week, settings)
+    engine = open_store(settings)
     with refusals(), session_scope(engine) as session:
         issue = require_issue(session, chosen)
         counts = ledger_counts(session, issue.id)
@@ -552,12 +670,16 @@ def render(
     week: WeekOption = None,
 ) -> None:
     """Write the week's issue as a preview reader would get it (the pick, if no issue exists yet)."""
+    output_directory("--out", out)
     settings = load_settings()
-    engine = open_store(settings)
     chosen = parse_week(week, settings)
+    engine = open_store(settings)
     with refusals(), session_scope(engine) as session:
         view = _issue_or_pick_view(session, chosen, settings)
-        written = write_preview(view, settings, out)
+        try:
+            written = write_preview(view, settings, out)
+        except OSError as exc:
+            write_failed("--out", out, exc)
     for path in written:
         console.print(f"wrote {path}")
 
@@ -574,6 +696,7 @@ def subscribers_add(
     emails: Annotated[list[str], typer.Argument(help="Addresses whose consent you vouch for.")],
 ) -> None:
     """Add readers as active (the list owner vouches for their consent)."""
+    refuse_bad_addresses(emails)
     settings = load_settings()
     engine = open_store(settings)
     with refusals(), session_scope(engine) as session:
@@ -590,6 +713,25 @@ def subscribers_add(
             "Not added (erased at their request; only they can come back, by confirming their address): "
             + ", ".join(result.erased),
             markup=False,
+        )
+
+
+def refuse_bad_addresses(emails: list[str]) -> None:
+    """Refuse the whole command, naming each argument that is not an address: nobody is added."""
+    problems = []
+    for position, raw in enumerate(emails, 1):
+        try:
+            normalise_email(raw)
+        except HeaderValueError as exc:
+            problems.append(f"argument {position} {shown(raw)}: {exc}")
+    if len(problems) == 1:
+        fail(f"{problems[0]}; nobody was added")
+    if problems:
+        more = f"; and {len(problems) - 3} more" if len(problems) > 3 else ""
+        fail(
+            f"{len(problems)} arguments are not email addresses, nobody was added: "
+            + "; ".join(problems[:3])
+            + more
         )
 
 
@@ -614,7 +756,9 @@ def subscribers_import(
                 session, path, key=settings.signing_key(), confirm=confirm, skip_invalid=skip_invalid
             )
     except CsvRefused as refused:
-        errors.print(f"[bold red]import refused[/], nothing was stored: {refused.reason}", markup=True)
+        errors.print(
+            f"[bold red]import refused[/], nothing was stored: {escape(str(refused))}", soft_wrap=True
+        )
         for problem in refused.problems[:50]:
             errors.print(f"  {path}: {problem}", markup=False)
         if len(refused.problems) > 50:
@@ -637,7 +781,14 @@ def subscribers_import(
         for problem in report.skipped[:50]:
             console.print(f"  {problem}", markup=False)
     if confirm and report.to_confirm:
-        sent = asyncio.run(send_confirmations(settings, engine, report.to_confirm))
+        try:
+            with refusals():
+                sent = asyncio.run(send_confirmations(settings, engine, report.to_confirm))
+        except ProviderError as exc:
+            fail(
+                f"the readers are stored as pending, but the confirmation emails stopped: {exc}; once that "
+                "is fixed, run the same import again: it sends only the confirmations still owed"
+            )
         console.print(f"Sent {sent} confirmation email(s) through {settings.provider}.")
 
 
@@ -667,15 +818,30 @@ def subscribers_export(
     ] = None,
 ) -> None:
     """Every reader with an address as CSV: email, status, subscribed_at and more."""
+    if out is not None and (problem := file_problem(out)):
+        fail(f"--out: {problem}")
     settings = load_settings()
     engine = open_store(settings)
     with session_scope(engine) as session:
         if out is None:
             export_csv(session, sys.stdout)
             return
-        with out.open("w", encoding="utf-8", newline="") as handle:
+        count = write_export(session, out)
+    errors.print(f"wrote {count} reader(s) to {out}", markup=False)
+
+
+def write_export(session, out: Path) -> int:
+    """The export into `out` whole or not at all: a temporary file beside it, renamed when complete."""
+    temporary = out.with_name(f".{out.name}.{os.getpid()}.tmp")
+    try:
+        with temporary.open("w", encoding="utf-8", newline="") as handle:
             count = export_csv(session, handle)
-    errors.print(f"wrote {count} reader(s) to {out}")
+        os.replace(temporary, out)
+    except OSError as exc:
+        with suppress(OSError):
+            temporary.unlink()
+        fail(f"--out: cannot write {out}: {exc.strerror or exc}")
+    return count
 
 
 @subscribers_app.command("stats")
@@ -710,7 +876,7 @@ def emulator(
         ),
     ] = "postmark",
     host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
-    port: Annotated[int, typer.Option(help="Port to listen on.")] = 8025,
+    port: Annotated[int, typer.Option(help="Port to listen on (0: any free one).", min=0, max=65535)] = 8025,
     fail_rate: Annotated[
         float, typer.Option(help="Share of send requests answered 429 or 500, unprocessed.")
     ] = 0.0,
@@ -726,9 +892,12 @@ def emulator(
 ) -> None:
     """A local server that speaks the providers' APIs, records what it accepts and injects faults."""
     if provider not in ("postmark", "resend", "sendgrid", "mailgun"):
-        fail(f"unknown provider {provider!r}; use postmark, resend, sendgrid or mailgun")
+        fail(f"unknown provider {shown(provider)}; use postmark, resend, sendgrid or mailgun")
     if not (0 <= fail_rate <= 1 and 0 <= drop_rate <= 1):
         fail("--fail-rate and --drop-rate are shares between 0 and 1")
+    for option, value in (("--latency-ms", latency_ms), ("--answer-delay-ms", answer_delay_ms)):
+        if not (math.isfinite(value) and 0 <= value <= 600_000):
+            fail(f"{option}: a delay in milliseconds between 0 and 600000")
     variable = {
         "postmark": "POSTMARK_SERVER_TOKEN",
         "resend": "RESEND_API_KEY",
@@ -744,6 +913,7 @@ def emulator(
         f"  NEWSLETTER_PROVIDER={provider} NEWSLETTER_API_BASE_URL=http://{host}:{port} "
         f"{variable}={token}{extra}",
         markup=False,
+        soft_wrap=True,  # a line to copy: never broken
     )
     faults = Faults(
         fail_rate=fail_rate,
@@ -752,8 +922,11 @@ def emulator(
         answer_delay_ms=answer_delay_ms,
         seed=seed,
     )
-    with suppress(KeyboardInterrupt):
-        asyncio.run(run(host, port, Emulator(token=token, faults=faults)))
+    try:
+        with suppress(KeyboardInterrupt):
+            asyncio.run(run(host, port, Emulator(token=token, faults=faults)))
+    except OSError as exc:  # the port is taken, the address is not this machine's, the name unknown
+        fail(f"cannot listen on {host}:{port}: {exc.strerror or exc}")
 
 
 @app.command()
@@ -793,8 +966,10 @@ def db_upgrade() -> None:
     engine = make_engine(settings.database_url)
     try:
         before, after = schema.upgrade(engine)
-    except OperationalError as exc:
+    except DBAPIError as exc:
         unreachable("the store", exc)
+    except SchemaError as exc:
+        fail(str(exc))
     if before == after:
         console.print(f"Store already at revision [bold]{after}[/] (the newest).")
     else:
@@ -803,14 +978,20 @@ def db_upgrade() -> None:
 
 @db_app.command("current")
 def db_current() -> None:
-    """The store's schema revision and the newest one this release knows."""
+    """The store's schema revision and the newest one this release knows; creates nothing."""
     settings = load_settings()
+    path = sqlite_path(settings.database_url)
+    if path is not None and not path.exists():
+        fail(f"no store at {path} (nothing was created); `newsletter init` creates it")
     engine = make_engine(settings.database_url)
     try:
         revision = schema.current(engine)
-    except OperationalError as exc:
+        empty = revision is None and not inspect(engine).has_table("issue")
+    except DBAPIError as exc:
         unreachable("the store", exc)
-    console.print(f"Store revision: {revision or '(none)'}; newest: {schema.head()}")
+    if empty:  # an empty database (PostgreSQL) is no store either
+        fail(f"no store at {shown_url(settings.database_url)}; `newsletter init` creates it")
+    console.print(f"Store revision: {revision or '(from before migrations)'}; newest: {schema.head()}")
 
 
 @db_app.command("copy")
@@ -819,19 +1000,23 @@ def db_copy(
 ) -> None:
     """Copy this store (NEWSLETTER_DATABASE_URL) into an empty store at --to, e.g. SQLite into
     PostgreSQL; checked by counts, all or nothing."""
+    try:
+        to = parse_database_url(to)
+    except ValueError as exc:
+        fail(f"--to: {exc}")
+    target_path = sqlite_path(to)
+    if target_path is not None and (problem := sqlite_location_problem(target_path)):
+        fail(f"--to: {problem}")
     settings = load_settings()
     source = open_store(settings)
-    try:
-        target = make_engine(to)
-    except Exception as exc:
-        fail(f"--to: {exc}")
+    target = make_engine(to)
     try:
         counts = copy_store(
             source, target, on_table=lambda name, rows: console.print(f"  {name}: {rows} rows")
         )
     except CopyError as exc:
         fail(str(exc))
-    except OperationalError as exc:
+    except DBAPIError as exc:
         unreachable("the target store", exc)
     shown = target.url.render_as_string(hide_password=True)
     total = sum(count.target for count in counts)

@@ -2,26 +2,50 @@
 
 Values come from the environment, then from an optional `.env` file in the working directory, then from
 the defaults below, which are the embedded default: a SQLite file and a local outbox, no accounts.
+
+Every value is checked when the settings are read (`Settings()`), and the paths they name by
+`check_paths()`: a bad one stops the command with the variable's name and the reason. Error messages
+never quote a value (`hide_input_in_errors`): a mistyped secret must not end up in a log.
 """
 
 from __future__ import annotations
 
-import os
+import ipaddress
 import re
-import secrets
 from functools import lru_cache
 from pathlib import Path
 from typing import Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import Field, field_validator
+from pydantic import Field, ValidationInfo, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from newsletter.crontab import parse_cron
-from newsletter.db import is_sqlite
+from newsletter.db import is_sqlite, parse_database_url, sqlite_location_problem, sqlite_path
 from newsletter.headers import HeaderValueError, check_header_value, normalise_email, parse_from_address
+from newsletter.key_strength import weakness
+from newsletter.local_secret import read_or_create
+from newsletter.locations import directory_problem, file_problem
+from newsletter.redaction import environment_secrets, url_secrets
+from newsletter.smtp_url import parse_smtp_url
 
 MIN_SECRET_LENGTH = 32
+MAX_SETTING_CHARS = 4096  # no setting needs more; a bigger value is a mistake (a file's contents?)
+KEY_ADVICE = 'generate one with: python -c "import secrets; print(secrets.token_urlsafe(48))"'
+# Settings whose values are credentials: never shown, and masked in any message that might quote them.
+SECRET_FIELDS = (
+    "secret_key",
+    "postmark_server_token",
+    "resend_api_key",
+    "sendgrid_api_key",
+    "mailgun_api_key",
+    "postmark_webhook_password",
+    "resend_webhook_secret",
+    "mailgun_webhook_signing_key",
+)
+# Settings that go into HTTP headers, URLs or signatures as one token: no spaces, no line breaks.
+TOKEN_FIELDS = (*SECRET_FIELDS, "postmark_webhook_user", "sendgrid_webhook_public_key")
+_CONTROL = re.compile(r"[\x00-\x1f\x7f\x85\u2028\u2029]")
 _LABEL = r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
 _HOST_NAME = re.compile(rf"{_LABEL}(?:\.{_LABEL})+")
 
@@ -39,12 +63,17 @@ class Settings(BaseSettings):
         env_file_encoding="utf-8",
         extra="ignore",
         populate_by_name=True,
+        hide_input_in_errors=True,
+        allow_inf_nan=False,
     )
 
     env: Literal["development", "production"] = Field(
-        "development", description="`production` refuses to start without an explicit secret key."
+        "development", description="`production` refuses to start without an explicit, strong secret key."
     )
-    database_url: str = Field("sqlite:///subscribers.db", description="Any SQLAlchemy URL.")
+    database_url: str = Field(
+        "sqlite:///subscribers.db",
+        description="The store: sqlite:///path (its directory must exist) or postgresql+psycopg://...",
+    )
     provider: Literal["outbox", "smtp", "postmark", "resend", "sendgrid", "mailgun"] = Field(
         "outbox", description="Where messages go: `outbox` writes .eml files; the others are real services."
     )
@@ -133,7 +162,10 @@ class Settings(BaseSettings):
         4, ge=1, le=64, description="Provider requests in flight at once during a send."
     )
     send_rate: float = Field(
-        0, ge=0, description="At most this many messages per second (0: no limit), for plans that cap it."
+        0,
+        ge=0,
+        le=1_000_000,
+        description="At most this many messages per second (0: no limit), for plans that cap it.",
     )
     send_max_attempts: int = Field(
         5, ge=1, le=20, description="Tries per batch on retryable errors before its rows are marked failed."
@@ -177,7 +209,7 @@ class Settings(BaseSettings):
         6, ge=0, le=168, description="A send run missed by longer than this is not made up for (stale news)."
     )
     resume_hours: float = Field(
-        48, ge=0, description="An interrupted send older than this is left to an editor."
+        48, ge=0, le=24 * 366, description="An interrupted send older than this is left to an editor."
     )
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field(
         "INFO", description="Log level of long-running processes."
@@ -195,6 +227,96 @@ class Settings(BaseSettings):
     mailgun_webhook_signing_key: str | None = Field(
         None, validation_alias="MAILGUN_WEBHOOK_SIGNING_KEY", description="Mailgun webhook signing key."
     )
+    debug: bool = Field(
+        False, description="Show the traceback of an unexpected error (for a bug report) instead of one line."
+    )
+
+    @field_validator("*", mode="before")
+    @classmethod
+    def _one_bounded_line(cls, value: object) -> object:
+        """Every setting is one line of bounded length: a stray newline or a pasted file is a mistake."""
+        if isinstance(value, str):
+            if len(value) > MAX_SETTING_CHARS:
+                raise ValueError(f"is longer than {MAX_SETTING_CHARS} characters")
+            if _CONTROL.search(value):
+                raise ValueError("must be a single line without control characters (a trailing newline?)")
+        return value
+
+    @field_validator("database_url")
+    @classmethod
+    def _supported_database(cls, value: str) -> str:
+        return parse_database_url(value)
+
+    @field_validator("smtp_url")
+    @classmethod
+    def _smtp_url(cls, value: str | None) -> str | None:
+        if not value:
+            return None
+        try:
+            parse_smtp_url(value)
+        except ValueError as exc:
+            raise ValueError(str(exc).removeprefix("NEWSLETTER_SMTP_URL ")) from None
+        return value
+
+    @field_validator(*TOKEN_FIELDS)
+    @classmethod
+    def _token(cls, value: str | None) -> str | None:
+        if value and any(character.isspace() for character in value):
+            raise ValueError("must be one word, without spaces")
+        return value or None
+
+    @field_validator("secret_key")
+    @classmethod
+    def _strong_in_production(cls, value: str | None, info: ValidationInfo) -> str | None:
+        if value and info.data.get("env") == "production" and (reason := weakness(value)):
+            raise ValueError(f"too weak for production: {reason}; {KEY_ADVICE}")
+        return value
+
+    @field_validator("outbox_dir", "secret_file", mode="before")
+    @classmethod
+    def _path_given(cls, value: object) -> object:
+        if isinstance(value, str) and not value.strip():
+            raise ValueError("must name a path")
+        return value
+
+    @field_validator("api_base_url", "preview_url")
+    @classmethod
+    def _http_url(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        if not re.fullmatch(r"https?://[A-Za-z0-9.\-\[\]:]+(:\d{1,5})?(/\S*)?", value):
+            raise ValueError("must be an absolute http:// or https:// URL like http://127.0.0.1:8025")
+        return value.rstrip("/")
+
+    @field_validator("mailgun_domain")
+    @classmethod
+    def _domain(cls, value: str | None) -> str | None:
+        if value and not _HOST_NAME.fullmatch(value):
+            raise ValueError("is not a domain name like mg.example.com")
+        return value or None
+
+    @field_validator("postmark_stream")
+    @classmethod
+    def _stream(cls, value: str) -> str:
+        if not re.fullmatch(r"[A-Za-z0-9_-]{1,100}", value):
+            raise ValueError("is not a Postmark message stream ID (letters, digits, - and _)")
+        return value
+
+    @field_validator("trusted_proxies")
+    @classmethod
+    def _proxies(cls, value: str) -> str:
+        entries = [part.strip() for part in value.split(",") if part.strip()]
+        if entries == ["*"]:
+            return value
+        for entry in entries:
+            try:
+                ipaddress.ip_network(entry, strict=False)
+            except ValueError:
+                raise ValueError(
+                    f"{entry[:60]!r} is not an IP address or network; use addresses like 127.0.0.1, "
+                    "networks like 10.0.0.0/8, or * alone"
+                ) from None
+        return value
 
     @field_validator("site_url")
     @classmethod
@@ -268,6 +390,28 @@ class Settings(BaseSettings):
         except HeaderValueError as exc:
             raise ValueError(str(exc)) from exc
 
+    def check_paths(self) -> None:
+        """Refuse (ConfigError, naming the variable) a path the settings will use that cannot work.
+
+        One rule for every path setting: the product creates the file or directory a setting names
+        (the store, the secret file, the outbox), never a missing directory above it, which is
+        usually a typo. Nothing is created here.
+        """
+        store = sqlite_path(self.database_url)
+        if store is not None and (problem := sqlite_location_problem(store)):
+            raise ConfigError(f"NEWSLETTER_DATABASE_URL: {problem}")
+        if self.provider == "outbox" and (problem := directory_problem(self.outbox_dir)):
+            raise ConfigError(f"NEWSLETTER_OUTBOX_DIR: {problem}")
+        if not self.secret_key and self.env != "production" and (problem := file_problem(self.secret_file)):
+            raise ConfigError(f"NEWSLETTER_SECRET_FILE: {problem}")
+
+    def secret_values(self) -> set[str]:
+        """Every credential these settings hold, to be masked in any message that might quote one."""
+        values = {getattr(self, name) for name in SECRET_FIELDS}
+        for url in (self.database_url, self.smtp_url):
+            values |= url_secrets(url)
+        return {value for value in values if value}
+
     @property
     def sends_through_workers(self) -> bool:
         """Whether the scheduler only marks an issue for sending and leaves it to the workers."""
@@ -303,12 +447,13 @@ class Settings(BaseSettings):
                 raise ConfigError(
                     f"NEWSLETTER_SECRET_KEY must be at least {MIN_SECRET_LENGTH} characters long"
                 )
+            if self.env == "production" and (reason := weakness(self.secret_key)):
+                raise ConfigError(f"NEWSLETTER_SECRET_KEY is too weak for production: {reason}; {KEY_ADVICE}")
             return self.secret_key.encode()
         if self.env == "production":
             raise ConfigError(
                 "NEWSLETTER_SECRET_KEY is not set. In production the key that signs reader links must come "
-                "from the environment; generate one with: "
-                'python -c "import secrets; print(secrets.token_urlsafe(48))"'
+                f"from the environment; {KEY_ADVICE}"
             )
         return _local_secret(self.secret_file).encode()
 
@@ -329,25 +474,29 @@ def _split(value: str) -> list[str]:
 
 
 def _local_secret(path: Path) -> str:
-    """Read the generated local key, creating it (0600, atomically) on first use."""
+    """Read the generated local key, creating it (0600, atomically) on first use, in a directory that
+    must exist (see `Settings.check_paths`). Errors name the file, never its contents."""
     try:
-        existing = path.read_text().strip()
-    except FileNotFoundError:
-        existing = ""
-    if len(existing) >= MIN_SECRET_LENGTH:
-        return existing
-    key = secrets.token_urlsafe(48)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    try:
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    except FileExistsError:  # another process won the race, or the file was empty: take what is there
-        existing = path.read_text().strip()
-        if len(existing) >= MIN_SECRET_LENGTH:
-            return existing
-        fd = os.open(path, os.O_WRONLY | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w") as handle:
-        handle.write(key + "\n")
-    return key
+        return read_or_create(path, MIN_SECRET_LENGTH)
+    except ValueError as exc:  # UnicodeDecodeError among them: never quote the contents
+        reason = "not UTF-8 text" if isinstance(exc, UnicodeDecodeError) else str(exc)
+        raise ConfigError(f"NEWSLETTER_SECRET_FILE: {path} is not a key file ({reason})") from None
+    except OSError as exc:
+        problem = file_problem(path) or f"cannot use {path}: {exc.strerror or exc}"
+        raise ConfigError(f"NEWSLETTER_SECRET_FILE: {problem}") from None
+
+
+def variable_name(field: str) -> str:
+    """The environment variable of a settings field: NEWSLETTER_<FIELD>, or its alias."""
+    alias = Settings.model_fields[field].validation_alias
+    return alias if isinstance(alias, str) else f"NEWSLETTER_{field.upper()}"
+
+
+def secrets_in_environment() -> set[str]:
+    """The credentials the environment would give the settings, without reading (validating) them."""
+    return environment_secrets(
+        [variable_name(name) for name in SECRET_FIELDS], ["NEWSLETTER_DATABASE_URL", "NEWSLETTER_SMTP_URL"]
+    )
 
 
 @lru_cache(maxsize=1)

@@ -1,5 +1,5 @@
-"""Engine and sessions. SQLite (the embedded default) runs in WAL mode with foreign keys on; any other
-SQLAlchemy URL is passed through as given."""
+"""Engine and sessions. SQLite (the embedded default) runs in WAL mode with foreign keys on; PostgreSQL
+through psycopg is the way to grow. No other database is accepted: `parse_database_url` says why."""
 
 from __future__ import annotations
 
@@ -10,15 +10,66 @@ from pathlib import Path
 
 from sqlalchemy import event
 from sqlalchemy.engine import Engine, make_url
+from sqlalchemy.exc import ArgumentError
 from sqlmodel import Session, create_engine
 
 from newsletter import models  # noqa: F401  (registers the tables on SQLModel.metadata)
+from newsletter.locations import parent_problem
 
 SQLITE_BUSY_TIMEOUT_MS = 30_000
+EXPECTED_URL = "sqlite:///path/to/store.db or postgresql+psycopg://user:password@host:5432/database"
+# The drivers the product ships with; plain `postgresql://` means psycopg (3), whatever SQLAlchemy's
+# default driver for it is in the installed release.
+DRIVERS = {
+    "sqlite": "sqlite",
+    "sqlite+pysqlite": "sqlite",
+    "postgresql": "postgresql+psycopg",
+    "postgresql+psycopg": "postgresql+psycopg",
+}
+
+
+def parse_database_url(text: str) -> str:
+    """`text` as the store's URL in its one spelling, or ValueError saying what is wrong.
+
+    The message never repeats the URL: it may hold a password.
+    """
+    try:
+        url = make_url(text.strip())
+    except (ArgumentError, ValueError):  # ValueError: a port that is not a number
+        raise ValueError(f"not a database URL; expected {EXPECTED_URL}") from None
+    driver = DRIVERS.get(url.drivername.lower())
+    if driver is None:
+        backend = url.drivername.lower()
+        hint = " (spell it postgresql+psycopg://)" if backend.split("+")[0] == "postgres" else ""
+        raise ValueError(f"the database {backend!r} is not supported{hint}; expected {EXPECTED_URL}")
+    if driver == "sqlite":
+        return _sqlite_url(url.set(drivername="sqlite"))
+    if url.port is not None and not 0 < url.port < 65536:
+        raise ValueError(f"the port {url.port} is out of range (1-65535); expected {EXPECTED_URL}")
+    return url.set(drivername=driver).render_as_string(hide_password=False)
+
+
+def _sqlite_url(url) -> str:
+    if url.query:
+        raise ValueError(f"a SQLite URL takes no ?options; expected {EXPECTED_URL}")
+    database = url.database or ""
+    if database in ("", ":memory:") or database.startswith("file:"):
+        raise ValueError(f"an in-memory SQLite store vanishes when the command ends; expected {EXPECTED_URL}")
+    if url.host or url.username or url.password or url.port:
+        raise ValueError(f"a SQLite URL has three slashes and a file path; expected {EXPECTED_URL}")
+    return f"sqlite:///{Path(database).expanduser()}"
 
 
 def is_sqlite(url: str) -> bool:
     return make_url(url).get_backend_name() == "sqlite"
+
+
+def shown_url(url: str) -> str:
+    """The URL to show in a message or a log line: its password, if any, masked."""
+    try:
+        return make_url(url).render_as_string(hide_password=True)
+    except (ArgumentError, ValueError):
+        return "(the database URL)"
 
 
 def sqlite_path(url: str) -> Path | None:
@@ -29,12 +80,18 @@ def sqlite_path(url: str) -> Path | None:
     return Path(parsed.database).expanduser()
 
 
+def sqlite_location_problem(path: Path) -> str | None:
+    """Why a SQLite store cannot live at `path`, or None (see newsletter.locations: the store file is
+    created, never the directories above it)."""
+    if path.is_dir():
+        return f"{path} is a directory, not a store file"
+    return None if path.exists() else parent_problem(path)
+
+
 def make_engine(url: str) -> Engine:
-    """An engine for `url`; for a SQLite file, the parent directory is created and WAL turned on."""
+    """An engine for `url`; for SQLite, WAL mode. Creates nothing on its own: opening a SQLite file
+    that is not there makes an empty one, so callers that only read check `sqlite_path` first."""
     if is_sqlite(url):
-        path = sqlite_path(url)
-        if path is not None:
-            path.parent.mkdir(parents=True, exist_ok=True)
         engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 30})
         gate = _WriterGate()
         event.listen(engine, "connect", _sqlite_pragmas)

@@ -15,6 +15,7 @@ from alembic import command
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
+from alembic.util.exc import CommandError
 from sqlalchemy import inspect
 from sqlalchemy.engine import Connection, Engine
 from sqlmodel import SQLModel
@@ -24,6 +25,10 @@ from newsletter import models  # noqa: F401  (registers the tables on SQLModel.m
 MIGRATIONS = Path(__file__).parent / "migrations"
 NOT_OURS = {"apscheduler_jobs", "alembic_version"}  # the scheduler's job store manages its own table
 BASELINE = "0001"  # the schema of the releases before migrations: created by create_all
+
+
+class SchemaError(RuntimeError):
+    """The store's schema is one this release cannot work with (made by a newer release)."""
 
 
 def alembic_config(connection: Connection | None = None) -> Config:
@@ -44,6 +49,22 @@ def head() -> str:
     return ScriptDirectory.from_config(alembic_config()).get_current_head()
 
 
+@cache
+def known(revision: str) -> bool:
+    """Whether `revision` is one of this release's migrations (not one from a newer release)."""
+    return any(
+        script.revision == revision
+        for script in ScriptDirectory.from_config(alembic_config()).walk_revisions()
+    )
+
+
+def unknown_revision_message(revision: str) -> str:
+    return (
+        f"the store is at schema revision {revision[:40]!r}, which this release does not know "
+        f"(its newest is {head()}): a newer release made it; run that release"
+    )
+
+
 def current(engine: Engine) -> str | None:
     """The store's revision; None for an empty store or one from before migrations."""
     with engine.connect() as connection:
@@ -56,6 +77,8 @@ def upgrade(engine: Engine, revision: str = "head") -> tuple[str | None, str | N
         config = alembic_config(connection)
         tables = set(inspect(connection).get_table_names())
         before = MigrationContext.configure(connection).get_current_revision()
+        if before is not None and not known(before):
+            raise SchemaError(unknown_revision_message(before))
         if before is None and "issue" in tables:
             command.stamp(config, BASELINE)  # made by a release from before migrations
             before = BASELINE
@@ -63,6 +86,9 @@ def upgrade(engine: Engine, revision: str = "head") -> tuple[str | None, str | N
             SQLModel.metadata.create_all(connection)  # empty: the newest schema in one go
             command.stamp(config, "head")
         else:
-            command.upgrade(config, revision)
+            try:
+                command.upgrade(config, revision)
+            except CommandError as exc:  # a revision that is not ours: say so, never a traceback
+                raise SchemaError(f"cannot upgrade the store: {str(exc).splitlines()[0]}") from exc
         after = MigrationContext.configure(connection).get_current_revision()
     return before, after

@@ -18,6 +18,7 @@ from sqlalchemy import insert
 from sqlmodel import Session, col, select
 
 from newsletter.headers import HeaderValueError, normalise_email
+from newsletter.locations import input_file_problem
 from newsletter.models import ErasedAddress, Subscriber, SubscriberEvent, SubscriberStatus, utcnow
 from newsletter.subscriptions import email_hash, owner_may_activate
 
@@ -67,6 +68,8 @@ class CsvImportReport:
 
 def read_addresses(path: Path) -> tuple[list[tuple[int, str]], list[RowProblem], int]:
     """(line, normalised address) for every valid row, the problems, and how many rows repeated one."""
+    if problem := input_file_problem(path):  # a directory, a device or a pipe is refused before reading
+        raise CsvRefused(path, reason=problem)
     try:
         if path.stat().st_size > MAX_CSV_BYTES:
             raise CsvRefused(path, reason=f"the file is larger than {MAX_CSV_BYTES:,} bytes")

@@ -153,3 +153,113 @@ def test_a_database_that_cannot_be_reached_is_a_clear_error(tmp_path, command):
     assert result.returncode == 1
     assert "cannot reach the store" in result.stderr and "Connection refused" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_db_current_on_a_missing_store_says_so_and_creates_nothing(tmp_path):
+    result = run(tmp_path, "db", "current")
+    assert result.returncode == 1
+    assert "no store" in result.stderr and "Traceback" not in result.stderr
+    assert not store_exists(tmp_path) and list(tmp_path.iterdir()) == []
+
+
+def test_init_refuses_a_store_in_a_directory_that_does_not_exist_and_makes_none(tmp_path):
+    store = tmp_path / "typo" / "subscribers.db"
+    result = run(tmp_path, "init", env={"NEWSLETTER_DATABASE_URL": f"sqlite:///{store}"})
+    assert result.returncode == 1
+    assert f"NEWSLETTER_DATABASE_URL: the directory {store.parent}" in result.stderr
+    assert list(tmp_path.iterdir()) == [], "nothing is made: no directory, no store, no key file"
+
+
+BOOM = """
+import newsletter.cli as cli
+
+def boom():
+    raise RuntimeError("token {key} rejected by postgresql://u:{password}@db/x")
+
+cli.app = boom
+cli.main()
+"""
+
+
+@pytest.mark.parametrize("debug", [False, True], ids=["one-line", "debug-traceback"])
+def test_an_unexpected_error_is_one_masked_line_unless_debugging(tmp_path, debug):
+    """The backstop in main(), in a real process: an exception nobody foresaw (here a command that
+    raises one quoting the secrets) is one line without them, and a hint; NEWSLETTER_DEBUG=1 shows it."""
+    key, password = "k3y-" + "x" * 40, "pa/ss@w0rd"
+    env = clean_env(tmp_path) | {
+        "NEWSLETTER_SECRET_KEY": key,
+        "NEWSLETTER_SMTP_URL": f"smtp://u:{password}@h",
+    }
+    if debug:
+        env["NEWSLETTER_DEBUG"] = "1"
+    script = BOOM.format(key=key, password=password)
+    result = subprocess.run(
+        [sys.executable, "-c", script], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120
+    )
+    assert result.returncode == 1
+    if debug:
+        assert "Traceback" in result.stderr and "RuntimeError" in result.stderr
+        return
+    lines = result.stderr.strip().splitlines()
+    assert lines[0] == "error: unexpected RuntimeError: token *** rejected by postgresql://u:***@db/x", lines
+    assert lines[1:] == ["Rerun with NEWSLETTER_DEBUG=1 to see the traceback."]
+    assert key not in result.stderr and "w0rd" not in result.stderr
+
+
+@pytest.mark.parametrize("inside_typer", [False, True], ids=["around-typer", "inside-a-command"])
+def test_ctrl_c_exits_130_without_a_word(monkeypatch, capsys, inside_typer):
+    import typer
+
+    import newsletter.cli as cli
+
+    def interrupted():
+        raise KeyboardInterrupt
+
+    if inside_typer:  # a command interrupted while it works: Typer's own handling, under main()
+        app = typer.Typer()
+        app.command()(interrupted)
+        monkeypatch.setattr(sys, "argv", ["newsletter"])
+        monkeypatch.setattr(cli, "app", app)
+    else:
+        monkeypatch.setattr(cli, "app", interrupted)
+    with pytest.raises(SystemExit) as exited:
+        cli.main()
+    assert exited.value.code == 130
+    assert capsys.readouterr() == ("", "")
+
+
+def test_ctrl_c_stops_a_real_emulator_quietly(tmp_path):
+    """SIGINT to a real command that is working (an emulator waiting for requests): its own clean
+    stop or exit 130, never a traceback."""
+    import signal
+    import time
+
+    from tests.web_server import free_port
+
+    process = subprocess.Popen(
+        [sys.executable, "-m", "newsletter", "emulator", "--port", str(free_port())],
+        cwd=tmp_path,
+        env=clean_env(tmp_path),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    deadline = time.monotonic() + 60
+    while "Emulating" not in (line := process.stdout.readline()) and time.monotonic() < deadline:
+        assert line, process.stderr.read()
+    process.send_signal(signal.SIGINT)
+    _, stderr = process.communicate(timeout=30)
+    assert process.returncode in (0, 130) and "Traceback" not in stderr, stderr
+
+
+def test_the_emulator_on_a_port_in_use_says_so_in_one_line(tmp_path):
+    import socket
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        result = run(tmp_path, "emulator", "--port", str(port))
+    assert result.returncode == 1 and "Traceback" not in result.stderr
+    (line,) = result.stderr.strip().splitlines()
+    assert line.startswith(f"error: cannot listen on 127.0.0.1:{port}: ") and "in use" in line, line

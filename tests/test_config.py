@@ -2,12 +2,18 @@
 
 from __future__ import annotations
 
+import re
+import secrets
 import stat
 
 import pytest
 from pydantic import ValidationError
 
-from newsletter.config import ConfigError, Settings
+from newsletter.config import SECRET_FIELDS, TOKEN_FIELDS, ConfigError, Settings, variable_name
+from newsletter.key_strength import shannon_bits, smallest_period, weakness
+from newsletter.redaction import redact
+
+PASSWORD = "S3cr3t/pa@ss"
 
 
 def test_defaults_are_the_embedded_default(monkeypatch):
@@ -69,9 +75,198 @@ def test_a_short_explicit_key_is_refused():
 
 
 def test_local_use_generates_one_private_key_and_keeps_it(tmp_path):
+    (tmp_path / "keys").mkdir()
     path = tmp_path / "keys" / ".newsletter-secret"
     first = Settings(_env_file=None, secret_file=path).signing_key()
     second = Settings(_env_file=None, secret_file=path).signing_key()
     assert first == second and len(first) >= 32
     assert stat.S_IMODE(path.stat().st_mode) == 0o600
     assert Settings(_env_file=None, secret_file=tmp_path / "other").signing_key() != first
+
+
+@pytest.mark.parametrize(
+    ("url", "stored"),
+    [
+        ("sqlite:///subscribers.db", "sqlite:///subscribers.db"),
+        ("sqlite+pysqlite:////var/lib/x.db", "sqlite:////var/lib/x.db"),
+        ("postgresql+psycopg://u:pw@db:5432/news", "postgresql+psycopg://u:pw@db:5432/news"),
+        ("postgresql://u@db/news", "postgresql+psycopg://u@db/news"),  # plain postgresql:// means psycopg
+        ("postgresql://u:p%2Fw@db/news", "postgresql+psycopg://u:p%2Fw@db/news"),
+    ],
+)
+def test_supported_database_urls_are_accepted_in_one_spelling(url, stored):
+    assert Settings(_env_file=None, database_url=url).database_url == stored
+
+
+def test_a_home_relative_sqlite_path_is_expanded(monkeypatch, tmp_path):
+    monkeypatch.setenv("HOME", str(tmp_path))
+    assert (
+        Settings(_env_file=None, database_url="sqlite:///~/x.db").database_url == f"sqlite:///{tmp_path}/x.db"
+    )
+
+
+@pytest.mark.parametrize(
+    ("url", "reason"),
+    [
+        ("garbage", "not a database URL"),
+        ("postgresql+psycopg//x", "not a database URL"),
+        (f"postgresql+psycopg//u:{PASSWORD}@h/db", "not a database URL"),
+        ("mysql://x/y", "'mysql' is not supported"),
+        (f"postgres://u:{PASSWORD}@h/db", "spell it postgresql+psycopg://"),
+        ("postgresql+psycopg2://h/db", "not supported"),
+        (f"postgresql+psycopg://u:{PASSWORD}@h:99999/db", "out of range"),
+        (f"postgresql+psycopg://u:{PASSWORD}@h:port/db", "not a database URL"),
+        ("sqlite://", "in-memory"),
+        ("sqlite:///:memory:", "in-memory"),
+        ("sqlite:///x.db?mode=ro", "no ?options"),
+        ("sqlite://host/x.db", "three slashes"),
+    ],
+)
+def test_unsupported_database_urls_are_refused_with_the_expected_form_and_no_password(url, reason):
+    with pytest.raises(ValidationError, match=re.escape(reason)) as refused:
+        Settings(_env_file=None, database_url=url)
+    message = str(refused.value)
+    assert "sqlite:///path" in message and "postgresql+psycopg://" in message
+    assert PASSWORD not in message and "S3cr3t" not in message
+
+
+def test_no_validation_error_quotes_a_value():
+    with pytest.raises(ValidationError) as refused:
+        Settings(_env_file=None, secret_key=f"two words {PASSWORD}", resend_api_key=f"{PASSWORD} x")
+    assert "S3cr3t" not in str(refused.value)
+
+
+@pytest.mark.parametrize("name", list(Settings.model_fields))
+def test_no_setting_takes_a_line_break_or_a_huge_value(name):
+    for value in ("two\nlines", "trailing newline\n", "x" * 5000):
+        with pytest.raises(ValidationError, match=variable_name(name).removeprefix("NEWSLETTER_").lower()):
+            Settings(_env_file=None, **{name: value})
+
+
+def test_every_credential_setting_is_declared_secret():
+    for name in Settings.model_fields:
+        if name.endswith(("_key", "_token", "_password", "_secret")):
+            assert name in SECRET_FIELDS or name == "sendgrid_webhook_public_key", name
+    assert set(SECRET_FIELDS) <= set(TOKEN_FIELDS)
+
+
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [
+        ("send_rate", "nan"),
+        ("resume_hours", "inf"),
+        ("trusted_proxies", "10.0.0.300"),
+        ("trusted_proxies", "*, 10.0.0.1"),
+        ("api_base_url", "localhost:8025"),
+        ("preview_url", "javascript:alert(1)"),
+        ("mailgun_domain", "mg.example.com/../x"),
+        ("postmark_stream", "two words"),
+        ("postmark_server_token", "token with spaces"),
+        ("outbox_dir", ""),
+        ("smtp_url", "smtp://user:pw@"),
+    ],
+)
+def test_more_bad_settings_are_refused(field, value):
+    with pytest.raises(ValidationError):
+        Settings(_env_file=None, **{field: value})
+
+
+@pytest.mark.parametrize(
+    "key",
+    [
+        "a" * 32,
+        "changeme" * 4,
+        "changeme" * 8,
+        "changeme" * 4 + "!",
+        "0123456789" * 4,
+        "".join(secrets.choice("0123456789") for _ in range(64)),
+        "abcdefghijklmnopqrstuvwxyz0123456789ABCDEF",
+        "ab" * 10 + "cdefghijklmnopqrstu",
+        "Password1234567890123456789012345",
+    ],
+)
+def test_production_refuses_a_weak_key_without_showing_it(key, tmp_path):
+    with pytest.raises(ValidationError, match="too weak for production") as refused:
+        Settings(_env_file=None, env="production", secret_key=key)
+    assert key not in str(refused.value)
+    development = Settings(_env_file=None, secret_key=key, secret_file=tmp_path / "unused")
+    if len(key) >= 32:
+        assert development.signing_key() == key.encode()  # development keeps taking test keys
+
+
+def test_production_takes_the_keys_the_readme_and_python_suggest():
+    for _ in range(300):
+        for key in (secrets.token_urlsafe(48), secrets.token_hex(32), secrets.token_urlsafe(32)):
+            assert weakness(key) is None, key
+            assert Settings(_env_file=None, env="production", secret_key=key).signing_key() == key.encode()
+
+
+def test_the_key_measures():
+    assert smallest_period("abcabcab") == 3 and smallest_period("abcd") == 4 and smallest_period("a" * 9) == 1
+    assert shannon_bits("a" * 64) == 0
+    assert shannon_bits("abcd" * 8) == 64  # 2 bits a character
+    assert shannon_bits(secrets.token_urlsafe(48)) > 250
+
+
+def test_paths_are_checked_without_creating_anything(tmp_path):
+    a_file = tmp_path / "a-file"
+    a_file.write_text("x")
+    missing = tmp_path / "missing"
+    cases = {
+        "NEWSLETTER_DATABASE_URL: the directory": {"database_url": f"sqlite:///{missing / 'x.db'}"},
+        "NEWSLETTER_DATABASE_URL: " + str(tmp_path): {"database_url": f"sqlite:///{tmp_path}"},
+        "NEWSLETTER_OUTBOX_DIR: " + str(a_file): {"outbox_dir": a_file},
+        "NEWSLETTER_OUTBOX_DIR: the directory": {"outbox_dir": missing / "outbox"},
+        "NEWSLETTER_SECRET_FILE: " + str(tmp_path): {"secret_file": tmp_path},
+        "NEWSLETTER_SECRET_FILE: the directory": {"secret_file": missing / "secret"},
+    }
+    base = {"database_url": f"sqlite:///{tmp_path / 'x.db'}", "outbox_dir": tmp_path / "outbox"}
+    base["secret_file"] = tmp_path / "secret"
+    for message, wrong in cases.items():
+        with pytest.raises(ConfigError, match=message):
+            Settings(_env_file=None, **(base | wrong)).check_paths()
+    Settings(_env_file=None, **base).check_paths()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a-file"]
+    # Paths that are not used are not checked: another provider, an explicit key.
+    unused = base | {
+        "provider": "postmark",
+        "outbox_dir": a_file,
+        "secret_file": tmp_path,
+        "secret_key": "k" * 40,
+    }
+    Settings(_env_file=None, **unused).check_paths()
+
+
+def test_the_local_key_is_never_made_in_a_missing_directory(tmp_path):
+    settings = Settings(_env_file=None, secret_file=tmp_path / "missing" / "secret")
+    with pytest.raises(
+        ConfigError, match=r"NEWSLETTER_SECRET_FILE: the directory .*missing.* does not exist"
+    ):
+        settings.signing_key()
+    assert not (tmp_path / "missing").exists()
+    (tmp_path / "secret").mkdir()
+    with pytest.raises(ConfigError, match="is a directory"):
+        Settings(_env_file=None, secret_file=tmp_path / "secret").signing_key()
+    (tmp_path / "binary").write_bytes(b"\xff" * 64)
+    with pytest.raises(ConfigError, match="not a key file") as refused:
+        Settings(_env_file=None, secret_file=tmp_path / "binary").signing_key()
+    assert "\\xff" not in str(refused.value)
+
+
+def test_secrets_are_masked_in_messages():
+    settings = Settings(
+        _env_file=None,
+        secret_key="k" * 40,
+        database_url="postgresql+psycopg://u:p%2Fw0rd@db/news",
+        smtp_url=f"smtp://user:{PASSWORD}@mail.example.com",
+        resend_api_key="re_123456",
+    )
+    held = settings.secret_values()
+    assert {"k" * 40, "p/w0rd", "p%2Fw0rd", PASSWORD, "re_123456"} <= held
+    text = f"failed with {'k' * 40} at postgresql://u:p/w0rd@db and {PASSWORD} and re_123456, user u"
+    shown = redact(text, held)
+    assert (
+        "k" * 40 not in shown and "w0rd" not in shown and "S3cr3t" not in shown and "re_123456" not in shown
+    )
+    assert "user u" in shown
+    assert redact("see http://bob:hunter2@example.com/x", set()) == "see http://bob:***@example.com/x"

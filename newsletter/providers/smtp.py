@@ -1,7 +1,8 @@
 """SMTP, for a local catcher such as Mailpit or MailHog, or a relay.
 
 `NEWSLETTER_SMTP_URL` is `smtp://[user:password@]host[:port]` (plain, port 25),
-`smtp+starttls://...` (STARTTLS, port 587) or `smtps://...` (TLS, port 465). Each batch uses one
+`smtp+starttls://...` (STARTTLS, port 587) or `smtps://...` (TLS, port 465), parsed by
+`newsletter.smtp_url` (a password may hold any character; no message ever shows it). Each batch uses one
 connection; each message is its own transaction, so one refused recipient refuses only that message.
 SMTP has no way to ask afterwards what was accepted: see the README for the window this leaves.
 """
@@ -14,12 +15,10 @@ import ssl
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from email.utils import parseaddr
-from urllib.parse import unquote, urlsplit
 
 from newsletter.mail import OutgoingMessage, to_eml
 from newsletter.providers.base import Failure, ProviderError, ReconcileUnsupported, SendResult
-
-SCHEMES = {"smtp": 25, "smtp+starttls": 587, "smtps": 465}
+from newsletter.smtp_url import parse_smtp_url
 
 
 class SmtpProvider:
@@ -28,16 +27,14 @@ class SmtpProvider:
     default_batch = 50  # one connection per batch; a lost connection leaves at most this many unknown
 
     def __init__(self, url: str, *, timeout: float = 30.0):
-        parts = urlsplit(url)
-        if parts.scheme not in SCHEMES or not parts.hostname:
-            raise ValueError(
-                "NEWSLETTER_SMTP_URL must look like smtp://host:port, smtp+starttls://... or smtps://..."
-            )
-        self.scheme, self.host = parts.scheme, parts.hostname
-        self.port = parts.port or SCHEMES[parts.scheme]
-        self.user = unquote(parts.username) if parts.username else None
-        self.password = unquote(parts.password) if parts.password else None
+        parsed = parse_smtp_url(url)  # ValueError names the variable, never the password
+        self.scheme, self.host, self.port = parsed.scheme, parsed.host, parsed.port
+        self.user, self.password = parsed.user, parsed.password
+        self.shown = parsed.masked()
         self.timeout = timeout
+
+    def __repr__(self) -> str:
+        return f"SmtpProvider({self.shown})"
 
     def _connect(self) -> smtplib.SMTP:
         try:
