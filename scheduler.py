@@ -5,11 +5,13 @@ Thin by design: the jobs, their triggers and the loop live in `newsletter.schedu
 
 from __future__ import annotations
 
-from newsletter.cli import app
+import sys
+
+from newsletter import cli
 
 
 def main() -> None:
-    app(["scheduler"])
+    cli.main(["scheduler", *sys.argv[1:]])  # through main(): its one-line backstop, never a traceback
 
 
 if __name__ == "__main__":

@@ -112,12 +112,12 @@ DEBUG_VARIABLE = "NEWSLETTER_DEBUG"
 _loaded: list[Settings] = []  # the settings this process read: their secrets are masked in any report
 
 
-def main() -> None:
-    """The `newsletter` command. The commands refuse bad input with their own one-line messages; this
+def main(args: list[str] | None = None) -> None:
+    """The `newsletter` command (`args` instead of the command line: `scheduler.py`). The commands refuse bad input with their own one-line messages; this
     is the backstop for the rest: an unexpected exception becomes one masked line and exit 1 (with
     NEWSLETTER_DEBUG=1, the traceback), Ctrl-C exits 130 without a word."""
     try:
-        app()
+        app(args)
     except KeyboardInterrupt:
         raise SystemExit(130) from None
     except Exception as exc:
@@ -1138,7 +1138,7 @@ def demo() -> None:
             preview_files = write_preview(view, settings, Path("render") / issue.slug)
     console.rule(f"[bold]{settings.name}[/] · demo")
     console.print(
-        f"Store:    {settings.database_url}   readers added: {len(added.added)} "
+        f"Store:    {shown_url(settings.database_url)}   readers added: {len(added.added)} "
         f"(already there: {len(added.already)})"
     )
     console.print(f"Issue:    {issue.week} · {issue.status} · subject: {view.subject}", markup=False)
