@@ -113,9 +113,10 @@ _loaded: list[Settings] = []  # the settings this process read: their secrets ar
 
 
 def main(args: list[str] | None = None) -> None:
-    """The `newsletter` command (`args` instead of the command line: `scheduler.py`). The commands refuse bad input with their own one-line messages; this
-    is the backstop for the rest: an unexpected exception becomes one masked line and exit 1 (with
-    NEWSLETTER_DEBUG=1, the traceback), Ctrl-C exits 130 without a word."""
+    """The `newsletter` command (`args` instead of the command line: `scheduler.py`). The commands
+    refuse bad input with their own one-line messages; this is the backstop for the rest: an
+    unexpected exception becomes one masked line and exit 1 (with NEWSLETTER_DEBUG=1, the
+    traceback), Ctrl-C exits 130 without a word."""
     try:
         app(args)
     except KeyboardInterrupt:
