@@ -3,6 +3,8 @@ a desktop, axe-clean in light and dark, with screenshots in test-artifacts/ for 
 
 from __future__ import annotations
 
+import itertools
+
 import pytest
 
 from newsletter.config import Settings
@@ -77,8 +79,9 @@ def test_on_a_phone_each_lens_shows_the_left_tools_quote_then_the_right_tools(br
     page = open_email(browser, files["issue"], 375, scheme)
     cards = quote_cards(page)
     lenses = list(dict.fromkeys(card["lens"] for card in cards))
-    assert [(c["lens"], c["tool"]) for c in cards] == [(lens, t) for lens in lenses for t in ("left", "right")]
-    for above, below in zip(cards, cards[1:], strict=False):
+    expected = [(lens, side) for lens in lenses for side in ("left", "right")]
+    assert [(card["lens"], card["tool"]) for card in cards] == expected
+    for above, below in itertools.pairwise(cards):
         assert below["y"] >= above["y"] + above["height"] - 1, "stacked: each card below the one before"
         assert below["y"] - (above["y"] + above["height"]) < 60, "nothing else stands between them"
     assert all(card["width"] > 300 for card in cards), "each card takes the phone's width"
@@ -142,8 +145,12 @@ def test_dark_mode_keeps_a_colour_per_role_and_the_button_white_on_indigo(browse
     page.close()
 
 
-CASES = [(name, width, scheme) for name in ("issue", "issue-excerpt") for width in WIDTHS for scheme in SCHEMES]
-CASES += [("confirm", width, scheme) for width in WIDTHS for scheme in SCHEMES]
+CASES = [
+    (name, width, scheme)
+    for name in ("issue", "issue-excerpt", "confirm")
+    for width in WIDTHS
+    for scheme in SCHEMES
+]
 
 
 @pytest.mark.parametrize(("name", "width", "scheme"), CASES, ids=[f"{n}-{w}-{s}" for n, w, s in CASES])
