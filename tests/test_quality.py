@@ -90,9 +90,7 @@ def broken(name: str, old: str, new: str) -> Callable:
     return build
 
 
-_no_utm = broken(
-    "partials/comparison.mjml.j2", "button(comparison_url(comparison),", "button(comparison.url,"
-)
+_no_utm = broken("issue.mjml.j2", 'href="{{ comparison_url(comparison) }}"', 'href="{{ comparison.url }}"')
 _image = broken(
     "issue.mjml.j2", "{% if intro %}", '<img src="https://verdicts.example.com/logo.png">{% if intro %}'
 )

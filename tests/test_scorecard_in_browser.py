@@ -104,6 +104,7 @@ def test_on_a_desktop_a_lenss_two_quotes_share_a_row_and_end_level(browser, file
         assert abs(left["y"] - right["y"]) < 1, "one row"
         assert right["x"] >= left["x"] + left["width"], "side by side"
         assert abs(left["height"] - right["height"]) < 1, "the two cards end level"
+        assert abs(left["width"] - right["width"]) < 1, "and share the width evenly"
     assert page.evaluate("document.documentElement.scrollWidth") <= 600
     screenshot_scorecard(page, f"scorecard-600-{scheme}.png")
     page.close()
@@ -117,6 +118,7 @@ def test_paired_tool_cards_end_level_on_a_desktop(browser, files):
         for name in names
     )
     assert abs(left["y"] - right["y"]) < 1 and abs(left["height"] - right["height"]) < 1
+    assert abs(left["width"] - right["width"]) < 1
     page.close()
 
 

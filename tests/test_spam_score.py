@@ -29,9 +29,7 @@ def spam_report(message: bytes) -> tuple[float, list[str]]:
     program = shutil.which("spamassassin")
     if program is None:
         pytest.fail("spamassassin is not installed; install it with: apt-get install -y spamassassin")
-    run = subprocess.run(
-        [program, "-t", "-L"], input=message, capture_output=True, timeout=120, check=False
-    )
+    run = subprocess.run([program, "-t", "-L"], input=message, capture_output=True, timeout=120, check=False)
     report = run.stdout.decode("utf-8", "replace")
     score = _SCORE.search(report)
     assert score, f"no score in SpamAssassin's report:\n{report[-2000:]}\n{run.stderr.decode()[-2000:]}"
