@@ -3,10 +3,11 @@ PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+AXE := tests/node_modules/axe-core/axe.min.js
 
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: demo test lint bench clean chromium lock
+.PHONY: demo test lint bench clean chromium spamassassin lock
 
 demo: $(STAMP)
 	$(BIN)/newsletter demo
@@ -15,7 +16,7 @@ demo: $(STAMP)
 # gets its own database there). A PostgreSQL that cannot be reached fails the second pass.
 TEST_POSTGRES ?= postgresql+psycopg://postgres@127.0.0.1:5432/newsletter_test
 
-test: $(STAMP) chromium
+test: $(STAMP) chromium spamassassin $(AXE)
 	$(BIN)/ruff check newsletter tests bench scheduler.py
 	$(BIN)/pytest
 	bash .ci/postgres
@@ -25,6 +26,19 @@ test: $(STAMP) chromium
 chromium:
 	@test -x /usr/bin/chromium || { echo "Installing Debian's chromium for the browser tests"; \
 		$(SUDO) apt-get install -y -q chromium || { $(SUDO) apt-get update -q && $(SUDO) apt-get install -y -q chromium; }; }
+
+# The spam-score tests run Debian's SpamAssassin offline (`spamassassin -t -L`).
+spamassassin:
+	@command -v spamassassin >/dev/null || { echo "Installing Debian's spamassassin for the spam-score tests"; \
+		$(SUDO) apt-get install -y -q spamassassin || { $(SUDO) apt-get update -q && $(SUDO) apt-get install -y -q spamassassin; }; }
+
+# axe-core, which the accessibility tests inject into Chromium: the version pinned in
+# tests/package-lock.json, in tests/node_modules (git-ignored).
+$(AXE): tests/package.json tests/package-lock.json
+	@command -v npm >/dev/null || { echo "Installing Debian's npm for axe-core"; \
+		$(SUDO) apt-get install -y -q npm || { $(SUDO) apt-get update -q && $(SUDO) apt-get install -y -q npm; }; }
+	npm ci --prefix tests --no-audit --no-fund
+	@touch $(AXE)
 
 lint: $(STAMP)
 	$(BIN)/ruff check newsletter tests bench scheduler.py

@@ -100,6 +100,11 @@ class Settings(BaseSettings):
     )
     timezone: str = Field("UTC", description="IANA zone for weeks and schedules, e.g. Europe/Berlin.")
     issue_size: int = Field(3, ge=1, le=20, description="At most this many comparisons per issue.")
+    scorecard: Literal["full", "excerpt"] = Field(
+        "full",
+        description="The reviewer quotes in an issue: `full`, or each quote's first sentence and a link to "
+        "the full scorecard on the site (for long issues near Gmail's clipping size).",
+    )
     link_token_days: int = Field(
         120,
         ge=1,

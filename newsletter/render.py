@@ -16,6 +16,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import date, timedelta
 from pathlib import Path
+from urllib.parse import urlsplit
 
 from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoescape
 from mjml import mjml2html
@@ -27,6 +28,7 @@ from newsletter.views import ComparisonView, IssueView, Masthead
 
 READER_FIELDS = ("token", "email")
 GMAIL_CLIP_BYTES = 102_000  # Gmail clips a larger HTML part; counted in decimal KB to be safe
+SCORECARD_ANCHOR = "scorecard"  # the id of the scorecard on a comparison's page
 _PACKAGE_TEMPLATES = Path(__file__).parent / "templates"
 _REPO_TEMPLATES = Path(__file__).parent.parent / "templates"
 
@@ -223,6 +225,11 @@ class Renderer:
         def comparison_url(comparison: ComparisonView) -> str:
             return links.with_utm(comparison.url, campaign=campaign, content=comparison.slug)
 
+        def scorecard_url(comparison: ComparisonView) -> str:
+            """The comparison page's scorecard, where an excerpt's quotes can be read in full."""
+            page = urlsplit(comparison.url)._replace(fragment=SCORECARD_ANCHOR).geturl()
+            return links.with_utm(page, campaign=campaign, content=f"{comparison.slug}-scorecard")
+
         return {
             "issue": issue,
             "masthead": issue.masthead,
@@ -237,6 +244,8 @@ class Renderer:
             "site_url": links.with_utm(site, campaign=campaign, content="footer"),
             "vote_url": vote_url,
             "comparison_url": comparison_url,
+            "scorecard_url": scorecard_url,
+            "excerpt": issue.masthead.scorecard == "excerpt",
             "intro": intro_line(issue.comparisons),
         }
 
@@ -358,4 +367,9 @@ def default_preheader(comparisons: tuple[ComparisonView, ...] | list[ComparisonV
 
 
 def masthead_from(settings) -> Masthead:
-    return Masthead(name=settings.name, site_url=settings.site_url, postal_address=settings.postal_address)
+    return Masthead(
+        name=settings.name,
+        site_url=settings.site_url,
+        postal_address=settings.postal_address,
+        scorecard=settings.scorecard,
+    )

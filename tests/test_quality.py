@@ -105,7 +105,7 @@ _external_css = broken(
 )
 _no_lang = broken("issue.mjml.j2", '<mjml lang="en">', "<mjml>")
 _no_color_scheme = broken("partials/head.mjml.j2", '<meta name="color-scheme" content="light dark" />', "")
-_preheader_not_in_html = broken("partials/head.mjml.j2", "<mj-preview>{{ preheader }}</mj-preview>", "")
+_preheader_not_in_html = broken("partials/preheader.mjml.j2", "{{ preheader }}</div>", "</div>")
 _link_missing_from_text = broken(
     "issue.txt.j2", "Read the full comparison:\n{{ comparison_url(comparison) }}", ""
 )

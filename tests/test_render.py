@@ -116,10 +116,12 @@ def test_email_craft_lang_color_scheme_preheader_doctype_alt_and_https_links(ren
 
 def test_two_columns_on_desktop_stack_on_a_phone_because_important_survives(renderer, seed_issue):
     page, _ = renderer.render_issue(seed_issue).personalise(token="tok", email="ada@example.com")
-    assert page.count('class="mj-outlook-group-fix mj-column-per-50') >= 4
-    desktop_rule = re.search(r"@media only screen and \(min-width:520px\)\s*\{(.*?)\}\s*\}", page, re.S)
-    assert desktop_rule, "the column widths live in a min-width media query"
-    assert ".mj-column-per-50 { width:50% !important" in desktop_rule.group(1)
+    # the tool cards and each lens's two quotes: five pairs of cards, stacked unless the screen is wide
+    assert page.count('class="duo"') == 5 and page.count('class="half card"') == 10
+    desktop_rules = re.findall(r"@media only screen and \(min-width:520px\)\s*\{(.*?)\}\s*\}", page, re.S)
+    assert any(".half { display: table-cell !important" in rule for rule in desktop_rules), (
+        "the pairs go side by side in a min-width media query, and !important survived premailer"
+    )
 
 
 def test_comparison_button_is_absolute_https_with_utm_tags(renderer, seed_issue):
@@ -174,7 +176,7 @@ def test_plain_text_part_reads_on_its_own(renderer, seed_issue):
     assert text.startswith("WEEKLY AI TOOL VERDICTS\nWeek 48 · 23–29 November 2026\n")
     assert "[SHIP] Claude Haiku Open Weights" in text and "[SKIP] Claude Haiku Open Weights" in text
     assert "Panel ship:  50% (2 of 4 reviewers)" in text
-    assert "Community:   —" in text
+    assert "Community:   No votes yet" in text and "Community:   —" not in text
     assert settings_postal_line() in text
     assert max(len(line) for line in text.splitlines() if "https://" not in line) <= 76
     assert "&#" not in text and "&amp;" not in text
