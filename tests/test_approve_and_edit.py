@@ -21,6 +21,7 @@ from newsletter.quality import GateFailed, check_message, check_view
 from newsletter.render import Renderer
 from newsletter.samples import dated_into_week, issue_from
 from newsletter.subscriptions import add_active
+from tests.conftest import TEST_KEY
 from tests.test_cli import run
 
 ELSEWHERE = "https://elsewhere.example.org/review"
@@ -35,7 +36,7 @@ def failing_week(settings, engine, samples):
     dated[0] = dated[0].model_copy(update={"url": ELSEWHERE, "pinned": True})
     with session_scope(engine) as session:
         store_comparisons(session, dated, settings.zone)
-        add_active(session, ["ada@example.com"], source="test")
+        add_active(session, ["ada@example.com"], source="test", key=TEST_KEY.encode())
         compose(session, Week.containing(now, settings.zone), settings)
     return Week.containing(now, settings.zone)
 

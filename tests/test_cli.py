@@ -173,7 +173,7 @@ def test_init_refuses_a_store_in_a_directory_that_does_not_exist_and_makes_none(
 BOOM = """
 import newsletter.cli as cli
 
-def boom():
+def boom(*args):  # called as main() calls the app
     raise RuntimeError("token {key} rejected by postgresql://u:{password}@db/x")
 
 cli.app = boom
@@ -221,7 +221,7 @@ def test_ctrl_c_exits_130_without_a_word(monkeypatch, capsys, inside_typer):
         monkeypatch.setattr(sys, "argv", ["newsletter"])
         monkeypatch.setattr(cli, "app", app)
     else:
-        monkeypatch.setattr(cli, "app", interrupted)
+        monkeypatch.setattr(cli, "app", lambda *args: interrupted())
     with pytest.raises(SystemExit) as exited:
         cli.main()
     assert exited.value.code == 130

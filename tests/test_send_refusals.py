@@ -37,6 +37,7 @@ from newsletter.providers.base import Failure, ProviderError
 from newsletter.render import Renderer
 from newsletter.samples import dated_into_week, issue_from
 from newsletter.subscriptions import add_active
+from tests.conftest import TEST_KEY
 from tests.test_cli import run
 
 READERS = [f"reader{n:02}@example.com" for n in range(20)]
@@ -52,7 +53,7 @@ def issue_id(engine, settings, samples) -> int:
     now = datetime.now(UTC)
     with session_scope(engine) as session:
         store_comparisons(session, dated_into_week(samples, now, settings.zone), settings.zone)
-        add_active(session, READERS, source="test")
+        add_active(session, READERS, source="test", key=TEST_KEY.encode())
         return compose(session, this_week(settings), settings).issue.id
 
 
@@ -63,7 +64,7 @@ def oversized_id(engine, settings, samples) -> int:
     wide = settings.model_copy(update={"issue_size": 7})
     with session_scope(engine) as session:
         store_comparisons(session, dated_into_week(samples, now, settings.zone), settings.zone)
-        add_active(session, READERS[:2], source="test")
+        add_active(session, READERS[:2], source="test", key=TEST_KEY.encode())
         return compose(session, this_week(settings), wide).issue.id
 
 
