@@ -25,6 +25,7 @@ from typer.main import get_command
 from typer.testing import CliRunner
 
 import newsletter.cli as cli
+import newsletter.db
 from newsletter.config import SECRET_FIELDS, Settings, variable_name
 from tests.conftest import TEST_KEY
 from tests.databases import ON_POSTGRES, clean_env, store_exists
@@ -422,8 +423,8 @@ def invoke(store, monkeypatch):
             monkeypatch.delenv(name)
     monkeypatch.chdir(directory)
     engines = {}
-    real = cli.make_engine
-    monkeypatch.setattr(cli, "make_engine", lambda url: engines.setdefault(url, real(url)))
+    real = newsletter.db.make_engine
+    monkeypatch.setattr(newsletter.db, "make_engine", lambda url: engines.setdefault(url, real(url)))
     runner = CliRunner()
 
     def go(*args: str, **extra_env: str) -> Outcome:

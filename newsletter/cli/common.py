@@ -1,0 +1,244 @@
+"""What every command shares: the consoles, the one-line refusal, settings, the store, the week."""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, NoReturn
+
+import typer
+from rich.console import Console
+from rich.markup import escape
+
+if TYPE_CHECKING:
+    from sqlalchemy.engine import Engine
+    from sqlalchemy.exc import DBAPIError
+
+    from newsletter.config import Settings
+    from newsletter.curation import Week
+    from newsletter.quality import Report as QualityReport
+    from newsletter.views import IssueView
+
+console = Console(highlight=False)
+errors = Console(stderr=True, highlight=False)
+
+WeekOption = Annotated[
+    str | None, typer.Option("--week", "-w", help="ISO week like 2026-W48; default: this week.")
+]
+WEEK_YEARS = range(1970, 3000)  # weeks outside these years are typos (and 9999-W52 ends in year 10000)
+MAX_SHOWN_CHARS = 80  # an argument quoted in a message is cut to this
+DEBUG_VARIABLE = "NEWSLETTER_DEBUG"
+loaded_settings: list[Settings] = []  # the settings this process read: secrets masked in any report
+
+
+def fail(message: str) -> NoReturn:
+    """Refuse: one line on stderr (never wrapped, never read as Rich markup), exit 1."""
+    errors.print(f"[bold red]error:[/] {escape(message)}", soft_wrap=True)
+    raise typer.Exit(1)
+
+
+def shown(text: str) -> str:
+    """An argument quoted in a message: repr, cut to MAX_SHOWN_CHARS."""
+    return repr(text if len(text) <= MAX_SHOWN_CHARS else text[:MAX_SHOWN_CHARS] + "...")
+
+
+def unreachable(store: str, exc: DBAPIError) -> NoReturn:
+    """A database that cannot be reached or opened: the driver's first line says why, never a
+    traceback (the driver's text names host and user at most, never the password)."""
+    verb = "open" if "sqlite" in type(exc.orig).__module__ else "reach"
+    detail = str(exc.orig or exc).strip().splitlines()
+    fail(f"cannot {verb} {store}: {detail[0] if detail else type(exc.orig).__name__}")
+
+
+# The services' expected refusals, by module: each is one line and exit 1, never a traceback.
+REFUSALS = {
+    "newsletter.config": "ConfigError",
+    "newsletter.editions": "EditionError",
+    "newsletter.render": "RenderError",
+    "newsletter.headers": "HeaderValueError",
+    "newsletter.schema": "SchemaError",
+}
+
+
+def _loaded_types(names: dict[str, str]) -> tuple[type[BaseException], ...]:
+    """The exception classes of the modules this process has imported: one from a module that was
+    never loaded cannot have been raised, so a command pays only for the modules it used."""
+    return tuple(
+        getattr(sys.modules[module], name) for module, name in names.items() if module in sys.modules
+    )
+
+
+@contextmanager
+def refusals() -> Iterator[None]:
+    """Turn the services' expected refusals into a message and exit code 1, never a traceback."""
+    try:
+        yield
+    except Exception as exc:
+        failed = _loaded_types({"newsletter.importing": "ImportFailed"})
+        if failed and isinstance(exc, failed):
+            errors.print(f"[bold red]import refused[/], nothing was stored ({len(exc.problems)} problem(s)):")
+            for problem in exc.problems:
+                errors.print(f"  {problem}", markup=False)
+            raise typer.Exit(1) from None
+        if isinstance(exc, _loaded_types(REFUSALS)):
+            fail(str(exc))
+        raise
+
+
+def load_settings() -> Settings:
+    """The settings, or one line per bad one (naming its variable, never quoting its value), exit 1."""
+    from pydantic import ValidationError
+
+    from newsletter.config import ConfigError, Settings
+
+    try:
+        settings = Settings()
+    except ValidationError as exc:
+        problems = [
+            f"{_variable(error['loc'])}: {error['msg'].removeprefix('Value error, ')}"
+            for error in exc.errors(include_url=False, include_input=False, include_context=False)
+        ]
+        if len(problems) == 1:
+            fail(f"invalid configuration: {problems[0]}")
+        fail(f"invalid configuration ({len(problems)} settings):\n  " + "\n  ".join(problems))
+    loaded_settings.append(settings)
+    try:
+        settings.check_paths()
+    except ConfigError as exc:
+        fail(str(exc))
+    return settings
+
+
+def _variable(loc: tuple) -> str:
+    """The environment variable behind a validation error's location (a field name or an alias)."""
+    from newsletter.config import Settings
+
+    key = str(loc[0]).lower() if loc else ""
+    for name, field in Settings.model_fields.items():
+        alias = field.validation_alias if isinstance(field.validation_alias, str) else None
+        if key in (name, (alias or "").lower()):
+            return alias or f"NEWSLETTER_{name.upper()}"
+    return key.upper() or "NEWSLETTER_*"
+
+
+def open_store(settings: Settings, *, create: bool = False) -> Engine:
+    """The store, created or upgraded with `create`; otherwise it must exist at the newest schema.
+    Looking never creates anything: a missing SQLite file is reported, not made."""
+    from sqlalchemy import inspect
+    from sqlalchemy.exc import DBAPIError
+
+    from newsletter import schema
+    from newsletter.db import create_schema, make_engine, shown_url, sqlite_location_problem, sqlite_path
+    from newsletter.schema import SchemaError
+
+    path = sqlite_path(settings.database_url)
+    shown_store = shown_url(settings.database_url)
+    if path is not None:
+        if problem := sqlite_location_problem(path):
+            fail(f"NEWSLETTER_DATABASE_URL: {problem}")
+        if not create and not path.exists():
+            fail(f"no store at {path}; run `newsletter init` first")
+    engine = make_engine(settings.database_url)
+    try:
+        if create:
+            create_schema(engine)
+        elif not inspect(engine).has_table("issue"):
+            fail(f"no store at {shown_store}; run `newsletter init` first")
+        elif (revision := schema.current(engine)) != schema.head():
+            if revision is not None and not schema.known(revision):
+                fail(schema.unknown_revision_message(revision))
+            fail(
+                f"the store at {shown_store} is at schema revision {revision or 'from before migrations'}, "
+                f"this release needs {schema.head()}; run `newsletter db upgrade`"
+            )
+    except DBAPIError as exc:
+        unreachable(f"the store at {shown_store}", exc)
+    except SchemaError as exc:
+        fail(str(exc))
+    return engine
+
+
+def parse_week(text: str | None, settings: Settings) -> Week:
+    """--week as a Week, or a one-line refusal naming it (before the store is opened)."""
+    from newsletter.curation import Week
+
+    if text is None:
+        return Week.containing(datetime.now(UTC), settings.zone)
+    if len(text) > 16:
+        fail("--week: not an ISO week; write it like 2026-W48")
+    try:
+        week = Week.parse(text)
+    except ValueError as exc:
+        fail(f"--week: {exc}")
+    if week.year not in WEEK_YEARS:
+        fail(f"--week: {text!r} is out of range; weeks run from {WEEK_YEARS[0]}-W01 to {WEEK_YEARS[-1]}-W52")
+    return week
+
+
+def output_directory(option: str, path: Path) -> None:
+    """Refuse an output directory that cannot be made or written (its parent is never created)."""
+    from newsletter.locations import directory_problem
+
+    if problem := directory_problem(path):
+        fail(f"{option}: {problem}")
+
+
+def write_failed(option: str, path: Path, exc: OSError) -> NoReturn:
+    fail(f"{option}: cannot write {exc.filename or path}: {exc.strerror or exc}")
+
+
+def issue_or_pick_view(session, week: Week, settings: Settings) -> IssueView:
+    """The week's issue as it stands, or the pick it would get; refused when there is neither."""
+    from newsletter.preview import week_view
+
+    view = week_view(session, week, settings)
+    if view is None:
+        fail(f"nothing to render for {week}: no issue and no comparison published that week")
+    return view
+
+
+def print_checks(checks: QualityReport, title: str) -> None:
+    """The findings as a table, then one line: how many checks, what failed, the size."""
+    from rich.table import Table
+
+    from newsletter.quality import GATES
+    from newsletter.render import GMAIL_CLIP_BYTES
+
+    if checks.findings:
+        table = Table(title=title, show_lines=False)
+        for column in ("gate", "severity", "finding", "where"):
+            table.add_column(column, overflow="fold")
+        for finding in checks.findings:
+            colour = "red" if finding.severity == "error" else "yellow"
+            table.add_row(
+                finding.gate,
+                f"[{colour}]{finding.severity}[/]",
+                escape(finding.message),
+                escape(finding.where),
+            )
+        console.print(table)
+    failed = sorted({f.gate for f in checks.errors})
+    warned = len(checks.findings) - len(checks.errors)
+    verdict = f"[red]failed: {', '.join(failed)}[/]" if failed else "[green]all pass[/]"
+    console.print(
+        f"{len(GATES)} checks: {verdict}; {warned} warning(s); HTML {checks.html_bytes / 1000:.1f} KB "
+        f"of {GMAIL_CLIP_BYTES / 1000:.0f} KB."
+    )
+
+
+def configure_logging(settings: Settings) -> None:
+    """Log lines on stderr for the long-running processes (scheduler, worker)."""
+    import logging
+    import sys
+
+    logging.basicConfig(
+        level=settings.log_level,
+        format="%(asctime)s %(levelname)-7s %(name)s: %(message)s",
+        stream=sys.stderr,
+        force=True,
+    )
+    logging.getLogger("apscheduler").setLevel(max(logging.INFO, logging.getLevelName(settings.log_level)))
+    logging.getLogger("httpx").setLevel(logging.WARNING)

@@ -1,0 +1,221 @@
+"""The readers on the list: `subscribers add`, `import`, `export` and `stats`."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import sys
+from contextlib import suppress
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated
+
+import typer
+from rich.markup import escape
+
+from newsletter.cli.apps import subscribers_app
+from newsletter.cli.common import console, errors, fail, load_settings, open_store, refusals, shown
+
+if TYPE_CHECKING:
+    from sqlalchemy.engine import Engine
+
+    from newsletter.config import Settings
+
+
+@subscribers_app.command("add")
+def subscribers_add(
+    emails: Annotated[list[str], typer.Argument(help="Addresses whose consent you vouch for.")],
+) -> None:
+    """Add readers as active (the list owner vouches for their consent)."""
+    from newsletter.db import session_scope
+    from newsletter.subscriptions import add_active
+
+    refuse_bad_addresses(emails)
+    settings = load_settings()
+    engine = open_store(settings)
+    with refusals(), session_scope(engine) as session:
+        result = add_active(session, emails, source="cli", key=settings.signing_key())
+    console.print(f"Added {len(result.added)}; already active {len(result.already)}.")
+    if result.not_reactivated:
+        console.print(
+            "Not reactivated (they left; only they can come back, by confirming their address): "
+            + ", ".join(result.not_reactivated),
+            markup=False,
+        )
+    if result.erased:
+        console.print(
+            "Not added (erased at their request; only they can come back, by confirming their address): "
+            + ", ".join(result.erased),
+            markup=False,
+        )
+
+
+def refuse_bad_addresses(emails: list[str]) -> None:
+    """Refuse the whole command, naming each argument that is not an address: nobody is added."""
+    from newsletter.headers import HeaderValueError, normalise_email
+
+    problems = []
+    for position, raw in enumerate(emails, 1):
+        try:
+            normalise_email(raw)
+        except HeaderValueError as exc:
+            problems.append(f"argument {position} {shown(raw)}: {exc}")
+    if len(problems) == 1:
+        fail(f"{problems[0]}; nobody was added")
+    if problems:
+        more = f"; and {len(problems) - 3} more" if len(problems) > 3 else ""
+        fail(
+            f"{len(problems)} arguments are not email addresses, nobody was added: "
+            + "; ".join(problems[:3])
+            + more
+        )
+
+
+@subscribers_app.command("import")
+def subscribers_import(
+    path: Annotated[Path, typer.Argument(help="CSV with an 'email' column; other columns are ignored.")],
+    confirm: Annotated[
+        bool, typer.Option("--confirm", help="Add as pending and email each a confirmation.")
+    ] = False,
+    skip_invalid: Annotated[
+        bool, typer.Option("--skip-invalid", help="Import the valid rows, report the rest.")
+    ] = False,
+) -> None:
+    """Import a list: rows become active (you vouch for their consent) or pending with --confirm.
+
+    Readers who unsubscribed, bounced, complained or were erased are never added back."""
+    from newsletter.db import session_scope
+    from newsletter.providers import ProviderError
+    from newsletter.subscriber_files import CsvRefused, import_csv
+
+    settings = load_settings()
+    engine = open_store(settings)
+    try:
+        with session_scope(engine) as session:
+            report = import_csv(
+                session, path, key=settings.signing_key(), confirm=confirm, skip_invalid=skip_invalid
+            )
+    except CsvRefused as refused:
+        errors.print(
+            f"[bold red]import refused[/], nothing was stored: {escape(str(refused))}", soft_wrap=True
+        )
+        for problem in refused.problems[:50]:
+            errors.print(f"  {path}: {problem}", markup=False)
+        if len(refused.problems) > 50:
+            errors.print(f"  ... and {len(refused.problems) - 50} more")
+        if refused.problems:
+            errors.print("Fix those rows, or pass --skip-invalid to import the valid ones.")
+        raise typer.Exit(1) from None
+    state = "pending (confirmation emails follow)" if confirm else "active"
+    console.print(
+        f"{report.rows} row(s): {len(report.added)} added as {state}, "
+        f"{report.activated} pending made active, {report.already} already on the list, "
+        f"{report.duplicates} duplicate row(s) merged."
+    )
+    if report.not_reactivated:
+        console.print(f"{len(report.not_reactivated)} left earlier and were not reactivated.")
+    if report.erased:
+        console.print(f"{report.erased} were erased at their request and were not added.")
+    if report.skipped:
+        console.print(f"{len(report.skipped)} invalid row(s) skipped:")
+        for problem in report.skipped[:50]:
+            console.print(f"  {problem}", markup=False)
+    if confirm and report.to_confirm:
+        try:
+            with refusals():
+                sent = asyncio.run(send_confirmations(settings, engine, report.to_confirm))
+        except ProviderError as exc:
+            fail(
+                f"the readers are stored as pending, but the confirmation emails stopped: {exc}; once that "
+                "is fixed, run the same import again: it sends only the confirmations still owed"
+            )
+        console.print(f"Sent {sent} confirmation email(s) through {settings.provider}.")
+
+
+async def send_confirmations(settings: Settings, engine: Engine, readers: list[tuple[int, str]]) -> int:
+    """Confirmation emails in provider-sized batches; each batch is recorded once the provider took it."""
+    from newsletter.db import session_scope
+    from newsletter.notices import NoticeKind, Notices
+    from newsletter.providers import make_provider
+    from newsletter.subscriber_files import record_confirmations_sent
+
+    notices = Notices(settings)
+    provider = make_provider(settings)
+    sent = 0
+    try:
+        for start in range(0, len(readers), provider.max_batch):
+            batch = readers[start : start + provider.max_batch]
+            messages = [notices.message(NoticeKind.CONFIRM, subscriber_id=i, email=e) for i, e in batch]
+            results = await provider.send_batch(messages)
+            accepted = [sid for (sid, _), result in zip(batch, results, strict=True) if result.accepted]
+            with session_scope(engine) as session:
+                record_confirmations_sent(session, accepted, "import")
+            sent += len(accepted)
+    finally:
+        await provider.aclose()
+    return sent
+
+
+@subscribers_app.command("export")
+def subscribers_export(
+    out: Annotated[
+        Path | None, typer.Option("--out", "-o", help="CSV file to write; default: standard output.")
+    ] = None,
+) -> None:
+    """Every reader with an address as CSV: email, status, subscribed_at and more."""
+    from newsletter.db import session_scope
+    from newsletter.locations import file_problem
+    from newsletter.subscriber_files import export_csv
+
+    if out is not None and (problem := file_problem(out)):
+        fail(f"--out: {problem}")
+    settings = load_settings()
+    engine = open_store(settings)
+    with session_scope(engine) as session:
+        if out is None:
+            export_csv(session, sys.stdout)
+            return
+        count = write_export(session, out)
+    errors.print(f"wrote {count} reader(s) to {out}", markup=False)
+
+
+def write_export(session, out: Path) -> int:
+    """The export into `out` whole or not at all: a temporary file beside it, renamed when complete."""
+    from newsletter.subscriber_files import export_csv
+
+    temporary = out.with_name(f".{out.name}.{os.getpid()}.tmp")
+    try:
+        with temporary.open("w", encoding="utf-8", newline="") as handle:
+            count = export_csv(session, handle)
+        os.replace(temporary, out)
+    except OSError as exc:
+        with suppress(OSError):
+            temporary.unlink()
+        fail(f"--out: cannot write {out}: {exc.strerror or exc}")
+    return count
+
+
+@subscribers_app.command("stats")
+def subscribers_stats() -> None:
+    """Readers per state, and what happened in the last seven days."""
+    from rich.table import Table
+
+    from newsletter.db import session_scope
+    from newsletter.subscriptions import count_by_status, paused_count, recent_event_counts
+
+    settings = load_settings()
+    engine = open_store(settings)
+    with session_scope(engine) as session:
+        counts = count_by_status(session)
+        recent = recent_event_counts(session, days=7)
+        paused = paused_count(session)
+    table = Table(title="Readers")
+    table.add_column("state")
+    table.add_column("count", justify="right")
+    for status, count in sorted(counts.items()):
+        table.add_row(status, str(count))
+    table.add_row("of the active: paused", str(paused))
+    console.print(table if counts else "No subscribers.")
+    if recent:
+        console.print(
+            "Last 7 days: " + ", ".join(f"{kind} {count}" for kind, count in sorted(recent.items()))
+        )
