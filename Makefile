@@ -15,12 +15,15 @@ demo: $(STAMP)
 # The whole suite twice: on SQLite files, then on the PostgreSQL server at TEST_POSTGRES (each test
 # gets its own database there). A PostgreSQL that cannot be reached fails the second pass.
 TEST_POSTGRES ?= postgresql+psycopg://postgres@127.0.0.1:5432/newsletter_test
+# One pytest-xdist worker per core; a test file stays on one worker (its module fixtures, such as a
+# served app or a browser, are made once).
+PYTEST_ARGS ?= -n auto --dist loadfile
 
 test: $(STAMP) chromium spamassassin $(AXE)
 	$(BIN)/ruff check newsletter tests bench scheduler.py
-	$(BIN)/pytest
+	$(BIN)/pytest $(PYTEST_ARGS)
 	bash .ci/postgres
-	NEWSLETTER_TEST_DATABASE=$(TEST_POSTGRES) $(BIN)/pytest
+	NEWSLETTER_TEST_DATABASE=$(TEST_POSTGRES) $(BIN)/pytest $(PYTEST_ARGS)
 
 # The browser tests drive Debian's chromium through Playwright (no browser download).
 chromium:
