@@ -438,7 +438,9 @@ def test_a_second_send_of_the_same_issue_at_the_same_time_is_refused_by_the_leas
             tmp_path, emulator.provider_env("postmark") | {"NEWSLETTER_SEND_BATCH_SIZE": "10"}
         )
         prepare_for_processes(tmp_path, env, readers=150)
-        emulator.faults(answer_delay_ms=500)  # 15 batches, 4 at a time: about two seconds of sending
+        # Every answer waits 5 s while the second process starts (which takes seconds on a loaded
+        # machine): the first still holds the lease when the second asks; then the rest goes at once.
+        emulator.faults(answer_delay_ms=5000)
         first = subprocess.Popen(
             [sys.executable, "-m", "newsletter", "issue", "send"],
             cwd=tmp_path,
@@ -460,6 +462,7 @@ def test_a_second_send_of_the_same_issue_at_the_same_time_is_refused_by_the_leas
             timeout=60,
         )
         assert second.returncode == 1 and "is being sent by" in second.stderr
+        emulator.faults(answer_delay_ms=0)
         out, err = first.communicate(timeout=60)
         assert first.returncode == 0, err
         counts = emulator.counts()
