@@ -310,7 +310,7 @@ def _preheader(page: _Page, preheader: str) -> Iterable[Finding]:
         yield Finding(
             "preheader",
             Severity.ERROR,
-            "the preheader is not in a hidden element of the HTML (the template lost its mj-preview)",
+            "the preheader is not in a hidden element of the HTML (see partials/preheader.mjml.j2)",
             "HTML <body>",
         )
 

@@ -26,6 +26,7 @@ from tests.web_server import link_in, running_server
 SIGNER = Signer(TEST_KEY.encode())
 COMPARISON = "claude-haiku-open-weights-vs-gemini-2-5-flash-lite"
 VIEWS = [("light", 1024), ("dark", 1024), ("light", 375), ("dark", 375)]
+LEAVERS = {view: f"leaver-{view[0]}-{view[1]}@example.com" for view in VIEWS}  # one per view: it leaves
 
 
 @pytest.fixture(scope="module")
@@ -33,7 +34,7 @@ def server(tmp_path_factory):
     """This week's issue sent to two readers; a third has signed up and not confirmed yet."""
     with running_server(tmp_path_factory.mktemp("pages-axe")) as running:
         for args in (
-            ("subscribers", "add", "ada@example.com", "leaver@example.com"),
+            ("subscribers", "add", "ada@example.com", "gone@example.com", *LEAVERS.values()),
             ("issue", "compose"),
             ("issue", "send"),
         ):
@@ -55,10 +56,16 @@ def links(server, browser):
     with Session(make_engine(database_url(server.directory))) as session:
         ids = {s.email: s.id for s in session.exec(select(Subscriber))}
     ada = SIGNER.sign("reader", ids["ada@example.com"], int(time.time()) + 3600)
+    gone = SIGNER.sign("reader", ids["gone@example.com"], int(time.time()) + 3600)
+    assert httpx.post(f"{server.url}/unsubscribe/{gone}", timeout=10).status_code == 200
     return {
+        "gone": gone,
+        **{
+            f"leaver-{scheme}-{width}": SIGNER.sign("reader", ids[address], int(time.time()) + 3600)
+            for (scheme, width), address in LEAVERS.items()
+        },
         "confirm": link_in(server.mail_to("pending@example.com"), "/confirm/"),
         "ada": ada,
-        "leaver": SIGNER.sign("reader", ids["leaver@example.com"], int(time.time()) + 3600),
         "expired": SIGNER.sign("reader", ids["ada@example.com"], int(time.time()) - 10),
         "nobody": SIGNER.sign("reader", 999_999, int(time.time()) + 3600),
     }
@@ -76,6 +83,8 @@ PAGES = [
     ("confirmed", "{confirm}", 200, "Confirm"),
     ("unsubscribe", "/unsubscribe/{ada}", 200, None),
     ("unsubscribed", "/unsubscribe/{leaver}", 200, "Unsubscribe"),
+    ("left", "/unsubscribe/{gone}", 200, None),
+    ("come-back", "/unsubscribe/{gone}", 200, "Come back"),
     ("preferences", "/preferences/{ada}", 200, None),
     ("vote", f"/vote/{{ada}}/{COMPARISON}/gemini-2-5-flash-lite/ship", 200, None),
     ("voted", f"/vote/{{ada}}/{COMPARISON}/claude-haiku-open-weights/skip", 200, "Skip it"),
@@ -100,7 +109,8 @@ def test_reader_pages_have_no_axe_violation(browser, server, links, scheme, widt
         viewport={"width": width, "height": 900}, color_scheme=scheme, bypass_csp=True
     )
     page = context.new_page()
-    response = page.goto(server.url + path.format(week=week_slug(), **links))
+    leaver = links[f"leaver-{scheme}-{width}"]
+    response = page.goto(server.url + path.format(week=week_slug(), leaver=leaver, **links))
     assert response.status == status, (name, response.status)
     if press:
         page.get_by_role("button", name=press).first.click()

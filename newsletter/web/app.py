@@ -32,6 +32,7 @@ from newsletter.web.common import (
     relative_slash_redirects,
     wants_json,
 )
+from newsletter.web.head import HeadAsGetMiddleware
 from newsletter.web.input_guard import InputGuardMiddleware
 from newsletter.web.security import (
     BodyLimitMiddleware,
@@ -86,8 +87,9 @@ def create_app(settings: Settings, engine: Engine | None = None, provider: Provi
     app.add_exception_handler(DataError, _unstorable)
     app.add_exception_handler(UnicodeEncodeError, _unstorable)
     app.add_exception_handler(Exception, _unexpected_error)
-    # Innermost first: the input guard sees the request after the body limit and the CORS headers
-    # are on its refusals too.
+    # Innermost first: HEAD reaches the GET routes as GET; the input guard sees the request after the
+    # body limit, and the CORS headers are on its refusals too.
+    app.add_middleware(HeadAsGetMiddleware, router=app.router)
     app.add_middleware(InputGuardMiddleware, refuse=error_response, raw_body_prefixes=("/webhooks/",))
     if settings.embed_origin_set:
         app.add_middleware(

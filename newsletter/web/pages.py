@@ -366,6 +366,13 @@ def confirm_submit(request: Request, state: State, token: str) -> Response:
 # --- unsubscribe ----------------------------------------------------------------------------------
 
 
+LEFT_LINES = {
+    SubscriberStatus.UNSUBSCRIBED: "{email} unsubscribed{since} and gets no issue of {name}.",
+    SubscriberStatus.BOUNCED: "Mail to {email} bounced{since}, so we stopped sending {name} there.",
+    SubscriberStatus.COMPLAINED: "{email} marked an issue as spam{since}, so we stopped sending {name}.",
+}
+
+
 @router.get("/unsubscribe/{token}", response_class=HTMLResponse)
 def unsubscribe_page(request: Request, state: State, token: str) -> Response:
     try:
@@ -376,6 +383,8 @@ def unsubscribe_page(request: Request, state: State, token: str) -> Response:
         subscriber = reader(session, claims)
     if subscriber is None:
         return gone(request, state)
+    if subscriber.status in LEFT_LINES:
+        return left_page(request, state, token, subscriber)
     return message(
         request,
         state,
@@ -383,6 +392,56 @@ def unsubscribe_page(request: Request, state: State, token: str) -> Response:
         f"{subscriber.email} will get no further issue of {state.masthead.name}.",
         action={"url": f"/unsubscribe/{token}", "label": "Unsubscribe"},
         page_links=[{"url": f"/preferences/{token}", "label": "Or pause, or pick categories instead"}],
+    )
+
+
+def left_page(request: Request, state: WebState, token: str, subscriber: Subscriber) -> Response:
+    """A reader who already left is told so, and offered the way back: through confirmation, like
+    anyone joining (the button only emails them a link; nothing changes until they press that)."""
+    since = f" on {subscriber.unsubscribed_at:%d %B %Y}" if subscriber.unsubscribed_at else ""
+    line = LEFT_LINES[subscriber.status].format(email=subscriber.email, since=since, name=state.masthead.name)
+    return message(
+        request,
+        state,
+        "You have left the list",
+        line,
+        "Changed your mind? Press the button and we will email you a link to confirm. Until you "
+        "press the button in that email, nothing changes.",
+        action={"url": f"/unsubscribe/{token}/come-back", "label": "Come back"},
+    )
+
+
+@router.post("/unsubscribe/{token}/come-back", response_class=HTMLResponse)
+async def come_back(request: Request, state: State, background: BackgroundTasks, token: str) -> Response:
+    """A reader who left asks to return: the same request as the signup form's (rate limits included),
+    so they stay out until they confirm from their inbox."""
+    try:
+        claims = verify(request, state, token, READER_PURPOSE)
+    except LinkRefused as refusal:
+        return refused_link(request, state, refusal, READER_PURPOSE)
+    with session_scope(state.engine) as session:
+        subscriber = reader(session, claims)
+        address = subscriber.email if subscriber else None
+        active = subscriber is not None and subscriber.status == SubscriberStatus.ACTIVE
+    if address is None:
+        return gone(request, state)
+    if active:
+        return message(
+            request,
+            state,
+            "You are subscribed",
+            f"{address} gets every issue of {state.masthead.name}; there is nothing to confirm.",
+            page_links=[{"url": f"/preferences/{token}", "label": "Your preferences"}],
+        )
+    refused = await signup(request, state, background, address, "", source="come back")
+    if refused is not None:
+        return refused
+    return message(
+        request,
+        state,
+        "Check your inbox",
+        f"We have sent a confirmation link to {address}. Press the button in it to get "
+        f"{state.masthead.name} again; until then you stay off the list.",
     )
 
 
