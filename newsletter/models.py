@@ -12,6 +12,8 @@ from enum import StrEnum
 from sqlalchemy import BigInteger, Column, DateTime, Index, Text, TypeDecorator, UniqueConstraint, true
 from sqlmodel import Field, SQLModel
 
+from newsletter.tracking.links import LinkKind  # noqa: F401  (the kinds an IssueLink has)
+
 
 def utcnow() -> datetime:
     return datetime.now(UTC)
@@ -287,18 +289,6 @@ class ProviderEvent(SQLModel, table=True):
     machine: bool | None = Field(default=None)  # the provider says a machine did it (None: it cannot tell)
     occurred_at: datetime = _time()
     received_at: datetime = _time(default=utcnow)
-
-
-class LinkKind(StrEnum):
-    """What a tracked link of an issue is."""
-
-    COMPARISON = "comparison"  # a comparison's page (its button)
-    SCORECARD = "scorecard"  # a comparison's full scorecard (NEWSLETTER_SCORECARD=excerpt)
-    WEB = "web"  # the issue's web version
-    SITE = "site"  # the site's home
-    OTHER = "other"
-    DECOY = "decoy"  # hidden from people and assistive technology: only machines follow it
-    OPEN = "open"  # the open-tracking pixel (NEWSLETTER_TRACKING=clicks+opens)
 
 
 class IssueLink(SQLModel, table=True):
