@@ -60,3 +60,10 @@ def issue_links(session, issue_id: int) -> list[IssueLink]:
     return list(
         session.scalars(select(IssueLink).where(IssueLink.issue_id == issue_id).order_by(IssueLink.id))
     )
+
+
+def issue_for_token(session, expires_at: int) -> int | None:
+    """The issue whose reader tokens carry this expiry (see `Issue.token_expires_at`), if any."""
+    from newsletter.models import Issue
+
+    return session.execute(select(Issue.id).where(Issue.token_expires_at == expires_at)).scalars().first()
