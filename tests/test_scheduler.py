@@ -341,7 +341,7 @@ def test_a_restart_keeps_the_jobs_and_their_next_runs(world):
     with time_machine.travel(datetime(2026, 11, 26, 10, tzinfo=BERLIN), tick=True):
         third = scheduling.build_scheduler(changed, engine)
         assert third.get_job("send").next_run_time == MONDAY_NINE - timedelta(hours=1)
-        assert len(third.get_jobs()) == 5
+        assert len(third.get_jobs()) == 6
         third.shutdown()
 
 
