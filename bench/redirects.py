@@ -51,8 +51,9 @@ from newsletter.providers.base import SendResult
 from tests.web_server import Server, serving
 
 KEY = "bench-signing-key-0123456789-abcdefghijklmnopqrstuvwxyz"
-BROWSER = "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/124.0 Safari/537.36"
-SCANNER = "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/97.0 Safari/537.36"
+WINDOWS = "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko)"
+BROWSER = f"{WINDOWS} Chrome/124.0 Safari/537.36"
+SCANNER = f"{WINDOWS} Chrome/97.0 Safari/537.36"  # Safe Links: a plain (old) Chrome
 
 
 class Discard:
@@ -285,7 +286,7 @@ def main() -> None:
     human_people = sum(1 for sid, machine, _ in rows if sid in people_ids and not machine)
     machine_scans = sum(1 for sid, machine, _ in rows if sid not in people_ids and machine)
     reasons: dict[str, int] = {}
-    for sid, machine, reason in rows:
+    for sid, _, reason in rows:
         if sid not in people_ids:
             reasons[reason or "human"] = reasons.get(reason or "human", 0) + 1
     print(
@@ -300,15 +301,15 @@ def main() -> None:
         f"p99 {percentile(signup, 0.99):.1f} ms, max {max(signup) * 1000:.1f} ms"
     )
     print(f"load average after: {after}")
+    lost = "none lost" if len(rows) == answered else f"{answered - len(rows):,} LOST"
     print(
-        f"hits stored: {len(rows):,} of {answered:,} answered ({'none lost' if len(rows) == answered else 'LOST'}); "
+        f"hits stored: {len(rows):,} of {answered:,} answered ({lost}); "
         f"the last stored {drained:.1f} s after the load began"
     )
-    print(
-        f"scanner hits judged machine: {machine_scans:,} of {len(rows) - sum(1 for r in rows if r[0] in people_ids):,} "
-        f"({', '.join(f'{k} {v:,}' for k, v in sorted(reasons.items(), key=lambda kv: -kv[1]))})"
-    )
-    print(f"people's hits judged human: {human_people} of {sum(1 for r in rows if r[0] in people_ids)}")
+    theirs = sum(1 for row in rows if row[0] in people_ids)
+    why = ", ".join(f"{k} {v:,}" for k, v in sorted(reasons.items(), key=lambda kv: -kv[1]))
+    print(f"scanner hits judged machine: {machine_scans:,} of {len(rows) - theirs:,} ({why})")
+    print(f"people's hits judged human: {human_people} of {theirs}")
     print(f"(work files in {work})")
 
 
