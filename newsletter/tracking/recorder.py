@@ -22,7 +22,7 @@ from collections import defaultdict, deque
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
-from sqlalchemy import func, select, update
+from sqlalchemy import bindparam, func, select
 from sqlalchemy.engine import Engine
 from sqlmodel import Session
 
@@ -249,8 +249,23 @@ def _store_issue_hits(session: Session, issue_id: int, new: list[PendingHit], ru
             )
     if rows:
         session.execute(LinkHit.__table__.insert(), rows)
+    _set_verdicts(session, changed)
+
+
+_HITS = LinkHit.__table__
+_SET_VERDICT = (
+    _HITS.update()
+    .where(_HITS.c.id == bindparam("hit"))
+    .values(machine=bindparam("is_machine"), reason=bindparam("why"))
+)
+
+
+def _set_verdicts(session: Session, changed: list[dict]) -> None:
+    """New verdicts for stored hits, by id, in one executemany (Core: no ORM bookkeeping)."""
     if changed:
-        session.execute(update(LinkHit), changed)
+        session.connection().execute(
+            _SET_VERDICT, [{"hit": c["id"], "is_machine": c["machine"], "why": c["reason"]} for c in changed]
+        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -350,8 +365,7 @@ def relabel_issue(session: Session, issue_id: int, rules: Rules) -> int:
             for row, verdict in zip(rows, verdicts, strict=True)
             if (row.machine, row.reason) != (verdict.machine, verdict.reason)
         ]
-    if changed:
-        session.execute(update(LinkHit), changed)
+    _set_verdicts(session, changed)
     return len(changed)
 
 
