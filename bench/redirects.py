@@ -152,19 +152,31 @@ async def http(reader, writer, method: str, path: str, *, ua: str, body: bytes =
 
 
 async def burst(
-    port: int, readers: list[list[str]], connections: int, latencies: list[float], sent: list[int]
+    port: int,
+    readers: list[list[str]],
+    connections: int,
+    latencies: list[float],
+    sent: list[int],
+    rate: float | None = None,
 ) -> float:
+    """Every reader's links over `connections` connections, as fast as the app answers, or at most
+    `rate` requests a second in all."""
     started = time.perf_counter()
     queue = list(enumerate(readers))
     queue.reverse()
+    gap = connections / rate if rate else 0.0
 
     async def connection() -> None:
         reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        due = time.perf_counter()
         while queue:
             number, paths = queue.pop()
             for path in paths:
                 methods = ("HEAD", "GET") if number % 2 else ("GET",)
                 for method in methods:
+                    if gap:
+                        due += gap
+                        await asyncio.sleep(max(0.0, due - time.perf_counter()))
                     status, took = await http(reader, writer, method, path, ua=SCANNER)
                     assert status == 303, (status, path)
                     latencies.append(took)
@@ -206,13 +218,13 @@ async def signups(port: int, until: asyncio.Event, latencies: list[float]) -> No
     writer.close()
 
 
-async def load(port: int, every, people, connections: int):
+async def load(port: int, every, people, connections: int, rate: float | None = None):
     scanner, person, signup = [], [], []
     scanner_sent, person_sent = [0], [0]
     done = asyncio.Event()
     form = asyncio.create_task(signups(port, done, signup))
     elapsed, _ = await asyncio.gather(
-        burst(port, every, connections, scanner, scanner_sent),
+        burst(port, every, connections, scanner, scanner_sent, rate),
         trickle(port, people, 20, person, person_sent),
     )
     done.set()
@@ -246,6 +258,9 @@ def main() -> None:
     parser.add_argument("--readers", type=int, default=10_000)
     parser.add_argument("--connections", type=int, default=32)
     parser.add_argument("--people", type=int, default=40)
+    parser.add_argument(
+        "--rate", type=float, default=None, help="cap the burst at this many requests/s (default: flat out)"
+    )
     parser.add_argument("--database", default=None, help="a PostgreSQL URL (its database is recreated)")
     args = parser.parse_args()
 
@@ -264,7 +279,7 @@ def main() -> None:
         port = int(server.url.rsplit(":", 1)[1])
         started = time.perf_counter()
         scanner, person, signup, scanner_sent, person_sent, elapsed = asyncio.run(
-            load(port, every, people, args.connections)
+            load(port, every, people, args.connections, args.rate)
         )
         after = load_average()
         answered = scanner_sent + person_sent
