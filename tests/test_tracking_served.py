@@ -151,14 +151,16 @@ def test_tampered_foreign_and_unknown_tokens_get_a_400_page_never_a_redirect(ser
         parsed.issue_id + 1, parsed.code, reader_claims.expires_at
     )
     confirm = Signer(TEST_KEY.encode()).sign("confirm", reader_claims.subject, reader_claims.expires_at)
+    signer = Signer(TEST_KEY.encode())
+    link_part = f"{parsed.issue_id}.{parsed.code}.{parsed.mac}"
     refused = {
         "mac flipped": token[:-2] + ("AA" if not token.endswith("AA") else "BB"),
         "link mac flipped": token.replace(parsed.mac, parsed.mac[::-1], 1),
         "foreign reader token": f"{parsed.issue_id}.{parsed.code}.{parsed.mac}.{foreign_reader}",
         "another issue": f"{other_issue}.{parsed.reader_token}",
-        "a reader token of another issue": f"{parsed.issue_id}.{parsed.code}.{parsed.mac}."
-        + Signer(TEST_KEY.encode()).sign("reader", reader_claims.subject, reader_claims.expires_at + 86_400),
-        "a link the issue never had": f"{unknown_code}.{Signer(TEST_KEY.encode()).sign('reader', 1, 2_000_000_000)}",
+        "a reader token of another issue": f"{link_part}."
+        + signer.sign("reader", reader_claims.subject, reader_claims.expires_at + 86_400),
+        "a link the issue never had": f"{unknown_code}.{signer.sign('reader', 1, 2_000_000_000)}",
         "a confirmation token": f"{parsed.issue_id}.{parsed.code}.{parsed.mac}.{confirm}",
         "a host": "evil.example.org",
         "garbage": "x" * 200,
