@@ -257,7 +257,12 @@ def _human_readers(session: Session, issue_id: int, *, opens: bool) -> int:
     return raw + folded
 
 
+FOLDED_REASON = "folded (reason not kept)"
+
+
 def _machine_reasons(session: Session, issue_id: int) -> dict[str, int]:
+    """Machine clicks by the rule that judged them; those folded past retention under FOLDED_REASON,
+    so the reasons always add up to the machine clicks."""
     query = (
         select(LinkHit.reason, func.count())
         .join(IssueLink, IssueLink.id == LinkHit.link_id)
@@ -265,7 +270,13 @@ def _machine_reasons(session: Session, issue_id: int) -> dict[str, int]:
         .group_by(LinkHit.reason)
         .order_by(func.count().desc())
     )
-    return dict(session.execute(query).all())
+    reasons = dict(session.execute(query).all())
+    folded = session.execute(
+        select(func.coalesce(func.sum(LinkCount.machine), 0))
+        .join(IssueLink, IssueLink.id == LinkCount.link_id)
+        .where(LinkCount.issue_id == issue_id, IssueLink.kind != LinkKind.OPEN)
+    ).scalar_one()
+    return reasons | ({FOLDED_REASON: folded} if folded else {})
 
 
 def _comparisons(clicks: list[LinkFigures], session: Session, issue_id: int) -> list[dict[str, object]]:

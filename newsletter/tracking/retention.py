@@ -34,7 +34,7 @@ def fold_old_hits(engine: Engine, settings, now: datetime | None = None) -> Fold
     cutoff = (now or utcnow()) - timedelta(days=settings.hit_retention_days)
     rules = Rules.from_settings(settings)
     with session_scope(engine) as session:
-        issues = list(session.scalars(select(distinct(LinkHit.issue_id)).where(LinkHit.at < cutoff)))
+        issues = list(session.scalars(select(LinkHit.issue_id).where(LinkHit.at < cutoff).distinct()))
     done = Folded()
     for issue_id in issues:
         with session_scope(engine) as session:
