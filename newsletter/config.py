@@ -216,6 +216,37 @@ class Settings(BaseSettings):
     resume_hours: float = Field(
         48, ge=0, le=24 * 366, description="An interrupted send older than this is left to an editor."
     )
+    tracking: Literal["off", "clicks", "clicks+opens"] = Field(
+        "clicks",
+        description="First-party tracking: `off` (no link rewritten, no hit stored), `clicks` (content links "
+        "go through /r/), `clicks+opens` (and an open pixel).",
+    )
+    machine_window_seconds: float = Field(
+        60,
+        ge=0,
+        le=86_400,
+        description="A hit this soon after delivery is a machine's (link scanners fetch on arrival); 0: off.",
+    )
+    burst_links: int = Field(
+        3,
+        ge=2,
+        le=100,
+        description="This many different links of one reader within NEWSLETTER_BURST_SECONDS "
+        "are a machine's.",
+    )
+    burst_seconds: float = Field(2, gt=0, le=600, description="The window of the burst rule, in seconds.")
+    decoy_seconds: float = Field(
+        10,
+        ge=0,
+        le=600,
+        description="A reader's hits this close to a hit on the hidden link are a machine's.",
+    )
+    hit_retention_days: int = Field(
+        90, ge=1, le=3650, description="Raw hits older than this are folded into per-link counts and deleted."
+    )
+    retention_cron: str = Field(
+        "45 3 * * *", description="When hits past NEWSLETTER_HIT_RETENTION_DAYS are folded into counts."
+    )
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field(
         "INFO", description="Log level of long-running processes."
     )
@@ -353,7 +384,7 @@ class Settings(BaseSettings):
                 raise ValueError(f"{host!r} is not a host name like docs.example.com")
         return value
 
-    @field_validator("compose_cron", "send_cron", "retry_cron", "purge_cron", "resume_cron")
+    @field_validator("compose_cron", "send_cron", "retry_cron", "purge_cron", "resume_cron", "retention_cron")
     @classmethod
     def _crontab(cls, value: str) -> str:
         parse_cron(value, ZoneInfo("UTC"))

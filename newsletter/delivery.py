@@ -40,6 +40,7 @@ from newsletter.models import DeliveryStatus, Issue, IssueStatus, Subscriber, Su
 from newsletter.personalise import IssueMailer
 from newsletter.providers.base import Failure, Provider, ProviderError, ReconcileUnsupported, SendResult
 from newsletter.render import RenderedMessage, Renderer, RenderError
+from newsletter.tracking.issue_links import register_links
 
 ProgressCallback = Callable[[int, int], None]
 NO_MATCHING_CATEGORY = "nothing in the reader's categories this week"
@@ -352,16 +353,26 @@ class Sender:
         key = self._comparisons_for(issue_id, categories)
         mailer = self._by_key.get(key) if key else None
         if key and mailer is None:
-            with session_scope(self.engine) as session:
-                issue = session.get(Issue, issue_id)
-                expires = issue.send_started_at + timedelta(days=self.settings.link_token_days)
-                tag = issue.slug
+            expires, tag = self._token_expiry(issue_id)
             mailer = IssueMailer(
-                self._rendered[key], self.settings, tag=tag, expires_at=int(expires.timestamp())
+                self._rendered[key], self.settings, tag=tag, expires_at=expires, issue_id=issue_id
             )
+            register_links(self.engine, issue_id, mailer.links)  # before any message carries them
             self._by_key[key] = mailer
         self._mailers[categories] = mailer
         return mailer
+
+    def _token_expiry(self, issue_id: int) -> tuple[int, str]:
+        """(the expiry of the issue's reader tokens, its tag). Fixed by the issue's first send and
+        kept on the issue, so every run and worker signs the same expiry (a token names its issue by
+        it) even if NEWSLETTER_LINK_TOKEN_DAYS changed in between."""
+        with session_scope(self.engine) as session:
+            issue = session.get(Issue, issue_id, with_for_update=True)
+            if issue.token_expires_at is None:
+                expires = issue.send_started_at + timedelta(days=self.settings.link_token_days)
+                issue.token_expires_at = int(expires.timestamp())
+                session.add(issue)
+            return issue.token_expires_at, issue.slug
 
     def _messages(
         self, issue_id: int, batch: list[Claimed]
@@ -389,6 +400,7 @@ class Sender:
                             subscriber_id=row.subscriber_id,
                             email=row.email,
                             batch=row.batch_key,
+                            tracked=row.tracked,
                         ),
                     )
                 )

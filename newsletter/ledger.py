@@ -43,6 +43,7 @@ class Claimed(NamedTuple):
     email: str
     categories: str | None
     batch_key: str
+    tracked: bool = True  # the reader's tracking choice: False gets plain links
 
 
 def not_paused(now: datetime):
@@ -83,6 +84,7 @@ class BeforeSend:
     approved_at: datetime | None
     send_started_at: datetime | None
     rows: int
+    token_expires_at: int | None = None
 
 
 def open_send(session: Session, issue_id: int) -> dict[str, int]:
@@ -104,7 +106,7 @@ def open_send(session: Session, issue_id: int) -> dict[str, int]:
 def before_send(session: Session, issue_id: int) -> BeforeSend:
     issue = session.get(Issue, issue_id)
     total = session.exec(select(func.count()).where(Delivery.issue_id == issue_id)).one()
-    return BeforeSend(issue.status, issue.approved_at, issue.send_started_at, total)
+    return BeforeSend(issue.status, issue.approved_at, issue.send_started_at, total, issue.token_expires_at)
 
 
 def undo_open(engine: Engine, issue_id: int, before: BeforeSend, me: str, fresh_keys: set[str]) -> None:
@@ -159,6 +161,7 @@ def undo_open(engine: Engine, issue_id: int, before: BeforeSend, me: str, fresh_
         if left == before.rows:
             issue.status = before.status
             issue.approved_at, issue.send_started_at = before.approved_at, before.send_started_at
+            issue.token_expires_at = before.token_expires_at
             issue.updated_at = now
             session.add(issue)
 
@@ -223,6 +226,7 @@ def claim(
                     Subscriber.categories,
                     Subscriber.status,
                     Subscriber.paused_until,
+                    Subscriber.tracking,
                 )
                 .join(Subscriber, col(Subscriber.id) == Delivery.subscriber_id)
                 .where(
@@ -246,7 +250,7 @@ def claim(
             left = [r[0] for r in rows if r[4] != SubscriberStatus.ACTIVE]
             paused = [r[0] for r in rows if r[4] == SubscriberStatus.ACTIVE and r[5] and r[5] > now]
             gone = set(left) | set(paused)
-            batch = [Claimed(r[0], r[1], r[2], r[3], key) for r in rows if r[0] not in gone]
+            batch = [Claimed(r[0], r[1], r[2], r[3], key, r[6]) for r in rows if r[0] not in gone]
             for ids, reason in ((left, "reader no longer active"), (paused, "reader paused")):
                 if ids:
                     _set(session, ids, status=DeliveryStatus.SUPPRESSED, last_error=reason, updated_at=now)
@@ -285,6 +289,7 @@ def take_over(engine: Engine, issue_id: int, me: str, lease_seconds: float) -> d
                 Delivery.batch_key,
                 Delivery.claimed_by,
                 Delivery.lease_until,
+                Subscriber.tracking,
             )
             .join(Subscriber, col(Subscriber.id) == Delivery.subscriber_id)
             .where(Delivery.issue_id == issue_id, Delivery.status == DeliveryStatus.SENDING)
@@ -299,7 +304,7 @@ def take_over(engine: Engine, issue_id: int, me: str, lease_seconds: float) -> d
                 continue
             if holder and until and until > now and alive.setdefault(holder, _alive(holder)):
                 continue
-            claimed = Claimed(*row[:4], row[4] or "")
+            claimed = Claimed(*row[:4], row[4] or "", row[7])
             groups.setdefault(claimed.batch_key, []).append(claimed)
         taken = [row.delivery_id for rows in groups.values() for row in rows]
         if taken:

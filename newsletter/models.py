@@ -9,8 +9,10 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from enum import StrEnum
 
-from sqlalchemy import Column, DateTime, Index, Text, TypeDecorator, UniqueConstraint
+from sqlalchemy import BigInteger, Column, DateTime, Index, Text, TypeDecorator, UniqueConstraint, true
 from sqlmodel import Field, SQLModel
+
+from newsletter.tracking.links import LinkKind  # noqa: F401  (the kinds an IssueLink has)
 
 
 def utcnow() -> datetime:
@@ -138,6 +140,7 @@ class Vote(SQLModel, table=True):
     voter: str = Field(max_length=120)
     subscriber_id: int | None = Field(default=None, foreign_key="subscriber.id", index=True)
     verdict: str = Field(max_length=4)
+    issue_id: int | None = Field(default=None, foreign_key="issue.id", index=True)  # cast from its links
     created_at: datetime = _time(default=utcnow)
     updated_at: datetime = _time(default=utcnow)
 
@@ -148,7 +151,8 @@ class Subscriber(SQLModel, table=True):
     `requested_at` is when the reader last asked to join: a confirmation link issued before it no
     longer counts. `categories` is a JSON list of the comparison categories they want (None: all).
     An erased reader keeps only this row's id, state and times (the address becomes NULL), so the
-    ledger stays whole.
+    ledger stays whole. `tracking` False: the reader turned click tracking off in their preferences
+    (their hits are not stored, and their issues carry plain links).
     """
 
     id: int | None = Field(default=None, primary_key=True)
@@ -161,6 +165,7 @@ class Subscriber(SQLModel, table=True):
     confirmed_at: datetime | None = _time(nullable=True)
     unsubscribed_at: datetime | None = _time(nullable=True)
     paused_until: datetime | None = _time(nullable=True)
+    tracking: bool = Field(default=True, sa_column_kwargs={"server_default": true()})
     updated_at: datetime = _time(default=utcnow)
 
 
@@ -180,6 +185,7 @@ class SubscriberEvent(SQLModel, table=True):
     source: str = Field(max_length=40)
     client_hash: str | None = Field(default=None, max_length=64)
     detail: str | None = Field(default=None, max_length=2000)
+    issue_id: int | None = Field(default=None, foreign_key="issue.id", index=True)  # what it answered
     at: datetime = _time(default=utcnow)
 
 
@@ -198,6 +204,11 @@ class Issue(SQLModel, table=True):
     sent_at: datetime | None = _time(nullable=True)
     sender: str | None = Field(default=None, max_length=120)  # holder of the send lease: host:pid:nonce
     sender_lease_until: datetime | None = _time(nullable=True)
+    # The expiry (Unix seconds) signed into every reader token of this issue, fixed by its first send:
+    # a token names its issue by it (an unsubscribe or a vote from the issue's links).
+    token_expires_at: int | None = Field(
+        default=None, sa_column=Column(BigInteger, nullable=True, index=True)
+    )
 
     @property
     def slug(self) -> str:
@@ -275,5 +286,58 @@ class ProviderEvent(SQLModel, table=True):
     issue_id: int | None = Field(default=None, foreign_key="issue.id", index=True)
     provider_message_id: str | None = Field(default=None, max_length=200)
     detail: str | None = Field(default=None, max_length=1000)
+    machine: bool | None = Field(default=None)  # the provider says a machine did it (None: it cannot tell)
     occurred_at: datetime = _time()
     received_at: datetime = _time(default=utcnow)
+
+
+class IssueLink(SQLModel, table=True):
+    """A link an issue really contained, written before its messages go out: the redirect answers only
+    the (issue, code) pairs in this table, so it can never redirect anywhere else."""
+
+    __table_args__ = (UniqueConstraint("issue_id", "code"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    issue_id: int = Field(foreign_key="issue.id", index=True)
+    code: str = Field(max_length=16)
+    kind: str = Field(max_length=20)
+    url: str = Field(max_length=2000)
+    label: str = Field(default="", max_length=300)
+    comparison_slug: str | None = Field(default=None, max_length=200)
+    created_at: datetime = _time(default=utcnow)
+
+
+class LinkHit(SQLModel, table=True):
+    """One request to a tracked link (or the pixel), stored raw and labelled human or machine.
+
+    `agent` is the user agent's class, never the agent itself; `client_hash` a keyed hash of the
+    client address. `reason` says which rule made it a machine ("" for a human). Hits older than
+    NEWSLETTER_HIT_RETENTION_DAYS are folded into LinkCount and deleted.
+    """
+
+    __table_args__ = (Index("ix_linkhit_reader", "issue_id", "subscriber_id", "at"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    issue_id: int = Field(foreign_key="issue.id", index=True)
+    subscriber_id: int = Field(foreign_key="subscriber.id", index=True)
+    link_id: int = Field(foreign_key="issuelink.id", index=True)
+    at: datetime = _time(index=True)
+    method: str = Field(max_length=10)
+    agent: str = Field(max_length=40)
+    prefetch: bool = Field(default=False)
+    client_hash: str | None = Field(default=None, max_length=32)
+    machine: bool = Field(default=False)
+    reason: str = Field(default="", max_length=40)
+
+
+class LinkCount(SQLModel, table=True):
+    """Hits past their retention, folded into counts: per link, and per issue (`link_id` None) for
+    the readers who clicked. No reader is named here."""
+
+    id: int | None = Field(default=None, primary_key=True)
+    issue_id: int = Field(foreign_key="issue.id", index=True)
+    link_id: int | None = Field(default=None, foreign_key="issuelink.id", index=True)
+    human: int = Field(default=0)
+    machine: int = Field(default=0)
+    human_readers: int = Field(default=0)
+    updated_at: datetime = _time(default=utcnow)

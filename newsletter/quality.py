@@ -10,6 +10,11 @@ UTM tags are required on every content link (the site's own pages and the allowe
 personal action links (unsubscribe, preferences, votes): those are one-button pages that carry a
 reader's token, are no landing page worth measuring, and the unsubscribe link must match the
 List-Unsubscribe header to the letter.
+
+Tracked links (`/r/…`, NEWSLETTER_TRACKING) all point at the site itself, so the link gates look
+through them: each is resolved to the destination the issue's link table gives it, and that is what
+must be https, on an allowed host and carry UTM tags. A tracked link the issue does not know is an
+error. The hidden decoy link is HTML-only by design: the text-part gate leaves it out.
 """
 
 from __future__ import annotations
@@ -36,11 +41,13 @@ from newsletter.mail import ONE_CLICK, OutgoingMessage
 from newsletter.models import Issue
 from newsletter.preview import preview_message
 from newsletter.render import GMAIL_CLIP_BYTES, RenderedMessage, Renderer
+from newsletter.tracking.links import BadLink, LinkKind, LinkSpec, parse
 from newsletter.views import IssueView
 
 SIZE_WARNING_BYTES = 90_000  # close enough to Gmail's clipping that one more comparison tips it over
 UTM_KEYS = ("utm_source", "utm_medium", "utm_campaign")
 ACTION_PATHS = ("/unsubscribe/", "/preferences/", "/vote/", "/confirm/")
+TRACKED_PATHS = ("/r/", "/o/")
 
 
 class Severity(StrEnum):
@@ -175,14 +182,15 @@ def check_message(message: OutgoingMessage, preheader: str, settings: Settings) 
     page.feed(html)
     page.close()
     size = len(html.encode())
+    tracked = getattr(getattr(message.content, "rendered", None), "tracked_links", None) or {}
     findings = [
         *_size(size),
-        *_links(page, settings),
+        *_links(page, settings, tracked),
         *_images(page),
         *_external(page),
         *_head(page),
         *_preheader(page, preheader),
-        *_text_part(page, text),
+        *_text_part(page, text, tracked),
         *_list_headers(message),
         *_subject(message.subject),
     ]
@@ -210,16 +218,24 @@ def _size(size: int) -> Iterable[Finding]:
         )
 
 
-def _links(page: _Page, settings: Settings) -> Iterable[Finding]:
+def _links(page: _Page, settings: Settings, tracked: dict[str, LinkSpec]) -> Iterable[Finding]:
     hosts = settings.link_hosts
     site_host = settings.site_host.lower()
     for link in page.links:
-        parts = urlsplit(link.url)
+        url, kind = link.url, None
+        if (spec := _tracked_spec(link.url, site_host, tracked)) is not None:
+            if isinstance(spec, str):
+                yield Finding("link-hosts", Severity.ERROR, spec, link.where)
+                continue
+            if spec.kind == LinkKind.OPEN:
+                continue  # the pixel: no destination
+            url, kind = spec.url, spec.kind
+        parts = urlsplit(url)
         if parts.scheme != "https" or not parts.hostname:
             yield Finding(
                 "links-https",
                 Severity.ERROR,
-                f"{link.url!r} is not an absolute https URL",
+                f"{url!r} is not an absolute https URL",
                 link.where,
             )
             continue
@@ -235,10 +251,26 @@ def _links(page: _Page, settings: Settings) -> Iterable[Finding]:
             continue
         if link.attribute != "href" or (host == site_host and parts.path.startswith(ACTION_PATHS)):
             continue
+        if kind == LinkKind.DECOY:
+            continue  # no person follows it: no campaign figure wants it
         query = parse_qs(parts.query)
         missing = [key for key in UTM_KEYS if not query.get(key)]
         if missing:
-            yield Finding("utm", Severity.ERROR, f"{link.url} lacks {', '.join(missing)}", link.where)
+            yield Finding("utm", Severity.ERROR, f"{url} lacks {', '.join(missing)}", link.where)
+
+
+def _tracked_spec(url: str, site_host: str, tracked: dict[str, LinkSpec]) -> LinkSpec | str | None:
+    """The spec behind a tracked link of the site, a problem (str) if it names none of the issue's
+    links, or None for any other link."""
+    parts = urlsplit(url)
+    if (parts.hostname or "").lower() != site_host or not parts.path.startswith(TRACKED_PATHS):
+        return None
+    try:
+        code = parse(parts.path[3:]).code
+    except BadLink:
+        return f"{url} is a tracked link in no form the site answers"
+    spec = tracked.get(code)
+    return spec if spec is not None else f"{url} is a tracked link to none of this issue's links"
 
 
 def _images(page: _Page) -> Iterable[Finding]:
@@ -315,7 +347,7 @@ def _preheader(page: _Page, preheader: str) -> Iterable[Finding]:
         )
 
 
-def _text_part(page: _Page, text: str) -> Iterable[Finding]:
+def _text_part(page: _Page, text: str, tracked: dict[str, LinkSpec]) -> Iterable[Finding]:
     if not text.strip():
         yield Finding(
             "text-part", Severity.ERROR, "no plain-text part: spam filters and text readers need one", "text"
@@ -323,12 +355,26 @@ def _text_part(page: _Page, text: str) -> Iterable[Finding]:
         return
     in_text = set(_TEXT_URL.findall(text))
     reported = set()
+    decoys = {code for code, spec in tracked.items() if spec.kind == LinkKind.DECOY}
     for link in page.links:
-        if link.attribute == "href" and link.url not in in_text and link.url not in reported:
-            reported.add(link.url)
-            yield Finding(
-                "text-part", Severity.ERROR, f"{link.url} is in the HTML but not in the text part", link.where
-            )
+        if link.attribute != "href" or link.url in in_text or link.url in reported:
+            continue
+        if decoys and _code_of(link.url) in decoys:
+            continue  # the hidden link is HTML-only: a reader of the text part must not meet it
+        reported.add(link.url)
+        yield Finding(
+            "text-part", Severity.ERROR, f"{link.url} is in the HTML but not in the text part", link.where
+        )
+
+
+def _code_of(url: str) -> str | None:
+    path = urlsplit(url).path
+    if not path.startswith(TRACKED_PATHS):
+        return None
+    try:
+        return parse(path[3:]).code
+    except BadLink:
+        return None
 
 
 def _list_headers(message: OutgoingMessage) -> Iterable[Finding]:

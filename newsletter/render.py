@@ -4,6 +4,11 @@ The templates never see a reader. Where a reader's value belongs (the token in t
 address in the footer) they write a marker holding a random per-render nonce, so no content can forge
 one. After the single MJML compile the output is split at the markers, and personalising a message is
 a join of prepared strings: no MJML, no Jinja, no premailer per reader.
+
+Content links (the comparisons, the web version, the site) are markers too, each naming a `LinkSpec`:
+the render fills them with the plain URLs, and `RenderedMessage.with_links` makes the tracked
+variant of the same render once per issue (see `newsletter.tracking.links`), still split at the
+reader markers only.
 """
 
 from __future__ import annotations
@@ -13,7 +18,7 @@ import logging
 import re
 import secrets
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import date, timedelta
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -24,9 +29,11 @@ from premailer import Premailer
 
 from newsletter import links
 from newsletter.encoding import Codec, EncodedTemplate
+from newsletter.tracking.links import LinkKind, LinkSpec
 from newsletter.views import ComparisonView, IssueView, Masthead
 
 READER_FIELDS = ("token", "email")
+SLOTS = ("decoy", "pixel")  # where the tracked variant puts its hidden link and its open pixel
 GMAIL_CLIP_BYTES = 102_000  # Gmail clips a larger HTML part; counted in decimal KB to be safe
 SCORECARD_ANCHOR = "scorecard"  # the id of the scorecard on a comparison's page
 _PACKAGE_TEMPLATES = Path(__file__).parent / "templates"
@@ -92,12 +99,18 @@ class Personalisable:
 
 @dataclass(frozen=True)
 class RenderedMessage:
-    """The body of one kind of email (an issue, a confirmation), compiled once, to be personalised."""
+    """The body of one kind of email (an issue, a confirmation), compiled once, to be personalised.
+
+    `links` are the content links of the render (plain in `html` and `text`); `tracked_links` maps
+    the code of each tracked link to its spec in a variant made by `with_links` (empty otherwise)."""
 
     subject: str
     preheader: str
     html: Personalisable
     text: Personalisable
+    links: tuple[LinkSpec, ...] = ()
+    tracked_links: Mapping[str, LinkSpec] = field(default_factory=dict)
+    source: _Source | None = field(default=None, repr=False, compare=False)
 
     def personalise(self, *, token: str, email: str) -> tuple[str, str]:
         """(html, text) for one reader."""
@@ -106,6 +119,38 @@ class RenderedMessage:
 
     def for_reader(self, *, token: str, email: str) -> ReaderContent:
         return ReaderContent(self, token, email)
+
+    @property
+    def token_marker(self) -> str:
+        """What stands for the reader's token in a URL given to `with_links`."""
+        if self.source is None:
+            raise RenderError("this message was not rendered with link markers")
+        return _marker(self.source.nonce, "token")
+
+    def with_links(
+        self,
+        url_for: Callable[[LinkSpec], str],
+        *,
+        slots: Mapping[str, str] | None = None,
+        tracked: Mapping[str, LinkSpec] | None = None,
+    ) -> RenderedMessage:
+        """The same render with each content link replaced by `url_for(spec)` (which may hold
+        `token_marker`) and HTML put into the named `slots` ("decoy", "pixel"). One regex pass over
+        each part, once per issue variant: readers still cost one join."""
+        if self.source is None:
+            raise RenderError("this message was not rendered with link markers")
+        urls = [url_for(spec) for spec in self.links]
+        html_out, text = self.source.fill(urls, slots or {})
+        marker = _marker_pattern(self.source.nonce)
+        return RenderedMessage(
+            self.subject,
+            self.preheader,
+            Personalisable(html_out, marker),
+            Personalisable(text, marker),
+            self.links,
+            dict(tracked or {}),
+            self.source,
+        )
 
     def bodies_with(self, placeholder: Callable[[str], str]) -> tuple[str, str]:
         """(html, text) with each reader field written in a provider's substitution syntax, for
@@ -116,6 +161,28 @@ class RenderedMessage:
             self.html.fill({name: placeholder(html_names[name]) for name in self.html.fields}),
             self.text.fill({name: placeholder(name) for name in self.text.fields}),
         )
+
+
+@dataclass(frozen=True)
+class _Source:
+    """The compiled parts with their link and slot markers still in, for `with_links`."""
+
+    nonce: str
+    html: str
+    text: str
+
+    def fill(self, urls: list[str], slots: Mapping[str, str]) -> tuple[str, str]:
+        pattern = _link_pattern(self.nonce)
+
+        def in_html(match: re.Match[str]) -> str:
+            if match[1] is not None:
+                return html.escape(urls[int(match[1])], quote=True)
+            return slots.get(match[2], "")
+
+        def in_text(match: re.Match[str]) -> str:
+            return urls[int(match[1])] if match[1] is not None else ""
+
+        return pattern.sub(in_html, self.html), pattern.sub(in_text, self.text)
 
 
 class ReaderContent:
@@ -180,8 +247,9 @@ class Renderer:
         """The issue's bodies, compiled once. `check_size=False` is for the editors' preview and the
         quality gates, which show an oversized issue with its size rather than refuse to show it."""
         nonce = secrets.token_hex(6)
+        book = _LinkBook(nonce)
         rendered = self._compile(
-            "email/issue", self.issue_context(issue, nonce), nonce, issue.subject, issue.preheader
+            "email/issue", self.issue_context(issue, nonce, book), nonce, issue.subject, issue.preheader, book
         )
         if check_size and rendered.html.size > GMAIL_CLIP_BYTES:
             raise RenderError(
@@ -204,32 +272,56 @@ class Renderer:
         return self._compile("email/notice", context, nonce, notice.subject, notice.preheader)
 
     def _compile(
-        self, template: str, context: dict, nonce: str, subject: str, preheader: str
+        self,
+        template: str,
+        context: dict,
+        nonce: str,
+        subject: str,
+        preheader: str,
+        book: _LinkBook | None = None,
     ) -> RenderedMessage:
-        """One Jinja render per part and one MJML compile, split at the reader markers."""
+        """One Jinja render per part and one MJML compile, split at the reader markers; content
+        links (from `book`) are filled with their plain URLs, the slots left empty."""
         html_out = compile_mjml(self.env.get_template(f"{template}.mjml.j2").render(context))
         text = self.env.get_template(f"{template}.txt.j2").render(context)
         marker = _marker_pattern(nonce)
+        specs = tuple(book.specs) if book else ()
+        source = _Source(nonce, html_out, text)
+        plain_html, plain_text = source.fill([spec.url for spec in specs], {})
         return RenderedMessage(
-            subject, preheader, Personalisable(html_out, marker), Personalisable(text, marker)
+            subject,
+            preheader,
+            Personalisable(plain_html, marker),
+            Personalisable(plain_text, marker),
+            specs,
+            {},
+            source,
         )
 
-    def issue_context(self, issue: IssueView, nonce: str) -> dict:
+    def issue_context(self, issue: IssueView, nonce: str, book: _LinkBook | None = None) -> dict:
+        """The issue template's context. Every content link goes through `book` (a marker per link);
+        without one (a bench, a test of the template) links are written plain."""
         site = issue.masthead.site_url
         token = _marker(nonce, "token")
         campaign = issue.slug
+        link = book or (lambda spec: spec.url)
 
         def vote_url(comparison: ComparisonView, tool_slug: str, verdict: str) -> str:
             return links.vote_url(site, token, comparison.slug, tool_slug, verdict)
 
         def comparison_url(comparison: ComparisonView) -> str:
-            return links.with_utm(comparison.url, campaign=campaign, content=comparison.slug)
+            url = links.with_utm(comparison.url, campaign=campaign, content=comparison.slug)
+            return link(LinkSpec(LinkKind.COMPARISON, url, comparison.title, comparison.slug))
 
         def scorecard_url(comparison: ComparisonView) -> str:
             """The comparison page's scorecard, where an excerpt's quotes can be read in full."""
             page = urlsplit(comparison.url)._replace(fragment=SCORECARD_ANCHOR).geturl()
-            return links.with_utm(page, campaign=campaign, content=f"{comparison.slug}-scorecard")
+            url = links.with_utm(page, campaign=campaign, content=f"{comparison.slug}-scorecard")
+            label = f"{comparison.title}: full scorecard"
+            return link(LinkSpec(LinkKind.SCORECARD, url, label, comparison.slug))
 
+        web = links.with_utm(links.issue_url(site, issue.slug), campaign=campaign, content="web-version")
+        home = links.with_utm(site, campaign=campaign, content="footer")
         return {
             "issue": issue,
             "masthead": issue.masthead,
@@ -238,16 +330,31 @@ class Renderer:
             "reader_email": _marker(nonce, "email"),
             "unsubscribe_url": links.unsubscribe_url(site, token),
             "preferences_url": links.preferences_url(site, token),
-            "web_url": links.with_utm(
-                links.issue_url(site, issue.slug), campaign=campaign, content="web-version"
-            ),
-            "site_url": links.with_utm(site, campaign=campaign, content="footer"),
+            "web_url": link(LinkSpec(LinkKind.WEB, web, "web version")),
+            "site_url": link(LinkSpec(LinkKind.SITE, home, "the site")),
             "vote_url": vote_url,
             "comparison_url": comparison_url,
             "scorecard_url": scorecard_url,
             "excerpt": issue.masthead.scorecard == "excerpt",
             "intro": intro_line(issue.comparisons),
+            "slot": {name: _marker(nonce, name) for name in SLOTS} if book else dict.fromkeys(SLOTS, ""),
         }
+
+
+class _LinkBook:
+    """The content links of one render, each written as a marker that names it."""
+
+    def __init__(self, nonce: str):
+        self.nonce = nonce
+        self.specs: list[LinkSpec] = []
+        self._index: dict[LinkSpec, int] = {}
+
+    def __call__(self, spec: LinkSpec) -> str:
+        index = self._index.get(spec)
+        if index is None:
+            index = self._index[spec] = len(self.specs)
+            self.specs.append(spec)
+        return _marker(self.nonce, f"link{index}")
 
 
 def compile_mjml(source: str) -> str:
@@ -292,6 +399,10 @@ def _marker(nonce: str, field: str) -> str:
 
 def _marker_pattern(nonce: str) -> re.Pattern[str]:
     return re.compile(rf"%%{nonce}\.({'|'.join(READER_FIELDS)})%%")
+
+
+def _link_pattern(nonce: str) -> re.Pattern[str]:
+    return re.compile(rf"%%{nonce}\.(?:link(\d+)|({'|'.join(SLOTS)}))%%")
 
 
 def _wrap(text: str, width: int = 72, indent: str = "") -> str:

@@ -4,6 +4,7 @@ Jobs (each a five-field crontab in NEWSLETTER_TIMEZONE, each its own setting):
   compose  the week's draft (Friday 12:00)           send    the approved issue (Monday 09:00)
   retry    failed deliveries of recent sends (hourly)  purge   signups never confirmed in time (daily)
   resume   sends interrupted by a stop or a crash (every ten minutes, and at start)
+  retention  tracked-link hits past NEWSLETTER_HIT_RETENTION_DAYS folded into counts (daily)
 
 Sending an issue twice is impossible by construction, not by care: the ledger sends each reader once
 and a send holds a lease on the issue that a second scheduler cannot take. A send run missed by more
@@ -320,6 +321,20 @@ def purge_job(now: datetime | None = None) -> str:
     return message
 
 
+def retention_job(now: datetime | None = None) -> str:
+    """Raw hits past their retention become per-link counts (see newsletter.tracking.retention)."""
+    from newsletter.tracking.retention import fold_old_hits
+
+    ctx = context()
+    done = fold_old_hits(ctx.engine, ctx.settings, now)
+    message = (
+        f"retention: {done.hits} hit(s) older than {ctx.settings.hit_retention_days} days folded into the "
+        f"counts of {done.issues} issue(s)"
+    )
+    log.info(message)
+    return message
+
+
 # --- the scheduler -----------------------------------------------------------------------------------
 
 
@@ -331,6 +346,7 @@ def job_specs(settings: Settings) -> dict[str, tuple]:
         "retry": (retry_job, settings.retry_cron, 3600),
         "purge": (purge_job, settings.purge_cron, 24 * 3600),
         "resume": (resume_job, settings.resume_cron, 3600),
+        "retention": (retention_job, settings.retention_cron, 24 * 3600),
     }
 
 

@@ -29,6 +29,9 @@ from sqlmodel import Session, col, select
 from newsletter.headers import normalise_email
 from newsletter.models import (
     ErasedAddress,
+    Issue,
+    IssueLink,
+    LinkHit,
     Subscriber,
     SubscriberEvent,
     SubscriberStatus,
@@ -91,7 +94,9 @@ def record_event(
     client: str | None = None,
     detail: str | None = None,
     at: datetime | None = None,
+    issue_id: int | None = None,
 ) -> None:
+    """`issue_id`: the issue whose link (or List-Unsubscribe header) the reader acted from."""
     session.add(
         SubscriberEvent(
             subscriber_id=subscriber.id,
@@ -100,6 +105,7 @@ def record_event(
             client_hash=client_hash(client),
             detail=detail,
             at=at or utcnow(),
+            issue_id=issue_id,
         )
     )
 
@@ -216,8 +222,11 @@ def _left_at(session: Session, subscriber: Subscriber) -> datetime | None:
     return max(moments) if moments else None
 
 
-def unsubscribe(session: Session, subscriber_id: int, *, source: str, client: str | None) -> Outcome:
-    """Leave at once: no further issue is sent (the sender checks the state of every batch)."""
+def unsubscribe(
+    session: Session, subscriber_id: int, *, source: str, client: str | None, issue_id: int | None = None
+) -> Outcome:
+    """Leave at once: no further issue is sent (the sender checks the state of every batch).
+    `issue_id`: the issue the reader left from (its link, its List-Unsubscribe), for its report."""
     subscriber = session.get(Subscriber, subscriber_id)
     if subscriber is None or subscriber.status == SubscriberStatus.ERASED:
         return Outcome.GONE
@@ -232,7 +241,14 @@ def unsubscribe(session: Session, subscriber_id: int, *, source: str, client: st
     )
     session.add(subscriber)
     record_event(
-        session, subscriber, "unsubscribed", source=source, client=client, detail=f"was {previous}", at=now
+        session,
+        subscriber,
+        "unsubscribed",
+        source=source,
+        client=client,
+        detail=f"was {previous}",
+        at=now,
+        issue_id=issue_id,
     )
     return Outcome.DONE
 
@@ -294,8 +310,19 @@ def set_categories(
     )
 
 
+def set_tracking(session: Session, subscriber: Subscriber, on: bool, *, client: str | None) -> None:
+    """Whether the reader's clicks are counted. Off: from now on their hits are not stored (the
+    links still work) and their next issues carry plain links; what was stored before stays until
+    its retention ends, or until they erase themselves."""
+    subscriber.tracking, subscriber.updated_at = on, utcnow()
+    session.add(subscriber)
+    record_event(
+        session, subscriber, "tracking", source="preferences", client=client, detail="on" if on else "off"
+    )
+
+
 def export_data(session: Session, subscriber: Subscriber) -> dict:
-    """Everything stored about a reader: the row, its full event trail and their votes."""
+    """Everything stored about a reader: the row, its full event trail, their votes and clicks."""
     events = session.exec(
         select(SubscriberEvent)
         .where(SubscriberEvent.subscriber_id == subscriber.id)
@@ -311,6 +338,32 @@ def export_data(session: Session, subscriber: Subscriber) -> dict:
             v.model_dump(mode="json", include={"comparison_id", "tool_id", "verdict", "updated_at"})
             for v in votes
         ],
+        "clicks": [
+            {
+                "issue": week,
+                "link": url or kind,
+                "kind": kind,
+                "at": at.isoformat(),
+                "method": method,
+                "machine": machine,
+                "reason": reason,
+            }
+            for week, url, kind, at, method, machine, reason in session.exec(
+                select(
+                    Issue.week,
+                    IssueLink.url,
+                    IssueLink.kind,
+                    LinkHit.at,
+                    LinkHit.method,
+                    LinkHit.machine,
+                    LinkHit.reason,
+                )
+                .join(IssueLink, col(IssueLink.id) == LinkHit.link_id)
+                .join(Issue, col(Issue.id) == LinkHit.issue_id)
+                .where(LinkHit.subscriber_id == subscriber.id)
+                .order_by(LinkHit.at)
+            )
+        ],
     }
 
 
@@ -321,11 +374,13 @@ def erase(session: Session, subscriber: Subscriber, *, key: bytes) -> None:
     if subscriber.email:
         session.merge(ErasedAddress(email_hash=email_hash(key, subscriber.email), erased_at=now))
     session.exec(delete(SubscriberEvent).where(col(SubscriberEvent.subscriber_id) == subscriber.id))
+    session.exec(delete(LinkHit).where(col(LinkHit.subscriber_id) == subscriber.id))
     session.exec(update(Vote).where(col(Vote.subscriber_id) == subscriber.id).values(subscriber_id=None))
     subscriber.email = None
     subscriber.status = SubscriberStatus.ERASED
     subscriber.categories = None
     subscriber.paused_until = None
+    subscriber.tracking = False  # a hit still in a web process's queue is never written
     subscriber.source = "erased"
     subscriber.updated_at = now
     session.add(subscriber)

@@ -72,8 +72,11 @@ class Signer:
         subject_text, expiry_text = _b36(subject), _b36(expires_at)
         return f"{subject_text}.{expiry_text}.{self._mac(purpose, subject_text, expiry_text)}"
 
-    def verify(self, token: str, purpose: str, *, now: float | None = None) -> Claims:
-        """The claims of a valid token; raises TokenError (malformed, invalid or expired) otherwise."""
+    def verify(
+        self, token: str, purpose: str, *, now: float | None = None, allow_expired: bool = False
+    ) -> Claims:
+        """The claims of a valid token; raises TokenError (malformed, invalid or expired) otherwise.
+        `allow_expired`: an expired but genuine token passes (a tracked link to a public page)."""
         if not isinstance(token, str) or len(token) > 100:
             raise TokenError("malformed")
         parts = token.split(".")
@@ -87,6 +90,6 @@ class Signer:
             raise TokenError("malformed")  # one token, one spelling: no "+1" or upper-case variants
         if not hmac.compare_digest(mac, self._mac(purpose, subject_text, expiry_text)):
             raise TokenError("invalid")
-        if expires_at < (time.time() if now is None else now):
+        if not allow_expired and expires_at < (time.time() if now is None else now):
             raise TokenError("expired")
         return Claims(subject, expires_at)

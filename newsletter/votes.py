@@ -27,9 +27,14 @@ def vote_target(
 
 
 def record_vote(
-    session: Session, subscriber_id: int, comparison: Comparison, tool: Tool, verdict: str
+    session: Session,
+    subscriber_id: int,
+    comparison: Comparison,
+    tool: Tool,
+    verdict: str,
+    issue_id: int | None = None,
 ) -> None:
-    """Insert or replace this reader's vote on this tool."""
+    """Insert or replace this reader's vote on this tool; `issue_id` is the issue whose link cast it."""
     voter = f"reader:{subscriber_id}"
     existing = session.exec(
         select(Vote).where(Vote.comparison_id == comparison.id, Vote.tool_id == tool.id, Vote.voter == voter)
@@ -37,6 +42,7 @@ def record_vote(
     now = utcnow()
     if existing is not None:
         existing.verdict, existing.updated_at, existing.subscriber_id = verdict, now, subscriber_id
+        existing.issue_id = issue_id
         session.add(existing)
         return
     try:
@@ -48,9 +54,10 @@ def record_vote(
                     voter=voter,
                     subscriber_id=subscriber_id,
                     verdict=verdict,
+                    issue_id=issue_id,
                     created_at=now,
                     updated_at=now,
                 )
             )
     except IntegrityError:  # the same reader voted twice at once: the other request won; apply ours on top
-        record_vote(session, subscriber_id, comparison, tool, verdict)
+        record_vote(session, subscriber_id, comparison, tool, verdict, issue_id)

@@ -51,8 +51,11 @@ def sent_email(server):
 
 def test_the_view_in_browser_link_opens_the_web_version_without_any_personal_link(client, sent_email, week):
     html = sent_email.get_body(("html",)).get_content()
-    link = re.search(r'href="([^"]+)"[^>]*>View in your browser', html)[1].replace("&amp;", "&")
-    parts = urlsplit(link)
+    tracked = re.search(r'href="([^"]+)"[^>]*>View in your browser', html)[1].replace("&amp;", "&")
+    assert tracked.startswith(f"{SITE}/r/"), "the email's link goes through the tracked redirect"
+    redirect = client.get(urlsplit(tracked).path)
+    assert redirect.status_code == 303 and redirect.headers["cache-control"] == "no-store"
+    parts = urlsplit(redirect.headers["location"])
     assert f"{parts.scheme}://{parts.netloc}" == SITE and parts.path == f"/issues/{week.label.lower()}"
     assert "utm_source=" in parts.query
 
@@ -62,7 +65,7 @@ def test_the_view_in_browser_link_opens_the_web_version_without_any_personal_lin
     assert "Reviewer scorecard" in page.text and "panel ship" in page.text
     token = re.search(r"/unsubscribe/([^\"?\s]+)", html)[1]
     assert token not in page.text
-    for personal in ("/unsubscribe/", "/preferences/", "/vote/", "ada@example.com"):
+    for personal in ("/unsubscribe/", "/preferences/", "/vote/", "/r/", "/o/", "ada@example.com"):
         assert personal not in page.text
     assert "script" not in page.headers["content-security-policy"]
 

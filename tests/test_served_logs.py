@@ -42,14 +42,14 @@ def test_no_reader_token_reaches_the_log_not_even_from_a_404_or_a_500(tmp_path):
                 f"/preferences/{token}/export",
                 f"/vote/{token}/cursor-vs-windsurf/windsurf/ship",
                 f"/confirm/{confirm}",
-                f"/r/{token}",  # a future redirect link: 404 today
+                f"/r/{token}",  # a reader token alone is no tracked link: 400
                 f"/preferences/{token}/nothing-here",
                 f"/issues?next=/preferences/{token}&t={token}",
                 f"/compare/{token}",
             )
         }
         assert answers[f"/preferences/{token}"] == answers[f"/preferences/{escaped}"] == 200
-        assert answers[f"/r/{token}"] == answers[f"/preferences/{token}/nothing-here"] == 404
+        assert answers[f"/r/{token}"] == 400 and answers[f"/preferences/{token}/nothing-here"] == 404
         # A 500: the store loses a table under the running app.
         with engine.begin() as connection:
             connection.execute(text("ALTER TABLE subscriber RENAME TO subscriber_gone"))
@@ -61,7 +61,7 @@ def test_no_reader_token_reaches_the_log_not_even_from_a_404_or_a_500(tmp_path):
 
     assert "unexpected error on GET /preferences/<token>" in log, log[-3000:]
     assert "Traceback" in log and "Exception in ASGI application" in log, "the 500 was logged in full"
-    assert re.search(r'"GET /r/<token> HTTP/1.1" 404', log) and re.search(r'"GET /confirm/<token> HTTP', log)
+    assert re.search(r'"GET /r/<token> HTTP/1.1" 400', log) and re.search(r'"GET /confirm/<token> HTTP', log)
     for secret in (token, confirm, escaped, token.rsplit(".", 1)[1], confirm.rsplit(".", 1)[1]):
         assert secret not in log, f"{secret} is in the log:\n{log[-3000:]}"
 

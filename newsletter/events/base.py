@@ -74,6 +74,7 @@ class NormalisedEvent:
     delivery_id: int | None = None
     issue: str | None = None
     detail: str | None = None
+    machine: bool | None = None  # the provider says a machine opened or clicked (None: it cannot tell)
 
 
 @dataclass(frozen=True)

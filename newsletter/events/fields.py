@@ -166,3 +166,16 @@ def event_key(*parts: str) -> str:
     digest = hashlib.sha256(key.encode("utf-8", "surrogatepass")).hexdigest()
     head = _UNSTORABLE.sub("\ufffd", key[: EVENT_KEY - len(digest) - 1])
     return f"{head}#{digest}"
+
+
+def flag(value: Any) -> bool | None:
+    """A provider's yes/no field: True or False as JSON gave it, None for anything else (absent)."""
+    return value if isinstance(value, bool) else None
+
+
+def bot_name(value: Any) -> bool | None:
+    """Mailgun's `client-info.bot`: the name of the machine that opened or clicked ("apple",
+    "gmail"), "" for a person; None when the field is absent or not text."""
+    if not isinstance(value, str):
+        return None
+    return bool(value.strip())

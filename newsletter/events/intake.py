@@ -83,11 +83,12 @@ def _store(session: Session, event: NormalisedEvent) -> str:
             issue_id=delivery.issue_id if delivery else None,
             provider_message_id=event.provider_message_id,
             detail=event.detail,
+            machine=event.machine,
             occurred_at=event.occurred_at,
         )
     )
     session.flush()
-    if subscriber_id is not None and _act(session, event, subscriber_id):
+    if subscriber_id is not None and _act(session, event, subscriber_id, delivery):
         return "suppressed"
     return "stored"
 
@@ -115,11 +116,12 @@ def _subscriber_id(session: Session, email: str | None) -> int | None:
     return session.exec(select(Subscriber.id).where(Subscriber.email == email)).first()
 
 
-def _act(session: Session, event: NormalisedEvent, subscriber_id: int) -> bool:
+def _act(session: Session, event: NormalisedEvent, subscriber_id: int, delivery: Delivery | None) -> bool:
     """Suppress on a hard bounce or complaint; unsubscribe on a provider-side unsubscribe."""
     source = f"{event.provider} webhook"
+    issue_id = delivery.issue_id if delivery else None
     if event.kind == EventKind.UNSUBSCRIBED:
-        unsubscribe(session, subscriber_id, source=source, client=None)
+        unsubscribe(session, subscriber_id, source=source, client=None, issue_id=issue_id)
         return False
     status = SUPPRESSING.get(event.kind)
     if status is None:
@@ -129,7 +131,14 @@ def _act(session: Session, event: NormalisedEvent, subscriber_id: int) -> bool:
         return False
     subscriber.status, subscriber.updated_at = status, utcnow()
     session.add(subscriber)
-    record_event(session, subscriber, str(status), source=source, detail=(event.detail or "")[:500] or None)
+    record_event(
+        session,
+        subscriber,
+        str(status),
+        source=source,
+        detail=(event.detail or "")[:500] or None,
+        issue_id=issue_id,
+    )
     return True
 
 

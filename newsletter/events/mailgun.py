@@ -25,6 +25,7 @@ from newsletter.events.base import (
 )
 from newsletter.events.fields import (
     TAG,
+    bot_name,
     email,
     event_key,
     identifier,
@@ -128,4 +129,7 @@ class MailgunWebhook(WebhookProvider):
             delivery_id=row_id(variables.get("delivery")),
             issue=text(variables.get("issue"), TAG),
             detail=detail,
+            machine=bot_name(mapping(item.get("client-info")).get("bot"))
+            if kind in (EventKind.OPENED, EventKind.CLICKED)
+            else None,
         )

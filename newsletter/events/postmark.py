@@ -26,6 +26,7 @@ from newsletter.events.fields import (
     TAG,
     email,
     event_key,
+    flag,
     identifier,
     key_part,
     load_json,
@@ -132,6 +133,7 @@ class PostmarkWebhook(WebhookProvider):
                 recipient=email(item.get("Recipient")),
                 occurred_at=moment(item.get("ReceivedAt"), received),
                 detail=text(item.get("OriginalLink")) if record == "Click" else None,
+                machine=flag(item.get("MachineOpen")) if record == "Open" else None,  # where present
                 **common,
             )
         if record == "SubscriptionChange":

@@ -31,6 +31,7 @@ from newsletter.events.fields import (
     TAG,
     email,
     event_key,
+    flag,
     identifier,
     key_part,
     load_json,
@@ -136,4 +137,6 @@ class SendGridWebhook(WebhookProvider):
             delivery_id=row_id(item.get("delivery")),
             issue=text(item.get("issue"), TAG),
             detail=text(item.get("reason")) or text(item.get("url")),
+            # Apple Mail Privacy Protection's fetch of the open pixel, by SendGrid's own judgement
+            machine=flag(item.get("sg_machine_open")) if kind == EventKind.OPENED else None,
         )

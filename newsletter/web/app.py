@@ -23,7 +23,9 @@ from newsletter.notices import NoticeKind, Notices
 from newsletter.providers import Provider, make_provider
 from newsletter.render import Renderer, masthead_from
 from newsletter.tokens import Signer
-from newsletter.web import api, archive, pages
+from newsletter.tracking.classify import Rules
+from newsletter.tracking.recorder import HitRecorder, LinkResolver, client_hasher
+from newsletter.web import api, archive, pages, redirects
 from newsletter.web.common import (
     REASONS,
     WebState,
@@ -50,9 +52,10 @@ WEBHOOK_BODY_LIMIT = 5 * 1024 * 1024
 def create_app(settings: Settings, engine: Engine | None = None, provider: Provider | None = None) -> FastAPI:
     key = settings.signing_key()
     renderer = Renderer()
+    engine = engine or make_engine(settings.database_url)
     state = WebState(
         settings=settings,
-        engine=engine or make_engine(settings.database_url),
+        engine=engine,
         masthead=masthead_from(settings),
         signer=Signer(key),
         csrf=CsrfGuard(key),
@@ -61,14 +64,21 @@ def create_app(settings: Settings, engine: Engine | None = None, provider: Provi
         client_limiter=SlidingWindowLimiter(*parse_rate(settings.signup_rate_per_client)),
         per_address=parse_rate(settings.signup_rate_per_address),
         pages=page_environment(),
+        links=LinkResolver(engine, key),
+        hits=HitRecorder(engine, Rules.from_settings(settings)),
+        client_hash=client_hasher(key),
     )
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI):
         # Compile the confirmation email before the first signup, not during it.
         state.notices.rendered(NoticeKind.CONFIRM)
-        yield
-        await state.provider.aclose()
+        state.hits.start()
+        try:
+            yield
+        finally:
+            await state.hits.aclose()  # every hit still queued is written before the process ends
+            await state.provider.aclose()
 
     app = FastAPI(
         title=settings.name, docs_url=None, redoc_url=None, openapi_url="/api/openapi.json", lifespan=lifespan
@@ -78,6 +88,7 @@ def create_app(settings: Settings, engine: Engine | None = None, provider: Provi
 
     relative_slash_redirects(app.router)
 
+    app.router.routes[:0] = redirects.routes()  # first: the hottest paths, matched before any other
     app.include_router(pages.router)
     app.include_router(archive.router)
     app.include_router(api.router)

@@ -4,6 +4,7 @@ routers import this module, never `app`, so building the app imports them freely
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from urllib.parse import quote
 
@@ -19,6 +20,7 @@ from newsletter.notices import Notices
 from newsletter.providers import Provider
 from newsletter.render import templates_dir
 from newsletter.tokens import Signer
+from newsletter.tracking.recorder import HitRecorder, LinkResolver
 from newsletter.views import Masthead
 from newsletter.web.security import CsrfGuard, SlidingWindowLimiter
 
@@ -50,6 +52,9 @@ class WebState:
     client_limiter: SlidingWindowLimiter
     per_address: tuple[int, int]
     pages: Environment
+    links: LinkResolver  # tracked tokens to the links of their issue
+    hits: HitRecorder  # the hits on them, written in batches
+    client_hash: Callable[[str | None], str | None]
 
 
 def page_environment() -> Environment:

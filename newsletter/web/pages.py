@@ -33,9 +33,11 @@ from newsletter.subscriptions import (
     pause,
     request_signup,
     set_categories,
+    set_tracking,
     unsubscribe,
 )
 from newsletter.tokens import Claims, TokenError
+from newsletter.tracking.issue_links import issue_for_token
 from newsletter.votes import UnknownTarget, record_vote, vote_target
 from newsletter.web.common import WebState, error_response, wants_json
 from newsletter.web.security import CSRF_MAX_AGE, origin_allowed
@@ -46,13 +48,23 @@ SAVED = {
     "pause": "Your pause is saved.",
     "resume": "Welcome back: the next issue will reach you.",
     "categories": "Your categories are saved.",
+    "tracking-off": "Click tracking is off: from now on your clicks are not counted.",
+    "tracking-on": "Click tracking is on. Thank you: it tells us which verdicts are read.",
+}
+TRACKING_NOTES = {
+    "off": "We do not track opens or clicks in our emails.",
+    "clicks": "We count which links in our emails are clicked (not opens); you can turn that off in "
+    "your preferences.",
+    "clicks+opens": "We count when our emails are opened and which links are clicked; you can turn "
+    "that off in your preferences.",
 }
 
 
 # The forms whose routes read the body themselves, as the schema (/api/openapi.json) shows them.
 UNSUBSCRIBE_FORM = {"List-Unsubscribe": {"type": "string", "enum": ["One-Click"]}}
 PREFERENCES_FORM = {
-    "action": {"type": "string", "enum": ["pause", "categories"]},
+    "action": {"type": "string", "enum": ["pause", "categories", "tracking"]},
+    "tracking": {"type": "string", "enum": ["on", "off"]},
     "weeks": {"type": "integer", "minimum": 0, "maximum": 12},
     "category": {"type": "array", "items": {"type": "string"}},
 }
@@ -84,6 +96,7 @@ def render(request: Request, state: WebState, template: str, status: int = 200, 
     """A page; if it carries a form that needs a CSRF token, the matching cookie is set with it."""
     cookie = state.csrf.cookie_of(request.cookies)
     context.setdefault("csrf", state.csrf.token_for(cookie))
+    context.setdefault("tracking_note", TRACKING_NOTES[state.settings.tracking])
     response = HTMLResponse(
         state.pages.get_template(template).render(masthead=state.masthead, **context), status_code=status
     )
@@ -458,7 +471,8 @@ async def unsubscribe_submit(request: Request, state: State, token: str) -> Resp
 
     def store() -> Outcome:
         with session_scope(state.engine) as session:
-            return unsubscribe(session, claims.subject, source=source, client=client)
+            issue_id = issue_for_token(session, claims.expires_at)  # the issue it came from, if any
+            return unsubscribe(session, claims.subject, source=source, client=client, issue_id=issue_id)
 
     await run_in_threadpool(store)
     return message(
@@ -522,6 +536,7 @@ def preferences_view(
         chosen=chosen_categories(subscriber),
         saved=saved,
         error=error,
+        tracking=state.settings.tracking,
         url=f"/preferences/{token}",
         unsubscribe_url=f"/unsubscribe/{token}",
     )
@@ -557,6 +572,10 @@ async def preferences_submit(request: Request, state: State, token: str) -> Resp
                         client=client,
                     )
                     saved = "categories"
+                elif action == "tracking" and form.get("tracking") in ("on", "off"):
+                    on = form.get("tracking") == "on"
+                    set_tracking(session, subscriber, on, client=client)
+                    saved = "tracking-on" if on else "tracking-off"
                 else:
                     raise ValueError("unknown action")
             except ValueError as exc:
@@ -714,7 +733,8 @@ def _vote(
         except UnknownTarget as exc:
             raise HTTPException(404, f"Nothing to vote on here: {exc}.") from exc
         if record:
-            record_vote(session, claims.subject, comparison, tool, verdict)
+            issue_id = issue_for_token(session, claims.expires_at)
+            record_vote(session, claims.subject, comparison, tool, verdict, issue_id)
             session.flush()
         (view,) = comparison_views(session, [comparison], state.settings.site_url)
     notice = (

@@ -1,0 +1,463 @@
+"""What an issue did, and how the list moves week by week: queries over the ledger, the hits, the
+votes and the events, never counters kept on the side, so every figure adds up with the ledger.
+
+`issue_report(session, issue_id, zone)` and `weekly_stats(session, weeks, zone)` return plain data
+(dataclasses with `as_json()` and `csv_rows()`) for the CLI and the editors' console alike.
+
+Clicks are hits on the issue's tracked links (the hidden decoy link included: only machines follow
+it), opens are hits on its pixel; both are raw hits plus the counts that hits past their retention
+were folded into (`linkcount`). A reader's unique count after folding is counted once on each side
+of the fold: an upper bound for issues whose hits span it.
+"""
+
+from __future__ import annotations
+
+from collections import Counter, defaultdict
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime, timedelta
+from zoneinfo import ZoneInfo
+
+from sqlalchemy import and_, distinct, func, select
+from sqlmodel import Session
+
+from newsletter.curation import Week
+from newsletter.models import (
+    Comparison,
+    Delivery,
+    DeliveryStatus,
+    EventKind,
+    Issue,
+    IssueLink,
+    LinkCount,
+    LinkHit,
+    ProviderEvent,
+    SubscriberEvent,
+    Tool,
+    Vote,
+)
+from newsletter.tracking.links import LinkKind
+
+UNSUBSCRIBE_SOURCES = {"unsubscribe page": "link", "one-click": "list_unsubscribe"}
+LEAVES = ("unsubscribed", "bounced", "complained", "erased")
+CSV_COLUMNS = ("section", "name", "url", "value", "human", "machine", "ship", "skip")
+
+
+@dataclass
+class LinkFigures:
+    url: str
+    kind: str
+    label: str
+    comparison: str | None
+    human: int = 0
+    machine: int = 0
+    human_readers: int = 0
+
+
+@dataclass
+class IssueReport:
+    week: str
+    status: str
+    sent_at: str | None
+    ledger: dict[str, int]
+    recipients: int  # rows sent: handed to the provider
+    delivered: int
+    bounced: dict[str, int]  # hard, soft: deliveries with such an event
+    complaints: int
+    unsubscribes: dict[str, int]  # link, list_unsubscribe, provider, total
+    clicks: dict[str, object]  # human, machine, human_readers, machine_reasons
+    links: list[LinkFigures]
+    comparisons: list[dict[str, object]]
+    votes: list[dict[str, object]]
+    opens: dict[str, object]
+    signups: dict[str, int]  # requested, confirmed in the issue's week
+
+    def as_json(self) -> dict:
+        return asdict(self)
+
+    def csv_rows(self) -> list[dict[str, object]]:
+        rows: list[dict[str, object]] = [_row("issue", "week", value=self.week)]
+        rows += [_row("ledger", status, value=count) for status, count in sorted(self.ledger.items())]
+        rows += [
+            _row("delivery", "recipients", value=self.recipients),
+            _row("delivery", "delivered", value=self.delivered),
+            _row("delivery", "bounced_hard", value=self.bounced["hard"]),
+            _row("delivery", "bounced_soft", value=self.bounced["soft"]),
+            _row("delivery", "complaints", value=self.complaints),
+        ]
+        rows += [_row("unsubscribes", source, value=count) for source, count in self.unsubscribes.items()]
+        rows.append(
+            _row(
+                "clicks",
+                "all links",
+                value=self.clicks["human_readers"],
+                human=self.clicks["human"],
+                machine=self.clicks["machine"],
+            )
+        )
+        rows += [
+            _row("machine_reason", reason, value=count)
+            for reason, count in self.clicks["machine_reasons"].items()
+        ]
+        rows += [
+            _row("comparison", c["slug"], human=c["human"], machine=c["machine"]) for c in self.comparisons
+        ]
+        rows += [
+            _row(
+                f"link:{link.kind}",
+                link.label,
+                url=link.url,
+                value=link.human_readers,
+                human=link.human,
+                machine=link.machine,
+            )
+            for link in self.links
+        ]
+        rows += [
+            _row(
+                "vote",
+                f"{v['comparison']}/{v['tool']}",
+                value=v["ship"] + v["skip"],
+                ship=v["ship"],
+                skip=v["skip"],
+            )
+            for v in self.votes
+        ]
+        rows.append(
+            _row(
+                "opens",
+                "pixel",
+                value=self.opens["human_readers"],
+                human=self.opens["human"],
+                machine=self.opens["machine"],
+            )
+        )
+        rows.append(
+            _row(
+                "opens",
+                "provider",
+                human=self.opens["provider_human"],
+                machine=self.opens["provider_machine"],
+            )
+        )
+        rows += [_row("signups", name, value=count) for name, count in self.signups.items()]
+        return rows
+
+
+def _row(section: str, name: str, **values) -> dict[str, object]:
+    return {column: values.get(column, "") for column in CSV_COLUMNS} | {"section": section, "name": name}
+
+
+def issue_report(session: Session, issue_id: int, zone: ZoneInfo = UTC) -> IssueReport:
+    """Every figure of one issue (see the module's docstring for what each counts)."""
+    issue = session.get(Issue, issue_id)
+    if issue is None:
+        raise LookupError(f"no issue with id {issue_id}")
+    ledger = dict(
+        session.execute(
+            select(Delivery.status, func.count())
+            .where(Delivery.issue_id == issue_id)
+            .group_by(Delivery.status)
+        ).all()
+    )
+    events = _events_by_kind(session, issue_id)
+    links = _link_figures(session, issue_id)
+    clicks = [link for link in links if link.kind != LinkKind.OPEN]
+    opens = [link for link in links if link.kind == LinkKind.OPEN]
+    return IssueReport(
+        week=issue.week,
+        status=issue.status,
+        sent_at=issue.sent_at.isoformat() if issue.sent_at else None,
+        ledger=ledger,
+        recipients=ledger.get(DeliveryStatus.SENT, 0),
+        delivered=events.get(EventKind.DELIVERED, 0),
+        bounced={"hard": events.get(EventKind.BOUNCED, 0), "soft": events.get(EventKind.SOFT_BOUNCED, 0)},
+        complaints=events.get(EventKind.COMPLAINED, 0),
+        unsubscribes=_unsubscribes(session, issue_id),
+        clicks={
+            "human": sum(link.human for link in clicks),
+            "machine": sum(link.machine for link in clicks),
+            "human_readers": _human_readers(session, issue_id, opens=False),
+            "machine_reasons": _machine_reasons(session, issue_id),
+        },
+        links=clicks,
+        comparisons=_comparisons(clicks, session, issue_id),
+        votes=_votes(session, issue_id),
+        opens={
+            "tracked": bool(opens),
+            "human": sum(link.human for link in opens),
+            "machine": sum(link.machine for link in opens),
+            "human_readers": _human_readers(session, issue_id, opens=True) if opens else 0,
+            **_provider_opens(session, issue_id),
+        },
+        signups=_signups(session, Week.parse(issue.week), zone),
+    )
+
+
+def _events_by_kind(session: Session, issue_id: int) -> dict[str, int]:
+    """Deliveries of the issue with at least one event of each kind (a provider may post twice)."""
+    query = (
+        select(ProviderEvent.kind, func.count(distinct(ProviderEvent.delivery_id)))
+        .where(ProviderEvent.issue_id == issue_id)
+        .group_by(ProviderEvent.kind)
+    )
+    return dict(session.execute(query).all())
+
+
+def _link_figures(session: Session, issue_id: int) -> list[LinkFigures]:
+    links = {
+        link.id: LinkFigures(link.url, link.kind, link.label, link.comparison_slug)
+        for link in session.scalars(
+            select(IssueLink).where(IssueLink.issue_id == issue_id).order_by(IssueLink.id)
+        )
+    }
+    raw = session.execute(
+        select(LinkHit.link_id, LinkHit.machine, func.count(), func.count(distinct(LinkHit.subscriber_id)))
+        .where(LinkHit.issue_id == issue_id)
+        .group_by(LinkHit.link_id, LinkHit.machine)
+    )
+    for link_id, machine, hits, readers in raw:
+        figures = links[link_id]
+        if machine:
+            figures.machine += hits
+        else:
+            figures.human += hits
+            figures.human_readers += readers
+    folded = session.execute(
+        select(LinkCount.link_id, LinkCount.human, LinkCount.machine, LinkCount.human_readers).where(
+            LinkCount.issue_id == issue_id, LinkCount.link_id.is_not(None)
+        )
+    )
+    for link_id, human, machine, readers in folded:
+        figures = links[link_id]
+        figures.human += human
+        figures.machine += machine
+        figures.human_readers += readers
+    return list(links.values())
+
+
+def _human_readers(session: Session, issue_id: int, *, opens: bool) -> int:
+    kind = IssueLink.kind == LinkKind.OPEN if opens else IssueLink.kind != LinkKind.OPEN
+    raw = session.execute(
+        select(func.count(distinct(LinkHit.subscriber_id)))
+        .join(IssueLink, IssueLink.id == LinkHit.link_id)
+        .where(LinkHit.issue_id == issue_id, LinkHit.machine.is_(False), kind)
+    ).scalar_one()
+    if opens:  # the pixel's folded readers are on its own row
+        folded = session.execute(
+            select(func.coalesce(func.sum(LinkCount.human_readers), 0))
+            .join(IssueLink, IssueLink.id == LinkCount.link_id)
+            .where(LinkCount.issue_id == issue_id, kind)
+        ).scalar_one()
+    else:
+        folded = session.execute(
+            select(func.coalesce(func.sum(LinkCount.human_readers), 0)).where(
+                LinkCount.issue_id == issue_id, LinkCount.link_id.is_(None)
+            )
+        ).scalar_one()
+    return raw + folded
+
+
+FOLDED_REASON = "folded (reason not kept)"
+
+
+def _machine_reasons(session: Session, issue_id: int) -> dict[str, int]:
+    """Machine clicks by the rule that judged them; those folded past retention under FOLDED_REASON,
+    so the reasons always add up to the machine clicks."""
+    query = (
+        select(LinkHit.reason, func.count())
+        .join(IssueLink, IssueLink.id == LinkHit.link_id)
+        .where(LinkHit.issue_id == issue_id, LinkHit.machine.is_(True), IssueLink.kind != LinkKind.OPEN)
+        .group_by(LinkHit.reason)
+        .order_by(func.count().desc())
+    )
+    reasons = dict(session.execute(query).all())
+    folded = session.execute(
+        select(func.coalesce(func.sum(LinkCount.machine), 0))
+        .join(IssueLink, IssueLink.id == LinkCount.link_id)
+        .where(LinkCount.issue_id == issue_id, IssueLink.kind != LinkKind.OPEN)
+    ).scalar_one()
+    return reasons | ({FOLDED_REASON: folded} if folded else {})
+
+
+def _comparisons(clicks: list[LinkFigures], session: Session, issue_id: int) -> list[dict[str, object]]:
+    titles = dict(
+        session.execute(
+            select(Comparison.slug, Comparison.title).where(
+                Comparison.slug.in_({link.comparison for link in clicks if link.comparison})
+            )
+        ).all()
+    )
+    totals: dict[str, Counter] = defaultdict(Counter)
+    for link in clicks:
+        if link.comparison:
+            totals[link.comparison].update(human=link.human, machine=link.machine)
+    return [
+        {
+            "slug": slug,
+            "title": titles.get(slug, slug),
+            "human": counts["human"],
+            "machine": counts["machine"],
+        }
+        for slug, counts in totals.items()
+    ]
+
+
+def _votes(session: Session, issue_id: int) -> list[dict[str, object]]:
+    query = (
+        select(Comparison.slug, Tool.slug, Vote.verdict, func.count())
+        .join(Comparison, Comparison.id == Vote.comparison_id)
+        .join(Tool, Tool.id == Vote.tool_id)
+        .where(Vote.issue_id == issue_id)
+        .group_by(Comparison.slug, Tool.slug, Vote.verdict)
+        .order_by(Comparison.slug, Tool.slug)
+    )
+    tally: dict[tuple[str, str], Counter] = defaultdict(Counter)
+    for comparison, tool, verdict, count in session.execute(query):
+        tally[(comparison, tool)][verdict] += count
+    return [
+        {"comparison": comparison, "tool": tool, "ship": counts["ship"], "skip": counts["skip"]}
+        for (comparison, tool), counts in tally.items()
+    ]
+
+
+def _unsubscribes(session: Session, issue_id: int) -> dict[str, int]:
+    query = (
+        select(SubscriberEvent.source, func.count())
+        .where(SubscriberEvent.issue_id == issue_id, SubscriberEvent.kind == "unsubscribed")
+        .group_by(SubscriberEvent.source)
+    )
+    found = {"link": 0, "list_unsubscribe": 0, "provider": 0}
+    for source, count in session.execute(query):
+        found[UNSUBSCRIBE_SOURCES.get(source, "provider")] += count
+    return found | {"total": sum(found.values())}
+
+
+def _provider_opens(session: Session, issue_id: int) -> dict[str, int]:
+    """Open events the provider reported (with its own tracking on), split by its machine flag: an
+    event it did not flag counts as human."""
+    query = (
+        select(ProviderEvent.machine, func.count())
+        .where(ProviderEvent.issue_id == issue_id, ProviderEvent.kind == EventKind.OPENED)
+        .group_by(ProviderEvent.machine)
+    )
+    counts = {"provider_human": 0, "provider_machine": 0}
+    for machine, count in session.execute(query):
+        counts["provider_machine" if machine else "provider_human"] += count
+    return counts
+
+
+def _signups(session: Session, week: Week, zone: ZoneInfo) -> dict[str, int]:
+    start, end = week.bounds(zone)
+    query = (
+        select(SubscriberEvent.kind, func.count())
+        .where(
+            SubscriberEvent.at >= start,
+            SubscriberEvent.at < end,
+            SubscriberEvent.kind.in_(("signup_requested", "confirmed")),
+            and_(SubscriberEvent.detail.is_distinct_from("already active")),
+        )
+        .group_by(SubscriberEvent.kind)
+    )
+    counts = dict(session.execute(query).all())
+    return {"requested": counts.get("signup_requested", 0), "confirmed": counts.get("confirmed", 0)}
+
+
+# --- week by week ------------------------------------------------------------------------------------
+
+
+@dataclass
+class WeekFigures:
+    week: str
+    list_size: int  # active readers at the week's end, from the event trail
+    signups: int
+    confirmations: int
+    leaves: dict[str, int] = field(default_factory=dict)
+    issue: str | None = None
+    recipients: int = 0
+    human_readers: int = 0
+
+    @property
+    def human_click_rate(self) -> float | None:
+        return round(self.human_readers / self.recipients, 4) if self.recipients else None
+
+    def as_json(self) -> dict:
+        return asdict(self) | {"human_click_rate": self.human_click_rate}
+
+    def csv_row(self) -> dict[str, object]:
+        row = {
+            "week": self.week,
+            "list_size": self.list_size,
+            "signups": self.signups,
+            "confirmations": self.confirmations,
+        }
+        row |= {f"left_{reason}": self.leaves.get(reason, 0) for reason in LEAVES}
+        rate = self.human_click_rate
+        return row | {
+            "issue": self.issue or "",
+            "recipients": self.recipients,
+            "human_readers": self.human_readers,
+            "human_click_rate": "" if rate is None else rate,
+        }
+
+
+JOINS = ("confirmed", "subscribed")
+
+
+def weekly_stats(
+    session: Session, weeks: int, zone: ZoneInfo = UTC, now: datetime | None = None
+) -> list[WeekFigures]:
+    """The last `weeks` ISO weeks (this one included), oldest first."""
+    current = Week.containing(now or datetime.now(UTC), zone)
+    mondays = [current.monday - timedelta(weeks=back) for back in range(weeks - 1, -1, -1)]
+    chosen = [Week(*monday.isocalendar()[:2]) for monday in mondays]
+    figures = []
+    for week in chosen:
+        start, end = week.bounds(zone)
+        kinds = dict(
+            session.execute(
+                select(SubscriberEvent.kind, func.count())
+                .where(SubscriberEvent.at >= start, SubscriberEvent.at < end)
+                .group_by(SubscriberEvent.kind)
+            ).all()
+        )
+        requested = session.execute(
+            select(func.count()).where(
+                SubscriberEvent.at >= start,
+                SubscriberEvent.at < end,
+                SubscriberEvent.kind == "signup_requested",
+                SubscriberEvent.detail.is_distinct_from("already active"),
+            )
+        ).scalar_one()
+        row = WeekFigures(
+            week=week.label,
+            list_size=list_size_at(session, end),
+            signups=requested,
+            confirmations=kinds.get("confirmed", 0),
+            leaves={reason: kinds.get(reason, 0) for reason in LEAVES},
+        )
+        issue = session.execute(select(Issue).where(Issue.week == week.label)).scalars().first()
+        if issue is not None:
+            report = issue_report(session, issue.id, zone)
+            row.issue, row.recipients = issue.week, report.recipients
+            row.human_readers = report.clicks["human_readers"]
+        figures.append(row)
+    return figures
+
+
+def list_size_at(session: Session, moment: datetime) -> int:
+    """Readers whose latest change of state before `moment` made them active (a confirmation or an
+    owner's add). Erased readers keep no history, so they drop out of the past too."""
+    states = ("confirmed", "subscribed", *LEAVES)
+    latest = (
+        select(SubscriberEvent.subscriber_id, func.max(SubscriberEvent.id).label("last"))
+        .where(SubscriberEvent.at < moment, SubscriberEvent.kind.in_(states))
+        .group_by(SubscriberEvent.subscriber_id)
+        .subquery()
+    )
+    query = (
+        select(func.count())
+        .select_from(latest)
+        .join(SubscriberEvent, SubscriberEvent.id == latest.c.last)
+        .where(SubscriberEvent.kind.in_(JOINS))
+    )
+    return session.execute(query).scalar_one()

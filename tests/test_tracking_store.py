@@ -1,0 +1,136 @@
+"""The store's side of tracking: hits in batches with their verdicts, folding past retention (the
+report's figures unchanged), and provider events that say a machine did it."""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from sqlmodel import select
+
+from newsletter.content import store_comparisons
+from newsletter.curation import Week
+from newsletter.db import session_scope
+from newsletter.delivery import Sender
+from newsletter.editions import compose
+from newsletter.events.base import Verified
+from newsletter.events.intake import store_events
+from newsletter.events.mailgun import MailgunWebhook
+from newsletter.events.postmark import PostmarkWebhook
+from newsletter.events.sendgrid import SendGridWebhook
+from newsletter.models import IssueLink, LinkCount, LinkHit, ProviderEvent, Subscriber
+from newsletter.providers import OutboxProvider
+from newsletter.reports import issue_report
+from newsletter.samples import dated_into_week, sample_comparisons
+from newsletter.subscriptions import add_active
+from newsletter.tracking.classify import Rules
+from newsletter.tracking.recorder import PendingHit, store_hits
+from newsletter.tracking.retention import fold_old_hits
+from tests.conftest import TEST_KEY
+
+
+@pytest.fixture
+def sent(settings, engine):
+    """An issue sent to three readers: (issue id, reader ids, {kind: link id})."""
+    now = datetime.now(UTC)
+    emails = [f"r{n}@example.com" for n in range(3)]
+    with session_scope(engine) as session:
+        store_comparisons(session, dated_into_week(sample_comparisons(), now, settings.zone), settings.zone)
+        add_active(session, emails, source="test", key=TEST_KEY.encode())
+        issue_id = compose(session, Week.containing(now, settings.zone), settings).issue.id
+    asyncio.run(Sender(engine, settings, OutboxProvider(settings.outbox_dir)).send(issue_id))
+    with session_scope(engine) as session:
+        readers = list(session.exec(select(Subscriber.id).order_by(Subscriber.id)))
+        links = {link.kind: link.id for link in session.exec(select(IssueLink))}
+    return issue_id, readers, links
+
+
+def hit(issue_id, reader, link_id, kind, at, method="GET", agent="browser") -> PendingHit:
+    return PendingHit(issue_id, reader, link_id, kind, at, method, agent, False, None)
+
+
+def test_a_later_decoy_hit_turns_the_earlier_hits_of_its_burst_into_machines(engine, sent):
+    issue_id, (reader, *_), links = sent
+    at = datetime.now(UTC) + timedelta(hours=2)
+    with session_scope(engine) as session:
+        store_hits(session, [hit(issue_id, reader, links["comparison"], "comparison", at)], Rules())
+    with session_scope(engine) as session:
+        assert session.exec(select(LinkHit.machine)).all() == [False]
+        store_hits(
+            session, [hit(issue_id, reader, links["decoy"], "decoy", at + timedelta(seconds=3))], Rules()
+        )
+    with session_scope(engine) as session:
+        assert session.exec(select(LinkHit.reason).order_by(LinkHit.id)).all() == ["decoy-burst", "decoy"]
+
+
+def test_old_hits_fold_into_counts_and_the_report_stays_the_same(settings, engine, sent):
+    issue_id, readers, links = sent
+    at = datetime.now(UTC) + timedelta(hours=2)
+    batch = [
+        hit(issue_id, readers[0], links["comparison"], "comparison", at),
+        hit(issue_id, readers[0], links["web"], "web", at + timedelta(seconds=30)),
+        hit(issue_id, readers[1], links["comparison"], "comparison", at + timedelta(seconds=5)),
+        hit(issue_id, readers[2], links["site"], "site", at, method="HEAD"),
+        hit(issue_id, readers[2], links["decoy"], "decoy", at),
+    ]
+    with session_scope(engine) as session:
+        store_hits(session, batch, Rules())
+    with session_scope(engine) as session:
+        before = issue_report(session, issue_id).as_json()
+    assert (before["clicks"]["human"], before["clicks"]["machine"], before["clicks"]["human_readers"]) == (
+        3,
+        2,
+        2,
+    )
+
+    assert fold_old_hits(engine, settings, now=at + timedelta(days=1)).hits == 0  # nothing old yet
+    folded = fold_old_hits(engine, settings, now=at + timedelta(days=settings.hit_retention_days, minutes=5))
+    assert (folded.issues, folded.hits) == (1, 5)
+    with session_scope(engine) as session:
+        assert session.exec(select(LinkHit)).all() == []
+        counts = session.exec(select(LinkCount)).all()
+        after = issue_report(session, issue_id).as_json()
+    assert {row.link_id for row in counts} == {
+        links["comparison"],
+        links["web"],
+        links["site"],
+        links["decoy"],
+        None,
+    }
+    assert after["clicks"].pop("machine_reasons") == {"folded (reason not kept)": 2}
+    assert before["clicks"].pop("machine_reasons") == {"method:HEAD": 1, "decoy": 1}
+    assert after == before
+
+
+@pytest.mark.parametrize(
+    ("webhook", "item", "machine"),
+    [
+        (
+            SendGridWebhook(),
+            {"event": "open", "sg_event_id": "e1", "timestamp": 1, "sg_machine_open": True},
+            True,
+        ),
+        (
+            SendGridWebhook(),
+            {"event": "open", "sg_event_id": "e2", "timestamp": 1, "sg_machine_open": False},
+            False,
+        ),
+        (SendGridWebhook(), {"event": "open", "sg_event_id": "e3", "timestamp": 1}, None),
+        (SendGridWebhook(), {"event": "open", "sg_event_id": "e4", "sg_machine_open": "yes"}, None),
+        (MailgunWebhook(), {"event": "opened", "id": "m1", "client-info": {"bot": "apple"}}, True),
+        (MailgunWebhook(), {"event": "clicked", "id": "m2", "client-info": {"bot": ""}}, False),
+        (MailgunWebhook(), {"event": "delivered", "id": "m3", "client-info": {"bot": "apple"}}, None),
+        (
+            PostmarkWebhook(),
+            {"RecordType": "Open", "MessageID": "p1", "ReceivedAt": "x", "MachineOpen": True},
+            True,
+        ),
+        (PostmarkWebhook(), {"RecordType": "Open", "MessageID": "p2", "ReceivedAt": "x"}, None),
+    ],
+)
+def test_providers_that_say_a_machine_opened_are_believed(session, webhook, item, machine):
+    event = webhook.normalise(item, Verified([item], "token"))
+    assert event.machine is machine
+    store_events(session, [event])
+    assert session.exec(select(ProviderEvent.machine)).one() is machine
