@@ -239,7 +239,6 @@ def _read_rows(
         plain = Verdict(Kind.SKIP, "non-subscribed contact")
     reader = csv.reader(lines, strict=True)
     rows, problems = result.rows, result.problems
-    line = 1
     try:
         for cells in reader:
             line = reader.line_num + 1  # the header line was read before this reader started
@@ -272,7 +271,8 @@ def _read_rows(
             if STRICTNESS[verdict.kind] < STRICTNESS[rows[earlier].verdict.kind]:
                 rows[earlier] = Row(line, email, verdict, platform, part.name)
     except csv.Error as exc:
-        raise FileRefused(path, reason=f"{_where(part.name, line)}: not readable CSV: {exc}") from None
+        where = _where(part.name, reader.line_num + 1)  # the line the reader stopped on
+        raise FileRefused(path, reason=f"{where}: not readable CSV: {exc}") from None
 
 
 def _cells(cells: list[str], index: dict[str, int]):
