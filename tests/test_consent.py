@@ -1,6 +1,7 @@
 """Consent holds: a reader who left (unsubscribed, one-click, bounced, complained, suppressed by an
-import of another platform's export, erased) comes back only by confirming their own address. No signup by someone else, no import, no `subscribers add` can
-make them active; the next issue does not reach them. Real app, real CLI, on SQLite and PostgreSQL."""
+import of another platform's export, erased) comes back only by confirming their own address. No
+signup by someone else, no import, no `subscribers add` can make them active; the next issue does not
+reach them. Real app, real CLI, on SQLite and PostgreSQL."""
 
 from __future__ import annotations
 
