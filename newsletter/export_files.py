@@ -126,7 +126,7 @@ def read_export(path: Path, wanted: str, now: datetime) -> ReadResult:
                 result.ignored.append(name)
                 refusals.append(f"{name}: {refused}")
                 continue
-            part = Part(name, chosen, _detail(chosen, header, name))
+            part = Part(name, chosen, _detail(chosen, header, name or path.name))
             result.parts.append(part)
             _read_rows(path, part, header, lines, now, result, seen)
         if not result.parts:

@@ -4,6 +4,7 @@ losing anyone's consent. On SQLite and PostgreSQL (the `session` fixture follows
 
 from __future__ import annotations
 
+import shutil
 import zipfile
 from datetime import UTC, datetime
 
@@ -420,3 +421,30 @@ def test_a_substack_zip_takes_its_email_list_and_leaves_the_posts(session, tmp_p
 
 def test_fixtures_are_the_files_the_readme_describes():
     assert {p.relative_to(EXPORTS).as_posix() for p in EXPORTS.rglob("*.csv")} == set(EXPECTED)
+
+
+def test_mailchimps_non_subscribed_contacts_are_never_stored(session, tmp_path):
+    """Contacts who never opted in (a shop's customers): Mailchimp puts them in a file of their own."""
+    path = tmp_path / "nonsubscribed_members_export_6c7d8e9f0a.csv"
+    shutil.copy(EXPORTS / "mailchimp/subscribed_members_export_6c7d8e9f0a.csv", path)
+    report = run_import(session, path)
+    assert report.parts[0].detail == "non-subscribed contacts"
+    assert report.outcomes == {("skip: nothing to store", "non-subscribed contact"): 3}
+    assert states(session) == {}
+
+
+def test_a_reader_suppressed_by_an_import_leaves_the_weekly_list_size(session):
+    from datetime import timedelta
+
+    from newsletter.reports import list_size_at
+
+    session.add(Subscriber(email="u1@example.com", status=ACTIVE, source="test", confirmed_at=utcnow()))
+    session.flush()
+    session.add(
+        SubscriberEvent(subscriber_id=1, kind="subscribed", source="cli", at=utcnow() - timedelta(days=1))
+    )
+    session.commit()
+    assert list_size_at(session, utcnow()) == 1
+    run_import(session, EXPORTS / "mailchimp/unsubscribed_members_export_6c7d8e9f0a.csv")
+    later = utcnow() + timedelta(seconds=1)
+    assert list_size_at(session, later) == 0, "suppressed: no longer on the list"
