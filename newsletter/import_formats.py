@@ -57,8 +57,9 @@ class Kind(StrEnum):
     SKIP = "skip"  # nothing to store (a deletion request's placeholder address)
 
 
-# Most restrictive first: when one address appears twice in a file, the stricter row wins.
-STRICTNESS = {Kind.SKIP: 0, Kind.SUPPRESSED: 1, Kind.PENDING: 2, Kind.ACTIVE: 3}
+# Most restrictive first: when one address appears twice in a file, the stricter row wins (a row that
+# says they left is kept even over one with nothing to store, so that the address stays suppressed).
+STRICTNESS = {Kind.SUPPRESSED: 0, Kind.SKIP: 1, Kind.PENDING: 2, Kind.ACTIVE: 3}
 
 
 class RowError(ValueError):

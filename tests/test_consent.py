@@ -134,6 +134,10 @@ def test_a_reader_who_left_comes_back_only_by_confirming_themselves(server):
         time.sleep(1.1)  # links carry whole seconds: the strangers' requests come in a later second
         for how, address in readers.items():
             assert status_of(server, address) == EXPECTED.get(how), how
+            if how != "erased":  # their unsubscribe link says they left, and offers the way back
+                token = SIGNER.sign("reader", reader_id(server, address), int(time.time()) + 3600)
+                page = http.get(f"/unsubscribe/{token}")
+                assert page.status_code == 200 and "You have left the list" in page.text, how
             # A stranger types the address into the form and the JSON endpoint, twice.
             for _ in range(2):
                 assert http.post("/api/subscribe", json={"email": address}).status_code in (200, 202)

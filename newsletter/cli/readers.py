@@ -20,6 +20,7 @@ if TYPE_CHECKING:
     from sqlalchemy.engine import Engine
 
     from newsletter.config import Settings
+    from newsletter.subscriber_files import ImportReport
 
 
 @subscribers_app.command("add")
@@ -149,7 +150,7 @@ def subscribers_import(
         console.print(f"Sent {sent} confirmation email(s) through {settings.provider}.")
 
 
-def print_import_report(report, path: Path, source: str, confirm: bool) -> None:
+def print_import_report(report: ImportReport, path: Path, source: str, confirm: bool) -> None:
     """Which format was read, the summary line, and the table of outcomes by reason."""
     for part in report.parts:
         name = f"{part.name} in {path}" if part.name else str(path)
