@@ -110,7 +110,7 @@ def read_export(path: Path, wanted: str, now: datetime) -> ReadResult:
             members = list(_zip_members(path, stack))
         else:
             members = [(None, stack.enter_context(path.open("rb")))]
-        refusals = []
+        refusals: list[tuple[str, str]] = []
         for name, handle in members:
             lines = _lines(path, name, handle)
             header = _header(path, name, lines)
@@ -124,15 +124,17 @@ def read_export(path: Path, wanted: str, now: datetime) -> ReadResult:
                 if name is None:
                     raise FileRefused(path, reason=f"line 1: {refused}") from None
                 result.ignored.append(name)
-                refusals.append(f"{name}: {refused}")
+                refusals.append((name, str(refused)))
                 continue
             part = Part(name, chosen, _detail(chosen, header, name or path.name))
             result.parts.append(part)
             _read_rows(path, part, header, lines, now, result, seen)
         if not result.parts:
-            raise FileRefused(
-                path, reason="no member of the zip is a subscriber export: " + "; ".join(refusals)
-            )
+            reasons: dict[str, list[str]] = {}
+            for name, reason in refusals:
+                reasons.setdefault(reason, []).append(name)
+            said = "; ".join(f"{', '.join(names)}: {reason}" for reason, names in reasons.items())
+            raise FileRefused(path, reason=f"no CSV file in the zip is a subscriber export ({said})")
     return result
 
 

@@ -342,7 +342,14 @@ FORMATS: dict[str, Format] = {
             "email, status, tier, created_at, ..., unsubscribed_at",
             _beehiiv,
         ),
-        Format("csv", "plain CSV", ("email",), (("email",),), "email (other columns are ignored)", _plain),
+        Format(
+            "csv",
+            "plain CSV",
+            ("email", "email address", "email_address"),
+            ((),),
+            "email (or Email Address; other columns are ignored)",
+            _plain,
+        ),
     )
 }
 PLATFORMS = tuple(name for name in FORMATS if name != "csv")
@@ -392,11 +399,11 @@ def choose_format(columns: Sequence[str], wanted: str) -> Format:
     for candidate in FORMATS.values():
         if candidate.name != "csv" and candidate.matches(present):
             return candidate
-    if "email" in present:
+    if FORMATS["csv"].email_column(tuple(columns)) is not None:
         unread = sorted(present & CONSENT_COLUMNS)
         if unread:
             raise HeaderRefused(
-                f"the header has an 'email' column and also {', '.join(repr(c) for c in unread)}, which "
+                f"the header has an address column and also {', '.join(repr(c) for c in unread)}, which "
                 "no known export explains: name the platform with --from, or pass --from csv to vouch "
                 "for every row as active"
             )

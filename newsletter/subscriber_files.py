@@ -158,7 +158,10 @@ def _plan(session: Session, rows: list[Row], report: ImportReport, *, key: bytes
     plan = _Plan()
     existing = _existing(session, [row.email for row in rows if row.verdict.kind != Kind.SKIP])
     erased = set(session.exec(select(ErasedAddress.email_hash)))
-    own = _own_confirmations(session, [s for s in existing.values() if s.status == SubscriberStatus.ACTIVE])
+    leaving = {row.email for row in rows if row.verdict.kind == Kind.SUPPRESSED}
+    own = _own_confirmations(
+        session, [s for e, s in existing.items() if e in leaving and s.status == SubscriberStatus.ACTIVE]
+    )
     for row in rows:
         kind, reason = row.verdict.kind, row.verdict.reason
         if kind == Kind.SKIP:

@@ -405,7 +405,7 @@ def test_a_zip_without_any_subscriber_export_is_refused(session, tmp_path):
     archive = tmp_path / "export.zip"
     with zipfile.ZipFile(archive, "w") as zipped:
         zipped.writestr("posts.csv", "post_id,post_date,title\n1,2024-01-01,Hello\n")
-    with pytest.raises(FileRefused, match="no member of the zip is a subscriber export"):
+    with pytest.raises(FileRefused, match="no CSV file in the zip is a subscriber export"):
         import_file(session, archive, key=KEY, confirm=False, skip_invalid=False)
 
 

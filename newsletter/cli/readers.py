@@ -156,9 +156,9 @@ def print_import_report(report: ImportReport, path: Path, source: str, confirm: 
         name = f"{part.name} in {path}" if part.name else str(path)
         detail = f" ({part.detail})" if part.detail else ""
         how = "recognised" if source == "auto" else "read"
+        what = "a plain CSV" if part.format.name == "csv" else f"{part.format.title}'s export"
         console.print(
-            f"{name}: {how} as {part.format.title}'s export{detail} (--from {part.format.name}), "
-            f"{part.rows} row(s).",
+            f"{name}: {how} as {what}{detail} (--from {part.format.name}), {part.rows} row(s).",
             markup=False,
         )
     for name in report.ignored:
