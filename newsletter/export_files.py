@@ -175,7 +175,7 @@ def _lines(path: Path, name: str | None, handle: IO[bytes]) -> Iterator[str]:
     """The file's lines as text, each checked: a line number for every encoding or NUL problem."""
     number = 0
     try:
-        for raw in handle:
+        while raw := handle.readline(MAX_LINE_BYTES + 1):  # a line is never read past its bound
             number += 1
             if number == 1:
                 if raw.startswith(UTF16_BOMS):

@@ -448,3 +448,17 @@ def test_a_reader_suppressed_by_an_import_leaves_the_weekly_list_size(session):
     run_import(session, EXPORTS / "mailchimp/unsubscribed_members_export_6c7d8e9f0a.csv")
     later = utcnow() + timedelta(seconds=1)
     assert list_size_at(session, later) == 0, "suppressed: no longer on the list"
+
+
+def test_a_zip_past_its_bounds_and_an_endless_line_are_refused(session, tmp_path):
+    archive = tmp_path / "many.zip"
+    with zipfile.ZipFile(archive, "w") as zipped:
+        for n in range(21):
+            zipped.writestr(f"part{n}.csv", "email\nada@example.com\n")
+    with pytest.raises(FileRefused, match="more than 20 CSV files"):
+        import_file(session, archive, key=KEY, confirm=False, skip_invalid=False)
+    endless = tmp_path / "endless.csv"
+    endless.write_bytes(b"email\n" + b"a" * (1024 * 1024 + 10))
+    with pytest.raises(FileRefused, match="line 2: longer than 1,048,576 bytes"):
+        import_file(session, endless, key=KEY, confirm=False, skip_invalid=False)
+    assert states(session) == {}

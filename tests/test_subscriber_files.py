@@ -148,6 +148,11 @@ def test_a_mailchimp_export_is_no_longer_refused_for_want_of_an_email_column(tmp
     assert result.returncode == 0, result.stderr
     assert "recognised as Mailchimp's export (cleaned members)" in result.stdout
     assert readers(tmp_path) == {"c1@example.com": "suppressed", "c2@example.com": "suppressed"}
+    exported = list(csv.DictReader(io.StringIO(run(tmp_path, "subscribers", "export").stdout)))
+    assert {(r["email"], r["status_reason"], r["unsubscribed_at"][:10]) for r in exported} == {
+        ("c1@example.com", "imported: mailchimp cleaned", "2020-03-23"),
+        ("c2@example.com", "imported: mailchimp cleaned", "2023-05-12"),
+    }
 
 
 def test_confirm_emails_the_pending_and_the_subscribed_but_never_the_suppressed(tmp_path):
