@@ -56,6 +56,7 @@ class SubscriberStatus(StrEnum):
     BOUNCED = "bounced"
     COMPLAINED = "complained"
     ERASED = "erased"
+    SUPPRESSED = "suppressed"  # left the list on another platform, by its export; `status_reason` says how
 
 
 class IssueStatus(StrEnum):
@@ -167,6 +168,8 @@ class Subscriber(SQLModel, table=True):
     paused_until: datetime | None = _time(nullable=True)
     tracking: bool = Field(default=True, sa_column_kwargs={"server_default": true()})
     updated_at: datetime = _time(default=utcnow)
+    # Why the reader is in their state where the state alone does not say ("imported: mailchimp cleaned").
+    status_reason: str | None = Field(default=None, max_length=80)
 
 
 class ErasedAddress(SQLModel, table=True):
