@@ -131,13 +131,16 @@ def deliver_due(
     own = client is None
     client = client or make_client(settings)
     try:
+        resting: set[int] = set()  # endpoints that failed in this run: not tried again in it
         with ThreadPoolExecutor(CONCURRENCY, thread_name_prefix="webhook") as pool:
             while report.attempted < limit and not (stop is not None and stop.is_set()):
-                batch = claim(engine, me, min(BATCH, limit - report.attempted), lease_seconds(settings))
+                size = min(BATCH, limit - report.attempted)
+                batch = claim(engine, me, size, lease_seconds(settings), skip=resting)
                 if not batch:
                     break
                 outcomes = list(pool.map(lambda due: post(client, due, key), batch))
                 record(engine, settings, me, outcomes, report)
+                resting |= {outcome.due.endpoint_id for outcome in outcomes if not outcome.ok}
     finally:
         if own:
             client.close()
@@ -148,9 +151,10 @@ def lease_seconds(settings: Settings) -> float:
     return settings.webhook_timeout + 60
 
 
-def claim(engine: Engine, me: str, size: int, lease: float) -> list[Due]:
+def claim(engine: Engine, me: str, size: int, lease: float, skip: set[int] | None = None) -> list[Due]:
     """The next due messages, leased to `me` and committed: at most one per (endpoint, subject),
-    the head of its line; and for an endpoint that is failing, one message in all (a probe)."""
+    the head of its line; and for an endpoint that is failing, one message in all (a probe).
+    Endpoints in `skip` are left alone."""
     now = utcnow()
     host = socket.gethostname()
     earlier = aliased(WebhookMessage)
@@ -203,6 +207,8 @@ def claim(engine: Engine, me: str, size: int, lease: float) -> list[Due]:
                 and alive.setdefault(holder, holder_alive(holder))
             ):
                 continue  # in flight with a live process
+            if skip and endpoint_id in skip:
+                continue
             if failing is not None:
                 if endpoint_id in probing:
                     continue
