@@ -44,11 +44,12 @@ async def work(settings: Settings, engine: Engine, stop: threading.Event, *, exi
     paused_until: dict[int, float] = {}
     sent_in_this_run = 0
     webhooks_due_at = 0.0
+    webhooks: asyncio.Task | None = None  # the outgoing webhooks, in a thread beside the sending
     try:
         while not stop.is_set():
-            if time.monotonic() >= webhooks_due_at:  # between polls: the outgoing webhooks due
+            if (webhooks is None or webhooks.done()) and time.monotonic() >= webhooks_due_at:
                 webhooks_due_at = time.monotonic() + settings.webhook_interval_seconds
-                await asyncio.to_thread(_deliver_webhooks, settings, engine, stop)
+                webhooks = asyncio.create_task(asyncio.to_thread(_deliver_webhooks, settings, engine, stop))
             issues = sending_issues(engine)
             if not issues and exit_when_idle:
                 break
@@ -80,6 +81,8 @@ async def work(settings: Settings, engine: Engine, stop: threading.Event, *, exi
             if not busy:
                 await asyncio.to_thread(stop.wait, settings.worker_poll_seconds)
     finally:
+        if webhooks is not None:
+            await webhooks  # it sees `stop` and ends after its batch in flight
         await provider.aclose()
     log.info("worker stopped; %d messages sent in this run", sent_in_this_run)
     return 0

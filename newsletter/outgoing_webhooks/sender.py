@@ -290,10 +290,20 @@ def record(
     engine: Engine, settings: Settings, me: str, outcomes: list[Outcome], report: DeliveryReport
 ) -> None:
     """Every outcome in one transaction: the attempt log, the message's new state, the endpoint's."""
-    with session_scope(engine) as session:
+    with session_scope(engine) as session, session.no_autoflush:
+        message_ids = [outcome.due.message_id for outcome in outcomes]
+        stored = {
+            m.id: m
+            for m in session.exec(select(WebhookMessage).where(col(WebhookMessage.id).in_(message_ids)))
+        }
+        endpoint_ids = {outcome.due.endpoint_id for outcome in outcomes}
+        hooks = {
+            e.id: e
+            for e in session.exec(select(WebhookEndpoint).where(col(WebhookEndpoint.id).in_(endpoint_ids)))
+        }
         for outcome in outcomes:
-            endpoint = session.get(WebhookEndpoint, outcome.due.endpoint_id)
-            message = session.get(WebhookMessage, outcome.due.message_id)
+            endpoint = hooks.get(outcome.due.endpoint_id)
+            message = stored.get(outcome.due.message_id)
             if endpoint is None or message is None:
                 continue  # removed while the request was out
             session.add(_attempt(outcome))
