@@ -13,10 +13,10 @@ from email import policy
 
 import httpx
 import pytest
+from newsletter.studio.app import TEST_SENDS, create_studio
 
 from newsletter.curation import Week
 from newsletter.render import templates_dir
-from newsletter.studio.app import TEST_SENDS, create_studio
 from tests.browser import artifact
 from tests.hostile import Attempt, Context, battery, send
 from tests.served import launched

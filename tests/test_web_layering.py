@@ -12,8 +12,8 @@ from pathlib import Path
 import pytest
 
 PACKAGE = Path(__file__).parent.parent / "newsletter"
-APP_MODULES = {"newsletter.web.app", "newsletter.console.app", "newsletter.studio.app"}
-PACKAGES = ("web", "console", "studio")
+APP_MODULES = {"newsletter.web.app", "newsletter.console.app"}
+PACKAGES = ("web", "console")
 
 
 def imported_modules(path: Path) -> set[str]:
@@ -27,7 +27,8 @@ def imported_modules(path: Path) -> set[str]:
         elif isinstance(node, ast.ImportFrom):
             base = node.module or ""
             if node.level:
-                base = ".".join(package.split(".")[: len(package.split(".")) - node.level + 1] + [base])
+                parts = package.split(".")
+                base = ".".join([*parts[: len(parts) - node.level + 1], base])
             found.add(base.rstrip("."))
             found |= {f"{base}.{alias.name}".lstrip(".") for alias in node.names}
     return found
