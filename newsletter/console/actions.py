@@ -18,7 +18,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException
 
 from newsletter import editions, editor_log
-from newsletter.console.issue_pages import issue_page, normalise, preview_of
+from newsletter.console.issue_pages import issue_key, issue_page, preview_of
 from newsletter.console.overview import readers_owed
 from newsletter.console.state import Console, ConsoleState, EditorAt, back_to, render
 from newsletter.curation import Week
@@ -71,7 +71,7 @@ async def _act(
 
 @router.post("/issues/{key}/compose")
 async def compose(request: Request, state: Console, editor: EditorAt, key: str, next_path: Next = "/"):
-    key = normalise(key)
+    key = issue_key(key)
 
     def change(session: Session) -> None:
         result = editions.compose(session, Week.parse(key), state.settings)
@@ -97,7 +97,7 @@ async def move(
     offset: Annotated[int, Form(ge=-20, le=20)],
     next_path: Next = "/",
 ):
-    key = normalise(key)
+    key = issue_key(key)
 
     def change(session: Session) -> None:
         issue = _issue(session, key)
@@ -114,7 +114,7 @@ async def move(
 async def drop(
     request: Request, state: Console, editor: EditorAt, key: str, comparison: Id, next_path: Next = "/"
 ):
-    key = normalise(key)
+    key = issue_key(key)
 
     def change(session: Session) -> None:
         issue = _issue(session, key)
@@ -130,7 +130,7 @@ async def drop(
 async def add(
     request: Request, state: Console, editor: EditorAt, key: str, comparison: Id, next_path: Next = "/"
 ):
-    key = normalise(key)
+    key = issue_key(key)
 
     def change(session: Session) -> None:
         issue = _issue(session, key)
@@ -196,7 +196,7 @@ async def edit(
     next_path: Next = "/",
 ):
     """Save the editor's subject and preheader (blank: the generated words come back)."""
-    key = normalise(key)
+    key = issue_key(key)
     engine = state.store()
 
     def work() -> None:
@@ -224,7 +224,7 @@ async def check(
 ) -> Response:
     """The checks of the issue as it would be with this subject and preheader (nothing is saved):
     what the page shows as the editor types. The same rules run again when the form is saved."""
-    key = normalise(key)
+    key = issue_key(key)
     preview = await preview_of(state, key)
     if preview is None:
         raise HTTPException(404, f"There is nothing to check for {key}.")
@@ -272,7 +272,7 @@ async def check(
 @router.post("/issues/{key}/approve")
 async def approve(request: Request, state: Console, editor: EditorAt, key: str, next_path: Next = "/"):
     """Approve after the quality checks, like `newsletter issue approve` (no --force here)."""
-    key = normalise(key)
+    key = issue_key(key)
 
     def change(session: Session) -> None:
         issue = _issue(session, key)
@@ -289,7 +289,7 @@ async def approve(request: Request, state: Console, editor: EditorAt, key: str, 
 
 @router.post("/issues/{key}/unapprove")
 async def unapprove(request: Request, state: Console, editor: EditorAt, key: str, next_path: Next = "/"):
-    key = normalise(key)
+    key = issue_key(key)
 
     def change(session: Session) -> None:
         issue = editions.unapprove(session, _issue(session, key))
@@ -306,7 +306,7 @@ def _confirmation(state: ConsoleState, key: str) -> dict[str, object]:
 
 @router.get("/issues/{key}/cancel", response_class=HTMLResponse)
 async def cancel_page(request: Request, state: Console, key: str) -> Response:
-    key = normalise(key)
+    key = issue_key(key)
     try:
         found = await run_in_threadpool(_confirmation, state, key)
     except EditionError as exc:
@@ -316,7 +316,7 @@ async def cancel_page(request: Request, state: Console, key: str) -> Response:
 
 @router.post("/issues/{key}/cancel")
 async def cancel(request: Request, state: Console, editor: EditorAt, key: str, next_path: Next = "/"):
-    key = normalise(key)
+    key = issue_key(key)
 
     def change(session: Session) -> None:
         issue = _issue(session, key)
@@ -330,7 +330,7 @@ async def cancel(request: Request, state: Console, editor: EditorAt, key: str, n
 @router.get("/issues/{key}/send", response_class=HTMLResponse)
 async def send_page(request: Request, state: Console, key: str) -> Response:
     """The confirmation before a real send: it names how many readers it goes to."""
-    key = normalise(key)
+    key = issue_key(key)
     try:
         found = await run_in_threadpool(_confirmation, state, key)
     except EditionError as exc:
@@ -342,7 +342,7 @@ async def send_page(request: Request, state: Console, key: str) -> Response:
 async def send_now(request: Request, state: Console, editor: EditorAt, key: str, next_path: Next = "/"):
     """Send now, like `newsletter issue send`: the quality checks first (a failing issue is refused
     with its findings), then the send on a thread of this process; the page follows the ledger."""
-    key = normalise(key)
+    key = issue_key(key)
     engine = state.store()
 
     def prepare() -> int:

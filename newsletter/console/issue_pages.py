@@ -66,6 +66,14 @@ def normalise(key: str) -> str:
         raise HTTPException(404, f"There is no issue {key[:40]!r}; issues are named like 2026-W48.") from None
 
 
+def issue_key(key: str) -> str:
+    """A week label for routes that change or read a stored issue (the sample is not one)."""
+    key = normalise(key)
+    if key == SAMPLE:
+        raise HTTPException(404, "The sample issue is the package's content: it has no state to change.")
+    return key
+
+
 async def preview_of(state: ConsoleState, key: str) -> Preview | None:
     return await run_in_threadpool(state.sources.preview, key)
 
@@ -93,7 +101,7 @@ async def issue_page(
     """The page of issue `key` (the home page when `home`), with an outcome to say, if any."""
     preview = await preview_of(state, key)
     week = await run_in_threadpool(_overview, state, key)
-    if preview is None and week is None:
+    if preview is None and (week is None or (week.issue is None and not week.picks)):
         return render(
             request,
             "web/console/missing.html.j2",

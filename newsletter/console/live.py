@@ -9,7 +9,7 @@ from fastapi.responses import JSONResponse, Response
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException
 
-from newsletter.console.issue_pages import normalise
+from newsletter.console.issue_pages import issue_key
 from newsletter.console.state import Console, ConsoleState
 from newsletter.curation import Week
 from newsletter.db import session_scope
@@ -32,7 +32,7 @@ def _progress(state: ConsoleState, key: str) -> dict | None:
 
 @router.get("/issues/{key}/progress")
 async def progress(state: Console, key: str) -> Response:
-    key = normalise(key)
+    key = issue_key(key)
     answer = await run_in_threadpool(_progress, state, key)
     if answer is None:
         raise HTTPException(404, f"There is no issue {key}.")
