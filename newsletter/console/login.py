@@ -1,6 +1,6 @@
-"""Logging in and out, when the console has credentials. The login form is rate-limited per client
-(NEWSLETTER_CONSOLE_LOGIN_RATE) and carries the console's CSRF token like every other form; a
-login and a logout are editor events."""
+"""Logging in and out, when the console has credentials. Failed logins are rate-limited per client
+(NEWSLETTER_CONSOLE_LOGIN_RATE; past it even the right password waits), the form carries the
+console's CSRF token like every other form, and a login and a logout are editor events."""
 
 from __future__ import annotations
 
@@ -51,7 +51,7 @@ async def login(
     if not state.credentials.required:
         return RedirectResponse("/", status_code=303)
     client = request.client.host if request.client else "unknown"
-    retry = state.login_limiter.hit(client)
+    retry = state.login_limiter.retry_after(client)  # only failed attempts count towards the limit
     if retry:
         response = render(
             request,
@@ -64,6 +64,7 @@ async def login(
         return response
     editor = await run_in_threadpool(state.credentials.login, name, password)  # scrypt: off the loop
     if editor is None:
+        state.login_limiter.hit(client)
         log.warning("console login refused for a client (wrong name or password)")
         return render(
             request,
