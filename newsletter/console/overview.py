@@ -28,7 +28,7 @@ from newsletter.models import (
     SubscriberStatus,
     utcnow,
 )
-from newsletter.reports import issue_report
+from newsletter.reports import IssueHeadline, issue_headline
 from newsletter.send_progress import Progress, send_progress
 from newsletter.views import ComparisonView
 
@@ -46,24 +46,6 @@ class PickRow:
 
 
 @dataclass
-class LastIssue:
-    week: str
-    sent_at: str | None
-    recipients: int
-    delivered: int
-    human_readers: int
-    human_clicks: int
-    machine_clicks: int
-    unsubscribes: int
-    bounces: int
-    complaints: int
-
-    @property
-    def human_click_rate(self) -> float | None:
-        return round(100 * self.human_readers / self.recipients, 1) if self.recipients else None
-
-
-@dataclass
 class WeekOverview:
     week: Week
     issue: Issue | None
@@ -72,7 +54,7 @@ class WeekOverview:
     schedule: dict[str, str] = field(default_factory=dict)  # job -> next run, local time
     progress: Progress | None = None
     history: list[EditorEvent] = field(default_factory=list)
-    last: LastIssue | None = None
+    last: IssueHeadline | None = None
     readers: int = 0  # whom a send would go to now (active, not paused, not sent yet)
 
     @property
@@ -120,29 +102,15 @@ def readers_owed(session: Session, issue_id: int | None) -> int:
     return session.exec(fresh.where(~has_row)).one() + session.exec(owed).one()
 
 
-def last_issue(session: Session, before: str, settings: Settings) -> LastIssue | None:
-    """The headline figures of the latest sent issue before week `before`."""
-    issue = session.exec(
-        select(Issue)
+def last_issue(session: Session, before: str) -> IssueHeadline | None:
+    """The headline figures of the latest sent (or sending) issue before week `before`."""
+    issue_id = session.exec(
+        select(Issue.id)
         .where(Issue.week < before, col(Issue.status).in_([IssueStatus.SENT, IssueStatus.SENDING]))
         .order_by(col(Issue.week).desc())
         .limit(1)
     ).first()
-    if issue is None:
-        return None
-    report = issue_report(session, issue.id, settings.zone)
-    return LastIssue(
-        week=report.week,
-        sent_at=report.sent_at,
-        recipients=report.recipients,
-        delivered=report.delivered,
-        human_readers=int(report.clicks["human_readers"]),
-        human_clicks=int(report.clicks["human"]),
-        machine_clicks=int(report.clicks["machine"]),
-        unsubscribes=report.unsubscribes["total"],
-        bounces=report.bounced["hard"],
-        complaints=report.complaints,
-    )
+    return issue_headline(session, issue_id) if issue_id is not None else None
 
 
 def schedule(settings: Settings, engine: Engine) -> dict[str, str]:
@@ -169,5 +137,5 @@ def overview(session: Session, settings: Settings, week: Week, planned: dict[str
         found.history = editor_log.issue_history(session, issue.id, limit=10)
     if found.status in (*SENDABLE, "not composed yet"):
         found.readers = readers_owed(session, issue.id if issue else None)
-    found.last = last_issue(session, week.label, settings)
+    found.last = last_issue(session, week.label)
     return found
