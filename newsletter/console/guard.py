@@ -39,9 +39,11 @@ def _cookie(headers: Headers, name: str) -> str | None:
 
 
 def cross_site(headers: Headers) -> bool:
-    """A browser says so (Sec-Fetch-Site), or names another origin than the host it talks to."""
-    if headers.get("sec-fetch-site", "same-origin") not in ("same-origin", "none"):
-        return True
+    """A browser says so (Sec-Fetch-Site, which every current browser sends), or, from one that does
+    not, its Origin names another host than the one it talks to."""
+    fetch_site = headers.get("sec-fetch-site")
+    if fetch_site is not None:
+        return fetch_site not in ("same-origin", "none")
     origin = headers.get("origin")
     if origin is None:
         return False  # not a browser's form (a script with the CSRF token, or a Bearer token)

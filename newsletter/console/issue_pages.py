@@ -26,6 +26,7 @@ from newsletter.db import session_scope
 from newsletter.headers import HeaderValueError, normalise_email, parse_from_address
 from newsletter.quality import Report
 from newsletter.render import GMAIL_CLIP_BYTES
+from newsletter.send_progress import Progress, send_progress
 
 router = APIRouter()
 log = logging.getLogger("newsletter.console")
@@ -86,6 +87,11 @@ def _overview(state: ConsoleState, key: str) -> WeekOverview | None:
         return overview(session, state.settings, Week.parse(key), planned)
 
 
+def _progress(state: ConsoleState, issue_id: int) -> Progress:
+    with session_scope(state.store()) as session:
+        return send_progress(session, issue_id)
+
+
 async def issue_page(
     request: Request,
     state: ConsoleState,
@@ -113,6 +119,8 @@ async def issue_page(
     report = preview.report if preview else None
     size = report.html_bytes if report else 0
     run = state.sends.run_of(week.issue.id) if week and week.issue else None
+    if run is not None and week.progress is None:  # the console's send opens the issue in a moment
+        week.progress = await run_in_threadpool(_progress, state, week.issue.id)
     return render(
         request,
         "web/console/issue.html.j2",

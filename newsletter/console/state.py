@@ -97,7 +97,7 @@ def page_headers(nonce: str) -> dict[str, str]:
             "connect-src 'self'; frame-src 'self'; img-src 'self' data:; form-action 'self'; "
             "frame-ancestors 'none'; base-uri 'none'"
         ),
-        "Referrer-Policy": "no-referrer",
+        "Referrer-Policy": "same-origin",  # nothing of the console leaves it; its own forms name their origin
         "X-Content-Type-Options": "nosniff",
         "X-Frame-Options": "DENY",
         "Cache-Control": "no-store",
