@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import os
 import sys
 from contextlib import suppress
@@ -120,6 +119,8 @@ def subscribers_import(
         for problem in report.skipped[:50]:
             console.print(f"  {problem}", markup=False)
     if confirm and report.to_confirm:
+        import asyncio
+
         try:
             with refusals():
                 sent = asyncio.run(send_confirmations(settings, engine, report.to_confirm))

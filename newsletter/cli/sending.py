@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import sys
 import time
 from typing import TYPE_CHECKING
@@ -19,6 +18,8 @@ if TYPE_CHECKING:
 def run_send(engine: Engine, settings: Settings, issue_id: int) -> SendReport:
     """A send with a progress bar on a terminal, plain log lines otherwise. Progress counts only the
     deliveries that really ended (sent, failed, suppressed); a send that stops says how far it got."""
+    import asyncio
+
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
     from newsletter.delivery import SendAborted, Sender
