@@ -232,12 +232,16 @@ class ReaderContent:
 class Renderer:
     """Owns the Jinja environments and the MJML and premailer steps."""
 
-    def __init__(self, directory: Path | None = None):
+    def __init__(self, directory: Path | None = None, *, remember: bool = False):
+        """`remember`: render each distinct IssueView once and hand the same RenderedMessage back
+        (a send checks the issue, then renders the same view for its readers). Off for long-lived
+        renderers, whose views change."""
         # The template stack loads with the first Renderer, not with this module: the commands that
         # only need the issue's words (`issue show`, composing) never pay for Jinja, MJML or premailer.
         from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoescape
 
         self.directory = directory or templates_dir()
+        self._remembered: dict[IssueView, RenderedMessage] | None = {} if remember else None
         self.env = Environment(
             loader=FileSystemLoader(self.directory),
             # Autoescape everywhere except plain-text parts, where HTML entities would be wrong text.
@@ -255,11 +259,20 @@ class Renderer:
     def render_issue(self, issue: IssueView, *, check_size: bool = True) -> RenderedMessage:
         """The issue's bodies, compiled once. `check_size=False` is for the editors' preview and the
         quality gates, which show an oversized issue with its size rather than refuse to show it."""
-        nonce = secrets.token_hex(6)
-        book = _LinkBook(nonce)
-        rendered = self._compile(
-            "email/issue", self.issue_context(issue, nonce, book), nonce, issue.subject, issue.preheader, book
-        )
+        rendered = self._remembered.get(issue) if self._remembered is not None else None
+        if rendered is None:
+            nonce = secrets.token_hex(6)
+            book = _LinkBook(nonce)
+            rendered = self._compile(
+                "email/issue",
+                self.issue_context(issue, nonce, book),
+                nonce,
+                issue.subject,
+                issue.preheader,
+                book,
+            )
+            if self._remembered is not None:
+                self._remembered[issue] = rendered
         if check_size and rendered.html.size > GMAIL_CLIP_BYTES:
             raise RenderError(
                 f"the HTML is {rendered.html.size:,} bytes; Gmail clips above {GMAIL_CLIP_BYTES:,} "

@@ -71,26 +71,38 @@ class PostmarkProvider(HttpProvider):
         )
         self.message_stream = message_stream
         self._fixed_parts: dict[tuple[str, str, str], _Fixed] = {}
+        self._strings: dict[str, bytes] = {}
 
     def encode(self, message: OutgoingMessage) -> list[bytes]:
         """One message as Postmark JSON, as pieces (see `json_array`): the fields every message of an
         issue shares are encoded once (`_fixed`), the two bodies are spliced in pre-encoded, and a
         reader costs the JSON of their address, unsubscribe link and ids."""
-        fixed = self._fixed(message)
+        fixed, known = self._fixed(message), self._known
         headers = message.list_headers()
         pieces = [fixed.start, _string(message.to), fixed.after_to]
         for index, (name, value) in enumerate(headers.items()):
             if index:
                 pieces.append(b",")
-            pieces += [b'{"Name":', _string(name), b',"Value":', _string(value), b"}"]
+            pieces += [b'{"Name":', known(name), b',"Value":', known(value), b"}"]
         pieces.append(b'],"Metadata":{')
         for index, (key, value) in enumerate(message.metadata.items()):
             if index:
                 pieces.append(b",")
-            pieces += [_string(key), b":", _string(value)]
+            pieces += [known(key), b":", known(value)]
         pieces += [fixed.after_metadata, *encoded_body_parts(message, "html", JSON_STRING), b'","TextBody":"']
         pieces += [*encoded_body_parts(message, "text", JSON_STRING), b'"}']
         return pieces
+
+    def _known(self, text: str) -> bytes:
+        """`text` as a JSON string, remembered: header names, metadata keys and the values an issue
+        repeats in every message (its tag, its List-Id) are encoded once. The first thousand strings
+        are kept; per-reader values after that are encoded each time."""
+        encoded = self._strings.get(text)
+        if encoded is None:
+            encoded = _string(text)
+            if len(self._strings) < 1000:
+                self._strings[text] = encoded
+        return encoded
 
     def _fixed(self, message: OutgoingMessage) -> _Fixed:
         """The JSON around a message's own values, per (From, Subject, Tag): one per issue variant."""
