@@ -89,34 +89,59 @@ class Run:
 
 
 def measure(commands: list[list[str]], env: dict[str, str], cwd: Path) -> Run:
-    """Start the commands at once and wait for all: wall time to the last exit, CPU and peak RSS of
-    those processes alone, from the kernel's accounting of each finished child (wait4)."""
+    """Start the commands at once and wait for all: wall time to the last exit, CPU of those
+    processes alone from the kernel's accounting of each finished child (wait4), and the largest
+    one's peak RSS (`high_water_mb`)."""
     outputs = [tempfile.TemporaryFile() for _ in commands]  # noqa: SIM115  (closed below)
     started = time.perf_counter()
     processes = [
         subprocess.Popen(command, env=env, cwd=cwd, stdout=out, stderr=subprocess.STDOUT)
         for command, out in zip(commands, outputs, strict=True)
     ]
-    cpu, peak, codes = 0.0, 0.0, []
+    cpu, codes = 0.0, {}
+    peaks = dict.fromkeys((process.pid for process in processes), 0.0)
     try:
-        for process in processes:
-            _, status, usage = os.wait4(process.pid, 0)
-            process.returncode = os.waitstatus_to_exitcode(status)  # reaped here: Popen must not wait again
-            codes.append(process.returncode)
-            cpu += usage.ru_utime + usage.ru_stime
-            peak = max(peak, usage.ru_maxrss / 1024)
+        while len(codes) < len(processes):
+            for process in processes:
+                if process.pid in codes:
+                    continue
+                peaks[process.pid] = max(peaks[process.pid], high_water_mb(process.pid))
+                pid, status, usage = os.wait4(process.pid, os.WNOHANG)
+                if pid:
+                    process.returncode = os.waitstatus_to_exitcode(status)  # reaped: Popen must not wait
+                    codes[pid] = process.returncode
+                    cpu += usage.ru_utime + usage.ru_stime
+            time.sleep(0.02)
     finally:
         for process in processes:
             if process.returncode is None:  # interrupted: leave nothing running
                 process.kill()
                 process.wait()
     seconds = time.perf_counter() - started
+    peak = max(peaks.values())
     texts = []
     for out in outputs:
         out.seek(0)
         texts.append(out.read().decode(errors="replace"))
         out.close()
-    return Run(seconds, cpu, peak, "".join(texts), codes)
+    return Run(seconds, cpu, peak, "".join(texts), list(codes.values()))
+
+
+def high_water_mb(pid: int) -> float:
+    """The process's peak resident memory so far (VmHWM of its own address space), 0 once it is gone.
+
+    Not wait4's ru_maxrss: Linux carries a parent's resident size across fork and exec into the
+    child's, so a child of this script (which holds the store it built) would show this script's
+    peak. VmHWM belongs to the address space the program got at exec; it only grows, so sampling
+    it every 20 ms until the process ends misses nothing but a peak in its last 20 ms."""
+    try:
+        with open(f"/proc/{pid}/status") as status:
+            for line in status:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return 0.0
 
 
 def wait_for(url: str, process: subprocess.Popen, what: str) -> None:

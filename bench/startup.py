@@ -30,6 +30,7 @@ import httpx
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from bench.send import high_water_mb
 from tests.web_server import free_port
 
 KEY = "bench-signing-key-0123456789-abcdefghijklmnopqrstuvwxyz"
@@ -44,10 +45,17 @@ def environment(directory: Path) -> dict[str, str]:
 
 
 def reap(process: subprocess.Popen, started: float) -> tuple[float, float, float]:
-    """(wall s, CPU s, peak RSS MB) of a process, waited for here."""
-    _, status, usage = os.wait4(process.pid, 0)
+    """(wall s, CPU s, peak RSS MB) of a process, waited for here; the peak sampled every 2 ms
+    (see bench/send.py's `high_water_mb`: wait4's figure would carry this script's own)."""
+    peak = 0.0
+    while True:
+        peak = max(peak, high_water_mb(process.pid))
+        pid, status, usage = os.wait4(process.pid, os.WNOHANG)
+        if pid:
+            break
+        time.sleep(0.002)
     process.returncode = os.waitstatus_to_exitcode(status)
-    return time.perf_counter() - started, usage.ru_utime + usage.ru_stime, usage.ru_maxrss / 1024
+    return time.perf_counter() - started, usage.ru_utime + usage.ru_stime, peak
 
 
 def whole(command: list[str], env: dict, cwd: Path) -> tuple[float, float, float]:
