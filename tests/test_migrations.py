@@ -51,7 +51,8 @@ def test_the_revisions_every_command_checks_are_alembics_own(settings):
     assert schema.current(engine) is None, "an empty store has no revision"
     schema.upgrade(engine, "0002")
     with engine.connect() as connection:
-        assert schema.current(engine) == MigrationContext.configure(connection).get_current_revision() == "0002"
+        alembics = MigrationContext.configure(connection).get_current_revision()
+    assert schema.current(engine) == alembics == "0002"
     engine.dispose()
 
 
