@@ -1,5 +1,6 @@
-"""The issue, the confirmation, the welcome and the re-engagement email as SpamAssassin scores them, offline (`spamassassin -t -L`:
-without -L, failed network look-ups add points that say nothing about the message)."""
+"""The issue, the confirmation, the welcome and the re-engagement email as SpamAssassin scores them,
+offline (`spamassassin -t -L`: without -L, failed network look-ups add points that say nothing about
+the message)."""
 
 from __future__ import annotations
 
