@@ -4,8 +4,8 @@ Off unless NEWSLETTER_SUNSET_ISSUES=N (2 to 26). The scheduler's daily `sunset` 
 
 1. settles the open questions: a reader who has shown a sign of life since the question was sent is
    kept (`engaged`), one who left meanwhile is `left`, and one who has not answered by the date the
-   email named (the end of the local day 14 days after it went out) is unsubscribed with the source
-   `sunset`, which records the `unsubscribed` event (`sunset`). A question that could not be sent
+   email named (the end of the local day 14 days after it went out) is unsubscribed: the state, its
+   time and an `unsubscribed` event whose source (the reason) is `sunset`. A question that could not be sent
    for three days is closed as `unsent`: nobody is let go without having been asked;
 2. asks: active readers who were sent each of the last N sent issues (the ledger's `sent` rows) and
    since the first of them showed no sign of life, and have no question open or settled in that
@@ -36,6 +36,7 @@ from datetime import datetime, time, timedelta
 from enum import StrEnum
 
 from sqlalchemy import func, or_, select, update
+from sqlalchemy import insert as core_insert
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.engine import Engine
@@ -59,7 +60,7 @@ from newsletter.models import (
     utcnow,
 )
 from newsletter.providers.base import ProviderError, SendResult
-from newsletter.subscriptions import LEFT, record_event, unsubscribe
+from newsletter.subscriptions import LEFT, record_event
 from newsletter.tracking.links import LinkKind
 
 log = logging.getLogger("newsletter.sunset")
@@ -143,11 +144,14 @@ def settle(engine: Engine, now: datetime, result: SunsetRun) -> None:
             if not asks:
                 return
             last = asks[-1].id
+            verdicts: dict[Outcome, list[int]] = {}
             for ask, outcome in _verdicts(session, asks, now):
-                if close(session, ask.id, outcome, now):
-                    result.settled[outcome] += 1
-                    if outcome == Outcome.SUNSET:
-                        unsubscribe(session, ask.subscriber_id, source=SUNSET_SOURCE, client=None)
+                verdicts.setdefault(outcome, []).append(ask.id)
+            for outcome, ids in verdicts.items():
+                closed = close(session, ids, outcome, now)
+                result.settled[outcome] += len(closed)
+                if outcome == Outcome.SUNSET:
+                    let_go(session, closed, now)
 
 
 def _verdicts(session: Session, asks: list[SunsetAsk], now: datetime) -> list[tuple[SunsetAsk, Outcome]]:
@@ -184,15 +188,43 @@ def _lively_since_asked(ask_ids: list[int]):
     )
 
 
-def close(session: Session, ask_id: int, outcome: Outcome, now: datetime) -> bool:
-    """Settle a question if it is still open: the store decides who settles it (the job, the stay
-    button, a second scheduler), so it is settled once."""
-    changed = session.execute(
-        update(SunsetAsk)
-        .where(col(SunsetAsk.id) == ask_id, col(SunsetAsk.outcome).is_(None))
-        .values(outcome=outcome.value, resolved_at=now, claimed_until=None)
-    ).rowcount
-    return bool(changed)
+def close(session: Session, ask_ids: list[int], outcome: Outcome, now: datetime) -> list[int]:
+    """Settle the questions that are still open; returns the readers of those it settled. The store
+    decides who settles a question (this job, the stay button, a second scheduler): only one does."""
+    if not ask_ids:
+        return []
+    return list(
+        session.scalars(
+            update(SunsetAsk)
+            .where(col(SunsetAsk.id).in_(ask_ids), col(SunsetAsk.outcome).is_(None))
+            .values(outcome=outcome.value, resolved_at=now, claimed_until=None)
+            .returning(SunsetAsk.subscriber_id)
+            .execution_options(synchronize_session=False)
+        )
+    )
+
+
+def let_go(session: Session, subscriber_ids: list[int], now: datetime) -> None:
+    """`subscriptions.unsubscribe` for many readers at once, with the source `sunset`: the same state,
+    time and event, in one UPDATE (only readers still active) and one INSERT."""
+    if not subscriber_ids:
+        return
+    left = session.scalars(
+        update(Subscriber)
+        .where(col(Subscriber.id).in_(subscriber_ids), Subscriber.status == SubscriberStatus.ACTIVE)
+        .values(status=SubscriberStatus.UNSUBSCRIBED, unsubscribed_at=now, updated_at=now)
+        .returning(Subscriber.id)
+        .execution_options(synchronize_session=False)
+    ).all()
+    if left:
+        session.execute(
+            core_insert(SubscriberEvent),
+            [
+                {"subscriber_id": sid, "kind": "unsubscribed", "source": SUNSET_SOURCE, "at": now}
+                | {"detail": "was active; no click, vote or answer since the question (sunset)"}
+                for sid in left
+            ],
+        )
 
 
 # --- 2. asking ----------------------------------------------------------------------------------------
@@ -315,25 +347,31 @@ def ask(session: Session, span: list[Issue], now: datetime) -> int:
     readers = list(session.scalars(silent_readers(span, now)))
     insert = sqlite_insert if session.get_bind().dialect.name == "sqlite" else pg_insert
     asked = 0
+    weeks = f"no click or vote in the last {len(span)} issues (to {span[0].week})"
+    statement = (
+        insert(SunsetAsk)
+        .on_conflict_do_nothing(index_elements=["subscriber_id", "last_issue_id"])
+        .returning(SunsetAsk.subscriber_id)
+    )
     for start in range(0, len(readers), CHUNK):
         rows = [
             {"subscriber_id": reader, "last_issue_id": span[0].id, "issues": len(span), "asked_at": now}
             | {"attempts": 0}
             for reader in readers[start : start + CHUNK]
         ]
-        new = session.execute(
-            insert(SunsetAsk)
-            .values(rows)
-            .on_conflict_do_nothing(index_elements=["subscriber_id", "last_issue_id"])
-            .returning(SunsetAsk.subscriber_id)
-        ).all()
-        weeks = f"no click or vote in the last {len(span)} issues (to {span[0].week})"
-        for (subscriber_id,) in new:
-            session.add(
-                SubscriberEvent(
-                    subscriber_id=subscriber_id, kind=ASKED_EVENT, source=SUNSET_SOURCE, detail=weeks, at=now
-                )
-            )
+        new = list(session.scalars(statement, rows))  # executemany, RETURNING what was inserted
+        if new:
+            events = [
+                {
+                    "subscriber_id": sid,
+                    "kind": ASKED_EVENT,
+                    "source": SUNSET_SOURCE,
+                    "detail": weeks,
+                    "at": now,
+                }
+                for sid in new
+            ]
+            session.execute(core_insert(SubscriberEvent), events)
         asked += len(new)
     return asked
 
@@ -407,8 +445,7 @@ async def _send_questions(engine: Engine, settings: Settings, provider_factory, 
                     log.warning("could not send %d re-engagement question(s): %s", len(batch), exc)
                     answers, fatal = [str(exc)] * len(batch), exc if exc.fatal else None
                 with session_scope(engine) as session:
-                    for ask_id, answer in zip(asks, answers, strict=True):
-                        _record(session, ask_id, answer, now, deadline, result)
+                    _record(session, list(zip(asks, answers, strict=True)), now, deadline, result)
                 if fatal is not None:  # nothing else would go either: the next run tries again
                     log.error("the provider refused the re-engagement questions: %s", fatal)
                     return
@@ -418,22 +455,33 @@ async def _send_questions(engine: Engine, settings: Settings, provider_factory, 
 
 
 def _record(
-    session: Session, ask_id: int, answer: SendResult | str, now: datetime, deadline: datetime, result
+    session: Session, answered: list[tuple[int, SendResult | str]], now: datetime, deadline: datetime, result
 ) -> None:
-    if isinstance(answer, SendResult) and answer.accepted:
+    """The provider's answers: the accepted questions are sent (one UPDATE), the others tried again at
+    the next run, or closed as unsent when the provider refuses the address for good."""
+    sent = [ask_id for ask_id, answer in answered if isinstance(answer, SendResult) and answer.accepted]
+    if sent:
+        session.execute(
+            update(SunsetAsk)
+            .where(col(SunsetAsk.id).in_(sent))
+            .values(sent_at=now, answer_by=deadline, claimed_until=None, last_error=None)
+            .execution_options(synchronize_session=False)
+        )
+    result.sent += len(sent)
+    for ask_id, answer in answered:
+        if isinstance(answer, SendResult) and answer.accepted:
+            continue
+        error = answer if isinstance(answer, str) else (answer.error or "refused by the provider")
+        values = {"last_error": error[:500], "claimed_until": now + RETRY_PAUSE}
+        if isinstance(answer, SendResult) and answer.permanent:
+            values |= {"outcome": Outcome.UNSENT.value, "resolved_at": now, "claimed_until": None}
         session.execute(
             update(SunsetAsk)
             .where(col(SunsetAsk.id) == ask_id)
-            .values(sent_at=now, answer_by=deadline, claimed_until=None, last_error=None)
+            .values(**values)
+            .execution_options(synchronize_session=False)
         )
-        result.sent += 1
-        return
-    error = answer if isinstance(answer, str) else (answer.error or "refused by the provider")
-    values = {"last_error": error[:500], "claimed_until": now + RETRY_PAUSE}
-    if isinstance(answer, SendResult) and answer.permanent:
-        values |= {"outcome": Outcome.UNSENT.value, "resolved_at": now, "claimed_until": None}
-    session.execute(update(SunsetAsk).where(col(SunsetAsk.id) == ask_id).values(**values))
-    result.failed += 1
+        result.failed += 1
 
 
 # --- the stay button ----------------------------------------------------------------------------------
@@ -457,10 +505,10 @@ def stay(session: Session, subscriber_id: int, *, client: str | None, now: datet
         return Stay.LEFT
     if subscriber.status != SubscriberStatus.ACTIVE:
         return Stay.GONE
-    open_ask = session.scalars(
+    open_asks = session.scalars(
         select(SunsetAsk.id).where(SunsetAsk.subscriber_id == subscriber_id, col(SunsetAsk.outcome).is_(None))
-    ).first()
-    closed = open_ask is not None and close(session, open_ask, Outcome.STAYED, now)
+    ).all()
+    closed = bool(close(session, list(open_asks), Outcome.STAYED, now))
     detail = "answered the re-engagement question" if closed else "no question was open"
     record_event(session, subscriber, "stayed", source="stay page", client=client, detail=detail, at=now)
     return Stay.STAYED
