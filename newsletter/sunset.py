@@ -443,7 +443,9 @@ async def _send_questions(engine: Engine, settings: Settings, provider_factory, 
                     answers: list[SendResult | str] = list(await provider.send_batch(batch))
                 except ProviderError as exc:
                     log.warning("could not send %d re-engagement question(s): %s", len(batch), exc)
-                    answers, fatal = [str(exc)] * len(batch), exc if exc.fatal else None
+                    # what earlier requests of the batch had sent is recorded as sent, never sent again
+                    answers = [exc.completed.get(index, str(exc)) for index in range(len(batch))]
+                    fatal = exc if exc.fatal else None
                 with session_scope(engine) as session:
                     _record(session, list(zip(asks, answers, strict=True)), now, deadline, result)
                 if fatal is not None:  # nothing else would go either: the next run tries again

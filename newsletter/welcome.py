@@ -176,7 +176,8 @@ async def deliver(
             log.warning(
                 "could not send %d welcome email(s): %s; the retry job sends them", len(messages), exc
             )
-            results = [str(exc)] * len(messages)
+            # what earlier requests of the batch had sent is recorded as sent, never sent again
+            results = [exc.completed.get(index, str(exc)) for index in range(len(messages))]
         answered = [(sid, result) for (sid, _), result in zip(messages, results, strict=True)]
         done = await asyncio.to_thread(_record_all, engine, answered, now or utcnow())
         outcome.update(done)

@@ -204,3 +204,47 @@ def test_the_welcome_names_no_latest_issue_before_the_first(tmp_path):
     assert "/issues/" not in text
     assert "When it arrives: Every Monday at 09:00 (UTC)." in text
     assert not re.search(r"\{\{|\}\}|%%", text), "no template or marker left"
+
+
+class HalfwayProvider:
+    """A provider whose batch request fails after the first two messages went through (as a
+    multi-request batch or the outbox's disk does): it raises with what it had sent."""
+
+    name, max_batch, default_batch = "halfway", 10, 10
+
+    def __init__(self):
+        self.accepted: list[str] = []
+
+    async def send_batch(self, messages):
+        from newsletter.providers.base import ProviderError, SendResult
+
+        error = ProviderError("the connection dropped after two messages")
+        error.completed = {i: SendResult(m.message_id, True) for i, m in enumerate(messages[:2])}
+        self.accepted += [m.to for m in messages[:2]]
+        raise error
+
+    async def aclose(self):
+        return None
+
+
+def test_welcomes_a_failed_batch_had_sent_are_recorded_as_sent_and_never_sent_again(settings, engine):
+    from newsletter.subscriptions import add_active
+    from newsletter.welcome import owe_welcome, send_owed_welcomes
+
+    readers = ["one@example.com", "two@example.com", "three@example.com"]
+    with Session(engine) as session:
+        add_active(session, readers, source="test", key=TEST_KEY.encode())
+        for subscriber in session.exec(select(Subscriber)):
+            owe_welcome(session, subscriber.id)
+        session.commit()
+    provider = HalfwayProvider()
+    done = send_owed_welcomes(engine, settings, lambda _settings: provider)
+    assert done == {"sent": 2, "failed": 1}
+    assert provider.accepted == readers[:2]
+    with Session(engine) as session:
+        rows = {s.email: w for s, w in session.exec(select(Subscriber, WelcomeMail).join(WelcomeMail))}
+    assert [email for email, row in rows.items() if row.sent_at is not None] == readers[:2]
+    assert rows["three@example.com"].due_at is not None and "dropped" in rows["three@example.com"].last_error
+    later = datetime.now(UTC) + timedelta(minutes=21)
+    again = send_owed_welcomes(engine, settings, lambda _settings: provider, later)
+    assert again == {"sent": 1} and provider.accepted == readers, "the third alone goes again"
