@@ -263,6 +263,24 @@ class Settings(BaseSettings):
         "0 11 * * *",
         description="When the re-engagement job asks silent readers and lets go unanswered ones.",
     )
+    webhook_timeout: float = Field(
+        10, gt=0, le=60, description="Seconds an outgoing webhook's receiver has to answer."
+    )
+    webhook_interval_seconds: float = Field(
+        5,
+        ge=1,
+        le=3600,
+        description="How often the scheduler and the sender workers deliver the outgoing webhooks due.",
+    )
+    webhook_disable_hours: float = Field(
+        24, gt=0, le=24 * 30, description="An endpoint failing this long without a success is disabled."
+    )
+    webhook_retention_days: int = Field(
+        30,
+        ge=1,
+        le=3650,
+        description="Delivered and given-up webhook messages and their attempts are kept this long.",
+    )
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field(
         "INFO", description="Log level of long-running processes."
     )

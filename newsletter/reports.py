@@ -452,8 +452,9 @@ def weekly_stats(
 
 def list_size_at(session: Session, moment: datetime) -> int:
     """Readers whose latest change of state before `moment` made them active (a confirmation or an
-    owner's add). Erased readers keep no history, so they drop out of the past too."""
-    states = ("confirmed", "subscribed", *LEAVES)
+    owner's add). Erased readers keep no history, so they drop out of the past too. A reader an import
+    suppressed (another platform's export says they left) leaves the list at that import."""
+    states = ("confirmed", "subscribed", *LEAVES, "suppressed")
     latest = (
         select(SubscriberEvent.subscriber_id, func.max(SubscriberEvent.id).label("last"))
         .where(SubscriberEvent.at < moment, SubscriberEvent.kind.in_(states))

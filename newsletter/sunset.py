@@ -5,8 +5,8 @@ Off unless NEWSLETTER_SUNSET_ISSUES=N (2 to 26). The scheduler's daily `sunset` 
 1. settles the open questions: a reader who has shown a sign of life since the question was sent is
    kept (`engaged`), one who left meanwhile is `left`, and one who has not answered by the date the
    email named (the end of the local day 14 days after it went out) is unsubscribed: the state, its
-   time and an `unsubscribed` event whose source (the reason) is `sunset`. A question that could not be sent
-   for three days is closed as `unsent`: nobody is let go without having been asked;
+   time, `status_reason` `sunset` and an `unsubscribed` event whose source is `sunset`. A question
+   that could not be sent for three days is closed as `unsent`: nobody is let go unasked;
 2. asks: active readers who were sent each of the last N sent issues (the ledger's `sent` rows) and
    since the first of them showed no sign of life, and have no question open or settled in that
    span. One `sunsetask` row per reader and span (unique on reader and the span's last issue): two
@@ -206,13 +206,19 @@ def close(session: Session, ask_ids: list[int], outcome: Outcome, now: datetime)
 
 def let_go(session: Session, subscriber_ids: list[int], now: datetime) -> None:
     """`subscriptions.unsubscribe` for many readers at once, with the source `sunset`: the same state,
-    time and event, in one UPDATE (only readers still active) and one INSERT."""
+    time and event, and `status_reason` `sunset` (the export's column), in one UPDATE (only readers
+    still active) and one INSERT (the outgoing webhooks' hook sees its rows)."""
     if not subscriber_ids:
         return
     left = session.scalars(
         update(Subscriber)
         .where(col(Subscriber.id).in_(subscriber_ids), Subscriber.status == SubscriberStatus.ACTIVE)
-        .values(status=SubscriberStatus.UNSUBSCRIBED, unsubscribed_at=now, updated_at=now)
+        .values(
+            status=SubscriberStatus.UNSUBSCRIBED,
+            status_reason=SUNSET_SOURCE,
+            unsubscribed_at=now,
+            updated_at=now,
+        )
         .returning(Subscriber.id)
         .execution_options(synchronize_session=False)
     ).all()

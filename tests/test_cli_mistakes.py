@@ -395,7 +395,12 @@ def required_arguments(command: Any) -> list[str]:
     values = []
     for param in command.params:
         if param.param_type_name == "argument" and param.required:
-            values.append("reader@example.com" if param.name == "emails" else "x")
+            if param.name == "emails":
+                values.append("reader@example.com")
+            elif python_type(command, param.name) is int:  # an id
+                values.append("1")
+            else:
+                values.append("x")
     return values
 
 
@@ -597,6 +602,8 @@ def test_a_command_on_a_missing_store_creates_nothing(tmp_path, monkeypatch, wor
         args += ["--to", f"sqlite:///{tmp_path / 'target.db'}"]
     if words == ("render",):
         args += ["--out", str(tmp_path / "rendered")]
+    if words == ("webhooks", "add"):
+        args = [*words, "https://hooks.example.com/newsletter", "--events", "all"]
     result = CliRunner().invoke(cli.app, args, env=env | {"NEWSLETTER_SECRET_KEY": TEST_KEY})
     assert result.exception is None or isinstance(result.exception, SystemExit), result.exception
     assert result.exit_code == 1, result.output

@@ -223,6 +223,7 @@ def test_silent_readers_are_asked_once_and_let_go_fourteen_days_later_unless_the
             )
         ).one()
         assert left.source == "sunset"
+        assert session.get(Subscriber, silent_id).status_reason == "sunset"
         stayed = session.exec(select(SubscriberEvent).where(SubscriberEvent.kind == "stayed")).one()
         assert stayed.detail == "answered the re-engagement question"
         assert sunset.figures(session) == {

@@ -397,6 +397,8 @@ LEFT_LINES = {
     SubscriberStatus.UNSUBSCRIBED: "{email} unsubscribed{since} and gets no issue of {name}.",
     SubscriberStatus.BOUNCED: "Mail to {email} bounced{since}, so we stopped sending {name} there.",
     SubscriberStatus.COMPLAINED: "{email} marked an issue as spam{since}, so we stopped sending {name}.",
+    SubscriberStatus.SUPPRESSED: "{email} had left our list on the platform we moved from, so we do not "
+    "send {name} there.",
 }
 
 
