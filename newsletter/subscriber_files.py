@@ -305,8 +305,8 @@ def _apply(session: Session, plan: _Plan, report: ImportReport, *, confirm: bool
             }
         )
     session.flush()
-    if events:
-        connection.execute(SubscriberEvent.__table__.insert(), events)
+    if events:  # through the session, so the webhook outbox sees them (one transaction)
+        session.execute(insert(SubscriberEvent), events)
     if confirm:
         owed = _without_confirmation_sent(session, plan.pending)
         report.to_confirm = list(report.added) + [(s.id, s.email) for s in owed]

@@ -160,7 +160,27 @@ def test_a_csv_import_writes_one_event_per_new_reader_in_the_same_transaction(
         "two@example.com": events.CONFIRMED,
         "three@example.com": events.PENDING,
     }
-    assert {item.body["data"]["source"] for item in receiver.received} == {"import"}
+    assert {item.body["data"]["source"] for item in receiver.received} == {"import:csv"}
+
+
+def test_an_export_that_says_a_reader_left_tells_receivers_they_are_unsubscribed(
+    engine, settings, receiver, tmp_path
+):
+    with session_scope(engine) as session:  # vouched for by the owner, never confirmed by their own link
+        add_active(session, ["u1@example.com"], source="cli", key=KEY)
+        reader = session.exec(select(Subscriber.id).where(Subscriber.email == "u1@example.com")).one()
+    add_endpoint(engine, receiver, "subscriber.unsubscribed")
+    export = tmp_path / "unsubscribed_members_export_1.csv"
+    export.write_text(
+        "Email Address,MEMBER_RATING,OPTIN_TIME,CONFIRM_TIME,UNSUB_TIME,UNSUB_CAMPAIGN_TITLE,UNSUB_REASON\n"
+        "u1@example.com,1,2018-02-12 10:54:27,2018-02-12 10:54:27,2025-07-23 12:19:27,Weekly,spam\n"
+    )
+    with session_scope(engine) as session:
+        import_csv(session, export, key=KEY, confirm=False, skip_invalid=False, wanted="mailchimp")
+    deliver_due(engine, settings)
+    assert [(item.type, item.body["data"]["subscriber"]["id"]) for item in receiver.received] == [
+        (events.UNSUBSCRIBED, reader)
+    ]
 
 
 def test_erasure_sends_the_id_alone_and_blanks_the_address_in_every_stored_message(

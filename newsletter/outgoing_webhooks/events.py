@@ -37,6 +37,7 @@ KINDS: dict[str, tuple[str, str | None]] = {
     "confirmed": (CONFIRMED, "active"),
     "unsubscribed": (UNSUBSCRIBED, None),
     "sunset": (UNSUBSCRIBED, None),  # taken off the list for not reading
+    "suppressed": (UNSUBSCRIBED, None),  # an imported export says they left (unsubscribed, cleaned, ...)
     "bounced": (BOUNCED, None),
     "complained": (COMPLAINED, None),
     "erased": (ERASED, None),
