@@ -34,7 +34,9 @@ from newsletter.models import (
     SubscriberEvent,
     SunsetAsk,
     Tool,
+    WebhookMessage,
 )
+from newsletter.outgoing_webhooks import endpoints
 from newsletter.providers import make_provider
 from newsletter.samples import dated_into_week
 from newsletter.subscriptions import add_active, set_tracking
@@ -158,6 +160,8 @@ def run_job(at: datetime) -> str:
 
 def test_silent_readers_are_asked_once_and_let_go_fourteen_days_later_unless_they_stay(tmp_path, samples):
     settings, engine = build(tmp_path, samples)
+    with session_scope(engine) as session:  # an outgoing webhook endpoint hears who leaves
+        endpoints.add(session, "https://crm.example/hooks", "subscriber.unsubscribed", key=TEST_KEY.encode())
     hit(engine, "clicker", "2026-W47", monday("2026-W47") + timedelta(hours=3))  # a person's click
     hit(engine, "machine", "2026-W48", monday("2026-W48") + timedelta(seconds=20), machine=True)
     hit(engine, "opener", "2026-W48", monday("2026-W48") + timedelta(hours=2), kind=LinkKind.OPEN)
@@ -224,6 +228,9 @@ def test_silent_readers_are_asked_once_and_let_go_fourteen_days_later_unless_the
         ).one()
         assert left.source == "sunset"
         assert session.get(Subscriber, silent_id).status_reason == "sunset"
+        told = session.exec(select(WebhookMessage.subject, WebhookMessage.type)).all()
+        ids = {reader(session, name).id: name for name in ("machine", "opener", "silent")}
+        assert sorted(told) == sorted((f"subscriber:{sid}", "subscriber.unsubscribed") for sid in ids)
         stayed = session.exec(select(SubscriberEvent).where(SubscriberEvent.kind == "stayed")).one()
         assert stayed.detail == "answered the re-engagement question"
         assert sunset.figures(session) == {
