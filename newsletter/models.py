@@ -242,6 +242,7 @@ class Delivery(SQLModel, table=True):
     __table_args__ = (
         UniqueConstraint("issue_id", "subscriber_id"),
         Index("ix_delivery_issue_status", "issue_id", "status", "id"),  # claims walk it in id order
+        Index("ix_delivery_issue_sent_at", "issue_id", "sent_at"),  # a send's rate over its last minute
     )
 
     id: int | None = Field(default=None, primary_key=True)
@@ -410,6 +411,19 @@ class WebhookAttempt(SQLModel, table=True):
     duration_ms: int = Field(default=0)
     error: str | None = Field(default=None, max_length=500)
     response: str | None = Field(default=None, max_length=500)
+
+
+class EditorEvent(SQLModel, table=True):
+    """A change an editor made in the console (who, when, what, to which issue or comparison),
+    written in the same transaction as the change itself."""
+
+    id: int | None = Field(default=None, primary_key=True)
+    at: datetime = _time(default=utcnow, index=True)
+    editor: str = Field(max_length=120)
+    action: str = Field(max_length=40)
+    issue_id: int | None = Field(default=None, foreign_key="issue.id", index=True)
+    comparison_id: int | None = Field(default=None, foreign_key="comparison.id", index=True)
+    detail: str | None = Field(default=None, max_length=2000)
 
 
 class WelcomeMail(SQLModel, table=True):

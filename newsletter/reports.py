@@ -1,8 +1,10 @@
 """What an issue did, and how the list moves week by week: queries over the ledger, the hits, the
 votes and the events, never counters kept on the side, so every figure adds up with the ledger.
 
-`issue_report(session, issue_id, zone)` and `weekly_stats(session, weeks, zone)` return plain data
-(dataclasses with `as_json()` and `csv_rows()`) for the CLI and the editors' console alike.
+`issue_report(session, issue_id, zone)`, `issue_headline(session, issue_id)` (its few front-page
+figures, by the same queries), `weekly_stats(session, weeks, zone)` and `list_movements` (the list's
+side of it, which newsletter/audience.py charts) return plain data (dataclasses with `as_json()`, and
+`csv_rows()` where a CSV is offered) for the CLI and the editors' console alike.
 
 Clicks are hits on the issue's tracked links (the hidden decoy link included: only machines follow
 it), opens are hits on its pixel; both are raw hits plus the counts that hits past their retention
@@ -157,13 +159,7 @@ def issue_report(session: Session, issue_id: int, zone: ZoneInfo = UTC) -> Issue
     issue = session.get(Issue, issue_id)
     if issue is None:
         raise LookupError(f"no issue with id {issue_id}")
-    ledger = dict(
-        session.execute(
-            select(Delivery.status, func.count())
-            .where(Delivery.issue_id == issue_id)
-            .group_by(Delivery.status)
-        ).all()
-    )
+    ledger = _ledger(session, issue_id)
     events = _events_by_kind(session, issue_id)
     links = _link_figures(session, issue_id)
     clicks = [link for link in links if link.kind != LinkKind.OPEN]
@@ -197,6 +193,66 @@ def issue_report(session: Session, issue_id: int, zone: ZoneInfo = UTC) -> Issue
         signups=_signups(session, Week.parse(issue.week), zone),
         reengagement=sunset_figures(session, last_issue_id=issue_id),
     )
+
+
+@dataclass
+class IssueHeadline:
+    """An issue's figures at a glance (the week page): the same counts as its full report."""
+
+    issue_id: int
+    week: str
+    status: str
+    sent_at: str | None
+    recipients: int
+    delivered: int
+    human_readers: int  # readers with at least one human click
+    unsubscribes: int
+    bounces: int  # hard and soft
+    complaints: int
+
+    @property
+    def human_click_rate(self) -> float | None:
+        return round(self.human_readers / self.recipients, 4) if self.recipients else None
+
+    def as_json(self) -> dict:
+        return asdict(self) | {"human_click_rate": self.human_click_rate}
+
+
+def issue_headline(session: Session, issue_id: int) -> IssueHeadline:
+    """The few figures of an issue that fit on a front page, by the queries its report uses."""
+    issue = session.get(Issue, issue_id)
+    if issue is None:
+        raise LookupError(f"no issue with id {issue_id}")
+    events = _events_by_kind(session, issue_id)
+    return IssueHeadline(
+        issue_id=issue_id,
+        week=issue.week,
+        status=issue.status,
+        sent_at=issue.sent_at.isoformat() if issue.sent_at else None,
+        recipients=_sent(session, issue_id),
+        delivered=events.get(EventKind.DELIVERED, 0),
+        human_readers=_human_readers(session, issue_id, opens=False),
+        unsubscribes=_unsubscribes(session, issue_id)["total"],
+        bounces=events.get(EventKind.BOUNCED, 0) + events.get(EventKind.SOFT_BOUNCED, 0),
+        complaints=events.get(EventKind.COMPLAINED, 0),
+    )
+
+
+def _ledger(session: Session, issue_id: int) -> dict[str, int]:
+    return dict(
+        session.execute(
+            select(Delivery.status, func.count())
+            .where(Delivery.issue_id == issue_id)
+            .group_by(Delivery.status)
+        ).all()
+    )
+
+
+def _sent(session: Session, issue_id: int) -> int:
+    """The recipients: the ledger's sent rows."""
+    return session.execute(
+        select(func.count()).where(Delivery.issue_id == issue_id, Delivery.status == DeliveryStatus.SENT)
+    ).scalar_one()
 
 
 def _events_by_kind(session: Session, issue_id: int) -> dict[str, int]:
@@ -409,15 +465,20 @@ class WeekFigures:
 JOINS = ("confirmed", "subscribed")
 
 
-def weekly_stats(
-    session: Session, weeks: int, zone: ZoneInfo = UTC, now: datetime | None = None
-) -> list[WeekFigures]:
-    """The last `weeks` ISO weeks (this one included), oldest first."""
+def last_weeks(weeks: int, zone: ZoneInfo = UTC, now: datetime | None = None) -> list[Week]:
+    """The last `weeks` ISO weeks in `zone`, this one included, oldest first."""
     current = Week.containing(now or datetime.now(UTC), zone)
     mondays = [current.monday - timedelta(weeks=back) for back in range(weeks - 1, -1, -1)]
-    chosen = [Week(*monday.isocalendar()[:2]) for monday in mondays]
+    return [Week(*monday.isocalendar()[:2]) for monday in mondays]
+
+
+def list_movements(
+    session: Session, weeks: int, zone: ZoneInfo = UTC, now: datetime | None = None
+) -> list[WeekFigures]:
+    """How the list moved in each of the last `weeks` weeks, oldest first: its size at the week's
+    end, signups, confirmations and leaves by reason (the issue columns left empty)."""
     figures = []
-    for week in chosen:
+    for week in last_weeks(weeks, zone, now):
         start, end = week.bounds(zone)
         kinds = dict(
             session.execute(
@@ -434,19 +495,31 @@ def weekly_stats(
                 SubscriberEvent.detail.is_distinct_from("already active"),
             )
         ).scalar_one()
-        row = WeekFigures(
-            week=week.label,
-            list_size=list_size_at(session, end),
-            signups=requested,
-            confirmations=kinds.get("confirmed", 0),
-            leaves={reason: kinds.get(reason, 0) for reason in LEAVES},
+        figures.append(
+            WeekFigures(
+                week=week.label,
+                list_size=list_size_at(session, end),
+                signups=requested,
+                confirmations=kinds.get("confirmed", 0),
+                leaves={reason: kinds.get(reason, 0) for reason in LEAVES},
+            )
         )
-        issue = session.execute(select(Issue).where(Issue.week == week.label)).scalars().first()
-        if issue is not None:
-            report = issue_report(session, issue.id, zone)
-            row.issue, row.recipients = issue.week, report.recipients
-            row.human_readers = report.clicks["human_readers"]
-        figures.append(row)
+    return figures
+
+
+def weekly_stats(
+    session: Session, weeks: int, zone: ZoneInfo = UTC, now: datetime | None = None
+) -> list[WeekFigures]:
+    """The last `weeks` ISO weeks (this one included), oldest first: the list's movements and each
+    week's issue with its recipients and human clickers."""
+    figures = list_movements(session, weeks, zone, now)
+    labels = [row.week for row in figures]
+    issues = dict(session.execute(select(Issue.week, Issue.id).where(Issue.week.in_(labels))).all())
+    for row in figures:
+        if row.week in issues:
+            headline = issue_headline(session, issues[row.week])
+            row.issue, row.recipients = row.week, headline.recipients
+            row.human_readers = headline.human_readers
     return figures
 
 

@@ -581,9 +581,12 @@ def test_a_bad_address_adds_nobody(invoke):
 # -- looking creates nothing -------------------------------------------------------------------------------
 
 CREATORS = {("init",), ("demo",), ("db", "upgrade")}
+STORELESS = {("console", "hash-password")}  # makes a password hash: no store involved
 
 
-@pytest.mark.parametrize("words", [w for w, _ in LEAVES if w not in CREATORS | SERVERS], ids=" ".join)
+@pytest.mark.parametrize(
+    "words", [w for w, _ in LEAVES if w not in CREATORS | SERVERS | STORELESS], ids=" ".join
+)
 def test_a_command_on_a_missing_store_creates_nothing(tmp_path, monkeypatch, words):
     """Every command but those that make the store refuses a missing one and leaves it missing (on
     PostgreSQL: an empty database stays empty)."""
@@ -610,3 +613,16 @@ def test_a_command_on_a_missing_store_creates_nothing(tmp_path, monkeypatch, wor
     assert "no store" in result.stderr, result.stderr
     assert not store_exists(directory), f"`newsletter {' '.join(words)}` created a store"
     assert not (tmp_path / "target.db").exists()
+
+
+def test_hash_password_prints_a_hash_that_checks_and_refuses_an_empty_password():
+    from newsletter.passwords import verify_password
+
+    made = CliRunner().invoke(cli.app, ["console", "hash-password"], input="a fine passphrase\n")
+    assert made.exit_code == 0, made.output
+    (line,) = made.stdout.strip().splitlines()
+    name, _, encoded = line.partition("=")
+    assert name == "NEWSLETTER_EDITOR_PASSWORD_HASH" and verify_password("a fine passphrase", encoded)
+    assert "a fine passphrase" not in made.stdout
+    empty = CliRunner().invoke(cli.app, ["console", "hash-password"], input="\n")
+    assert empty.exit_code == 1 and "password was refused" in empty.stderr

@@ -28,5 +28,7 @@ webhooks_app = typer.Typer(
     help="Outgoing webhooks: tell other systems when readers join or leave, vote, or an issue is sent.",
     no_args_is_help=True,
 )
-app.add_typer(db_app, name="db")
 app.add_typer(webhooks_app, name="webhooks")
+console_app = typer.Typer(help="The editors' console (also `newsletter preview`).")
+app.add_typer(db_app, name="db")
+app.add_typer(console_app, name="console")

@@ -5,8 +5,8 @@ out, the lease of the process sending it) and `sunsetask` (one "still want it?" 
 and span of silent issues, when it went out and how it ended). Existing rows are untouched: readers
 already on the list are owed no welcome.
 
-Revision ID: 0008
-Revises: 0007
+Revision ID: 0009
+Revises: 0008
 Create Date: 2026-12-10 10:00:00
 """
 
@@ -18,8 +18,8 @@ from alembic import op
 
 import newsletter.models
 
-revision = "0008"
-down_revision = "0007"
+revision = "0009"
+down_revision = "0008"
 branch_labels = None
 depends_on = None
 
