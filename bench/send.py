@@ -1,34 +1,48 @@
-"""A whole send to 100,000 readers in SQLite through the provider emulator (Postmark batch API).
+"""A whole send, measured against the floor of a send in the same run.
 
-    .venv/bin/python bench/send.py [--readers 100000] [--provider postmark] [--fail-rate 0.05] [--drop-rate 0]
-    .venv/bin/python bench/send.py --database postgresql+psycopg://postgres@127.0.0.1:5432/postgres \
-        [--readers 1000000] [--workers 1,2,4]
+    .venv/bin/python bench/send.py [--readers 100000] [--batch 100] [--sink fast|emulator] [--repeat 3]
+    .venv/bin/python bench/send.py --database postgresql+psycopg://postgres@127.0.0.1:5432/bench_send \
+        [--workers 1] [--readers 1000000]
 
-With --database (PostgreSQL) the send is shared by `newsletter worker` processes instead: for each
-worker count, a fresh store of --readers active readers, the issue marked for sending (as the
-scheduler does), then that many workers until it is sent. Prints messages/s, each worker's peak RSS
-and the exactly-once check. Target (issue 7, this 2-core machine): 4 workers >= 1.5x one worker, and
-per-worker memory flat in the number of readers. --latency-ms gives the emulator a real provider's
-round trip; with 0, one worker, the emulator and PostgreSQL already share the two cores.
+The sender is the real command in its own process, start-up included: `newsletter issue send` on a
+SQLite store of --readers active readers, or with --database (PostgreSQL) that many
+`newsletter worker --exit-when-idle` processes per --workers count, the issue marked for sending as
+the scheduler does. Its CPU (user + system) and peak RSS are the operating system's accounting of
+that process alone (wait4), never the sink's or this script's.
 
-Runs the send twice: without faults, then with `--fail-rate` of the send requests answered 429 or 500
-(and `--drop-rate` accepted then dropped). Each run prints the total time, messages per second, the
-sender's peak RSS and the emulator's, and checks with the emulator's own record that every reader got
-exactly one message. Target (issue 4, this 2-core machine): >= 2,000 messages/s, peak RSS < 300 MB.
+--sink fast (default): `bench/fast_sink.py`, a Postmark-compatible sink in its own process that
+parses each batch with orjson and answers, costing the sender nothing. In the same run, against the
+same sink, the floor: `bench/send_floor.py`, a bare Python loop with no store (the issue's HTML and
+text JSON-escaped once, joined per reader with a token, one httpx pool, --concurrency requests in
+flight). Prints the sender's CPU per message, the floor's, their ratio, wall time, messages/s and
+peak RSS; with --repeat N the floor and the sender alternate N times and the medians are printed.
+--naive adds the loop most people write (`json.dumps` per batch) for scale.
+
+--sink emulator: the project's emulator (`newsletter emulator`), which checks every message as the
+providers do (~0.34 ms of CPU per message: it hides the sender, so no ratio), once without faults
+and once with --fail-rate of the requests answered 429 or 500 (and --drop-rate accepted then
+dropped); any --provider.
+
+Every run checks the sink's or the emulator's record: every reader exactly once. The load average
+is printed with each figure: on a shared machine compare within one run, not across runs.
+Targets (issue 16, this 2-core machine, 100,000 readers, SQLite, batches of 100, fast sink): CPU
+per message at most 1.3x the floor's; >= 5,000 messages/s; sender peak RSS < 100 MB, flat in the
+number of readers (< 150 MB with --batch 500); within 1.5x of the floor on PostgreSQL, one worker.
 """
 
 from __future__ import annotations
 
 import argparse
-import asyncio
-import contextlib
+import json
 import os
-import resource
+import shutil
 import signal
+import statistics
 import subprocess
 import sys
 import tempfile
 import time
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from zoneinfo import ZoneInfo
@@ -36,77 +50,176 @@ from zoneinfo import ZoneInfo
 import httpx
 from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
+from sqlmodel import select
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from newsletter import ledger
 from newsletter.config import Settings
 from newsletter.curation import Week
-from newsletter.db import create_schema, make_engine, session_scope
-from newsletter.delivery import Sender
-from newsletter.editions import compose
-from newsletter.models import Subscriber, SubscriberStatus
-from newsletter.providers import make_provider
+from newsletter.db import create_schema, is_sqlite, make_engine, session_scope
+from newsletter.editions import compose, issue_view
+from newsletter.models import Issue, Subscriber, SubscriberStatus
+from newsletter.personalise import IssueMailer
+from newsletter.render import Renderer
 from newsletter.samples import load_samples
 from tests.web_server import free_port
 
 TOKEN = "emulator-token"  # noqa: S105
+KEY = "bench-signing-key-0123456789-abcdefghijklmnopqrstuvwxyz"
+BENCH = Path(__file__).resolve().parent
 
 
-def rss_mb(pid: int | None = None) -> float:
-    """Peak resident memory: this process (getrusage) or another one (/proc VmHWM)."""
-    if pid is None:
-        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmHWM:"):
-            return int(line.split()[1]) / 1024
+def load() -> str:
+    return "load {:.1f} {:.1f} {:.1f}".format(*os.getloadavg())
+
+
+@dataclass
+class Run:
+    """One process (or several workers) measured from outside."""
+
+    seconds: float
+    cpu: float  # user + system of the measured process(es), summed
+    peak_mb: float  # the largest single process's peak RSS
+    output: str
+    exit_codes: list[int]
+
+    def per_message_us(self, messages: int) -> float:
+        return self.cpu / messages * 1e6
+
+
+def measure(commands: list[list[str]], env: dict[str, str], cwd: Path) -> Run:
+    """Start the commands at once and wait for all: wall time to the last exit, CPU of those
+    processes alone from the kernel's accounting of each finished child (wait4), and the largest
+    one's peak RSS (`high_water_mb`)."""
+    outputs = [tempfile.TemporaryFile() for _ in commands]  # noqa: SIM115  (closed below)
+    started = time.perf_counter()
+    processes = [
+        subprocess.Popen(command, env=env, cwd=cwd, stdout=out, stderr=subprocess.STDOUT)
+        for command, out in zip(commands, outputs, strict=True)
+    ]
+    cpu, codes = 0.0, {}
+    peaks = dict.fromkeys((process.pid for process in processes), 0.0)
+    try:
+        while len(codes) < len(processes):
+            for process in processes:
+                if process.pid in codes:
+                    continue
+                peaks[process.pid] = max(peaks[process.pid], high_water_mb(process.pid))
+                pid, status, usage = os.wait4(process.pid, os.WNOHANG)
+                if pid:
+                    process.returncode = os.waitstatus_to_exitcode(status)  # reaped: Popen must not wait
+                    codes[pid] = process.returncode
+                    cpu += usage.ru_utime + usage.ru_stime
+            time.sleep(0.02)
+    finally:
+        for process in processes:
+            if process.returncode is None:  # interrupted: leave nothing running
+                process.kill()
+                process.wait()
+    seconds = time.perf_counter() - started
+    peak = max(peaks.values())
+    texts = []
+    for out in outputs:
+        out.seek(0)
+        texts.append(out.read().decode(errors="replace"))
+        out.close()
+    return Run(seconds, cpu, peak, "".join(texts), list(codes.values()))
+
+
+def high_water_mb(pid: int) -> float:
+    """The process's peak resident memory so far (VmHWM of its own address space), 0 once it is gone.
+
+    Not wait4's ru_maxrss: Linux carries a parent's resident size across fork and exec into the
+    child's, so a child of this script (which holds the store it built) would show this script's
+    peak. VmHWM belongs to the address space the program got at exec; it only grows, so sampling
+    it every 20 ms until the process ends misses nothing but a peak in its last 20 ms."""
+    try:
+        with open(f"/proc/{pid}/status") as status:
+            for line in status:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) / 1024
+    except OSError:
+        pass
     return 0.0
 
 
-def cpu_seconds(pid: int | None = None) -> float:
-    """User + system CPU time used so far by this process or another one."""
-    if pid is None:
-        times = os.times()
-        return times.user + times.system
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
-def start_emulator(port: int) -> subprocess.Popen:
-    process = subprocess.Popen(
-        [sys.executable, "-m", "newsletter", "emulator", "--port", str(port), "--seed", "7"],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    for _ in range(100):
+def wait_for(url: str, process: subprocess.Popen, what: str) -> None:
+    for _ in range(200):
+        if process.poll() is not None:
+            raise RuntimeError(f"{what} exited with {process.returncode}")
         try:
-            httpx.get(f"http://127.0.0.1:{port}/_emulator/health", timeout=1)
-            return process
+            httpx.get(url, timeout=1)
+            return
         except httpx.TransportError:
-            time.sleep(0.1)
-    raise RuntimeError("the emulator did not start")
+            time.sleep(0.05)
+    raise RuntimeError(f"{what} did not start")
 
 
-def prepare(directory: Path, provider: str, port: int, readers: int) -> tuple[Settings, int]:
-    settings = Settings(
-        _env_file=None,
-        database_url=f"sqlite:///{directory / 'subscribers.db'}",
-        outbox_dir=directory / "outbox",
-        secret_key="bench-signing-key-0123456789-abcdefghijklmnopqrstuvwxyz",
-        provider=provider,
-        api_base_url=f"http://127.0.0.1:{port}",
-        postmark_server_token=TOKEN,
-        resend_api_key=TOKEN,
-        sendgrid_api_key=TOKEN,
-        mailgun_api_key=TOKEN,
-        mailgun_domain="mg.example.com",
-        timezone="UTC",
-    )
-    engine = make_engine(settings.database_url)
+class FastSink:
+    def __init__(self) -> None:
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.process = subprocess.Popen(
+            [sys.executable, str(BENCH / "fast_sink.py"), "--port", str(self.port), "--token", TOKEN]
+        )
+        wait_for(f"{self.url}/_sink/health", self.process, "the fast sink")
+
+    def reset(self, faults: dict | None = None) -> None:
+        httpx.post(f"{self.url}/_sink/reset")
+
+    def check(self, readers: int) -> tuple[bool, str]:
+        counts = httpx.get(f"{self.url}/_sink/counts", timeout=60).json()
+        ok = counts["readers"] == readers and counts["total"] == readers and counts["repeated"] == 0
+        return ok, (
+            f"sink: {counts['total']:,} messages to {counts['readers']:,} readers in {counts['requests']:,} "
+            f"requests; every reader exactly once: {'yes' if ok else 'NO'}"
+        )
+
+    def stop(self) -> None:
+        os.kill(self.process.pid, signal.SIGTERM)
+        self.process.wait()
+
+
+class Emulator(FastSink):
+    def __init__(self) -> None:  # the same shape, the project's emulator behind it
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "newsletter", "emulator", "--port", str(self.port), "--seed", "7"],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        wait_for(f"{self.url}/_emulator/health", self.process, "the emulator")
+
+    def reset(self, faults: dict | None = None) -> None:
+        httpx.post(f"{self.url}/_emulator/reset")
+        httpx.post(f"{self.url}/_emulator/faults", json={"fail_rate": 0.0, "drop_rate": 0.0} | (faults or {}))
+
+    def check(self, readers: int) -> tuple[bool, str]:
+        counts = httpx.get(f"{self.url}/_emulator/counts", timeout=60).json()
+        per = counts["per_address"]
+        ok = len(per) == readers and all(v == 1 for v in per.values())
+        requests = ", ".join(f"{k} {v}" for k, v in sorted(counts["requests"].items()))
+        return ok, (
+            f"emulator: {counts['total']:,} messages to {len(per):,} readers; every reader exactly once: "
+            f"{'yes' if ok else 'NO'}; requests: {requests}"
+        )
+
+
+# --- the store ----------------------------------------------------------------------------------------
+
+
+def sqlite_template(directory: Path, readers: int) -> Path:
+    """A SQLite store of `readers` active readers and this week's draft; each run sends a copy."""
+    path = directory / "template.db"
+    engine = make_engine(f"sqlite:///{path}")
     create_schema(engine)
     now = datetime.now(UTC)
+    zone = ZoneInfo("UTC")
+    settings = Settings(_env_file=None, database_url=f"sqlite:///{path}", timezone="UTC", secret_key=KEY)
     with session_scope(engine) as session:
-        load_samples(session, settings.zone, now)
+        load_samples(session, zone, now)
         for start in range(0, readers, 20_000):
             session.execute(
                 Subscriber.__table__.insert(),
@@ -121,29 +234,9 @@ def prepare(directory: Path, provider: str, port: int, readers: int) -> tuple[Se
                     for n in range(start, min(readers, start + 20_000))
                 ],
             )
-        issue_id = compose(session, Week.containing(now, settings.zone), settings).issue.id
+        compose(session, Week.containing(now, zone), settings)
     engine.dispose()
-    return settings, issue_id
-
-
-async def send(settings: Settings, issue_id: int):
-    engine = make_engine(settings.database_url)
-    provider = make_provider(settings)
-    try:
-        return await Sender(engine, settings, provider).send(issue_id)
-    finally:
-        await provider.aclose()
-
-
-def check(port: int, readers: int) -> str:
-    counts = httpx.get(f"http://127.0.0.1:{port}/_emulator/counts", timeout=60).json()
-    per = counts["per_address"]
-    exactly_once = len(per) == readers and all(v == 1 for v in per.values())
-    requests = ", ".join(f"{k} {v}" for k, v in sorted(counts["requests"].items()))
-    return (
-        f"emulator: {counts['total']:,} messages to {len(per):,} readers; every reader exactly once: "
-        f"{'yes' if exactly_once else 'NO'}; requests: {requests}"
-    )
+    return path
 
 
 def fresh_database(url: str) -> None:
@@ -156,7 +249,7 @@ def fresh_database(url: str) -> None:
     admin.dispose()
 
 
-def prepare_postgres(url: str, readers: int) -> int:
+def prepare_postgres(url: str, readers: int) -> None:
     """A store of `readers` active readers (COPY: seconds, not minutes) and this week's issue,
     marked for sending with its ledger written, as the scheduler does in worker mode."""
     fresh_database(url)
@@ -177,7 +270,7 @@ def prepare_postgres(url: str, readers: int) -> int:
         raw.commit()
     finally:
         raw.close()
-    settings = Settings(_env_file=None, database_url=url, timezone="UTC", secret_key="x" * 40)
+    settings = Settings(_env_file=None, database_url=url, timezone="UTC", secret_key=KEY)
     with session_scope(engine) as session:
         issue_id = compose(session, Week.containing(now, zone), settings).issue.id
     with session_scope(engine) as session:
@@ -185,15 +278,48 @@ def prepare_postgres(url: str, readers: int) -> int:
     with engine.connect() as connection:
         connection.execution_options(isolation_level="AUTOCOMMIT").execute(text("VACUUM ANALYZE"))
     engine.dispose()
-    return issue_id
 
 
-def run_workers(args, port: int, emulator: subprocess.Popen) -> None:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("NEWSLETTER_")} | {
-        "NEWSLETTER_DATABASE_URL": args.database,
-        "NEWSLETTER_SECRET_KEY": "bench-signing-key-0123456789-abcdefghijklmnopqrstuvwxyz",
+def issue_for_floor(url: str, path: Path) -> None:
+    """The issue's bodies as a reader gets them (tracked links), a marker where the reader's token
+    and address go, and the header fields: what the floor joins per reader."""
+    settings = Settings(_env_file=None, database_url=url, timezone="UTC", secret_key=KEY)
+    engine = make_engine(url)
+    with session_scope(engine) as session:
+        issue = session.exec(select(Issue).order_by(Issue.id.desc())).first()
+        view = issue_view(session, issue, settings)
+        tag = issue.slug
+    engine.dispose()
+    mailer = IssueMailer(Renderer().render_issue(view), settings, tag=tag, expires_at=2**31)
+    rendered = mailer.tracked or mailer.rendered
+    markers = {"token": "\x00token\x00", "email": "\x00email\x00"}
+    path.write_text(
+        json.dumps(
+            {
+                "html": rendered.html.fill(markers),
+                "text": rendered.text.fill(markers),
+                "from": settings.from_address,
+                "subject": rendered.subject,
+                "tag": tag,
+                "site": settings.site_url,
+                "list_id": mailer.list_id,
+            }
+        )
+    )
+
+
+# --- one run ------------------------------------------------------------------------------------------
+
+
+def sender_env(args, url: str, sink_url: str) -> dict[str, str]:
+    return {k: v for k, v in os.environ.items() if not k.startswith("NEWSLETTER_")} | {
+        "NEWSLETTER_DATABASE_URL": url,
+        "NEWSLETTER_SECRET_KEY": KEY,
+        "NEWSLETTER_TIMEZONE": "UTC",
         "NEWSLETTER_PROVIDER": args.provider,
-        "NEWSLETTER_API_BASE_URL": f"http://127.0.0.1:{port}",
+        "NEWSLETTER_API_BASE_URL": sink_url,
+        "NEWSLETTER_SEND_BATCH_SIZE": str(args.batch),
+        "NEWSLETTER_SEND_CONCURRENCY": str(args.concurrency),
         "NEWSLETTER_LOG_LEVEL": "WARNING",
         "POSTMARK_SERVER_TOKEN": TOKEN,
         "RESEND_API_KEY": TOKEN,
@@ -201,111 +327,186 @@ def run_workers(args, port: int, emulator: subprocess.Popen) -> None:
         "MAILGUN_API_KEY": TOKEN,
         "MAILGUN_DOMAIN": "mg.example.com",
     }
-    rates = {}
-    for count in [int(n) for n in args.workers.split(",")]:
-        started = time.perf_counter()
-        prepare_postgres(args.database, args.readers)
-        prepared = time.perf_counter() - started
-        httpx.post(f"http://127.0.0.1:{port}/_emulator/reset")
-        httpx.post(f"http://127.0.0.1:{port}/_emulator/faults", json={"latency_ms": args.latency_ms})
-        emulator_before = cpu_seconds(emulator.pid)
-        started = time.perf_counter()
-        workers = [
-            subprocess.Popen([sys.executable, "-m", "newsletter", "worker", "--exit-when-idle"], env=env)
-            for _ in range(count)
-        ]
-        peak = {worker.pid: 0.0 for worker in workers}
-        cpu = dict.fromkeys(peak, 0.0)
-        while any(worker.poll() is None for worker in workers):
-            for worker in workers:
-                if worker.poll() is None:
-                    with contextlib.suppress(OSError, IndexError):
-                        peak[worker.pid] = max(peak[worker.pid], rss_mb(worker.pid))
-                        cpu[worker.pid] = cpu_seconds(worker.pid)
-            time.sleep(0.25)
-        took = time.perf_counter() - started
-        rates[count] = args.readers / took
-        failed = [worker.returncode for worker in workers if worker.returncode]
-        print(
-            f"[PostgreSQL, {count} worker(s), {args.readers:,} readers, provider latency "
-            f"{args.latency_ms:g} ms] sent in {took:.1f} s = "
-            f"{rates[count]:,.0f} messages/s (store prepared in {prepared:.0f} s); peak RSS per worker "
-            f"{', '.join(f'{mb:.0f}' for mb in peak.values())} MB; CPU per worker "
-            f"{', '.join(f'{s:.0f}' for s in cpu.values())} s; emulator CPU "
-            f"{cpu_seconds(emulator.pid) - emulator_before:.0f} s"
-            + (f"; worker exit codes {failed}" if failed else "")
+
+
+def run_sender(args, work: Path, template: Path | None, sink_url: str, workers: int) -> Run:
+    """The real sender, from a fresh store: `issue send` on a copy of the SQLite template, or
+    `workers` worker processes on a freshly prepared PostgreSQL store."""
+    if template is not None:
+        store = work / "subscribers.db"
+        for suffix in ("", "-wal", "-shm"):
+            Path(f"{store}{suffix}").unlink(missing_ok=True)
+        shutil.copyfile(template, store)
+        env = sender_env(args, f"sqlite:///{store}", sink_url)
+        return measure([[sys.executable, "-m", "newsletter", "issue", "send"]], env, work)
+    prepare_postgres(args.database, args.readers)
+    env = sender_env(args, args.database, sink_url)
+    command = [sys.executable, "-m", "newsletter", "worker", "--exit-when-idle"]
+    return measure([command] * workers, env, work)
+
+
+def run_floor(args, work: Path, sink_url: str, mode: str) -> Run:
+    command = [
+        sys.executable,
+        str(BENCH / "send_floor.py"),
+        "--url",
+        sink_url,
+        "--issue",
+        str(work / "issue.json"),
+    ]
+    command += ["--readers", str(args.readers), "--batch", str(args.batch), "--mode", mode]
+    command += ["--concurrency", str(args.concurrency), "--token", TOKEN]
+    return measure([command], dict(os.environ), work)
+
+
+def summary_line(output: str) -> str:
+    lines = [line for line in output.splitlines() if line.startswith("Issue ") or "error" in line.lower()]
+    return lines[-1].strip() if lines else output.strip().splitlines()[-1:][0] if output.strip() else ""
+
+
+def describe(name: str, run: Run, readers: int, check: str) -> str:
+    failed = [code for code in run.exit_codes if code]
+    return (
+        f"  {name:<22} {run.per_message_us(readers):6.0f} us CPU/message  {run.seconds:6.1f} s wall  "
+        f"{readers / run.seconds:6,.0f} messages/s  peak RSS {run.peak_mb:4.0f} MB  ({load()})"
+        + (f"  EXIT {failed}" if failed else "")
+        + f"\n  {'':<22} {check}"
+    )
+
+
+def fast_sink_runs(args, work: Path, template: Path | None, workers: int) -> None:
+    sink = FastSink()
+    floors, naives, senders = [], [], []
+    try:
+        for round_ in range(1, args.repeat + 1):
+            print(f"round {round_} of {args.repeat}")
+            sink.reset()
+            floor = run_floor(args, work, sink.url, "pre-encoded")
+            floors.append(floor)
+            print(describe("floor (bare loop)", floor, args.readers, sink.check(args.readers)[1]))
+            if args.naive:
+                sink.reset()
+                naive = run_floor(args, work, sink.url, "dumps")
+                naives.append(naive)
+                print(describe("json.dumps per batch", naive, args.readers, sink.check(args.readers)[1]))
+            sink.reset()
+            sender = run_sender(args, work, template, sink.url, workers)
+            senders.append(sender)
+            label = "issue send" if template is not None else f"{workers} worker(s)"
+            print(describe(label, sender, args.readers, sink.check(args.readers)[1]))
+            if template is not None:
+                print(f"  {'':<22} {summary_line(sender.output)}")
+            elif any(sender.exit_codes):
+                print(sender.output[-2000:])
+    finally:
+        sink.stop()
+
+    def median(runs: list[Run], attribute: str) -> float:
+        return statistics.median(getattr(run, attribute) for run in runs)
+
+    n = args.readers
+    floor_us = statistics.median(run.per_message_us(n) for run in floors)
+    sender_us = statistics.median(run.per_message_us(n) for run in senders)
+    ratios = [s.cpu / f.cpu for s, f in zip(senders, floors, strict=True)]
+    print(
+        f"\nmedians of {args.repeat} round(s), {n:,} readers, batches of {args.batch}, "
+        f"{args.concurrency} in flight ({load()}):\n"
+        f"  floor:  {floor_us:.0f} us CPU/message, {median(floors, 'seconds'):.1f} s wall, "
+        f"{n / median(floors, 'seconds'):,.0f} messages/s, peak RSS {median(floors, 'peak_mb'):.0f} MB\n"
+        + (
+            f"  json.dumps per batch: {statistics.median(r.per_message_us(n) for r in naives):.0f} us "
+            f"CPU/message, {median(naives, 'seconds'):.1f} s wall\n"
+            if naives
+            else ""
         )
-        print("  " + check(port, args.readers))
-    if 1 in rates and len(rates) > 1:
-        print(
-            "  speed-up over one worker: "
-            + ", ".join(f"{n} workers {rate / rates[1]:.2f}x" for n, rate in rates.items() if n != 1)
+        + f"  sender: {sender_us:.0f} us CPU/message, {median(senders, 'seconds'):.1f} s wall, "
+        f"{n / median(senders, 'seconds'):,.0f} messages/s, peak RSS {median(senders, 'peak_mb'):.0f} MB\n"
+        f"  sender / floor CPU per message: {statistics.median(ratios):.2f}x "
+        f"(each round: {', '.join(f'{r:.2f}x' for r in ratios)})"
+    )
+
+
+def emulator_runs(args, work: Path, template: Path | None, workers: int) -> None:
+    emulator = Emulator()
+    runs = [("no faults", {})]
+    if template is not None and (args.fail_rate or args.drop_rate):
+        label = f"{args.fail_rate:.0%} of requests 429/500" + (
+            f", {args.drop_rate:.0%} dropped" if args.drop_rate else ""
         )
+        runs.append((label, {"fail_rate": args.fail_rate, "drop_rate": args.drop_rate}))
+    try:
+        for label, faults in runs:
+            emulator.reset(faults | ({"latency_ms": args.latency_ms} if args.latency_ms else {}))
+            sender = run_sender(args, work, template, emulator.url, workers)
+            _, check = emulator.check(args.readers)
+            print(f"[{args.provider}, emulator, {label}]")
+            print(
+                describe(
+                    "issue send" if template is not None else f"{workers} worker(s)",
+                    sender,
+                    args.readers,
+                    check,
+                )
+            )
+            if template is not None:
+                print(f"  {'':<22} {summary_line(sender.output)}")
+    finally:
+        emulator.stop()
+
+
+def interrupted(signum, _frame) -> None:
+    raise SystemExit(128 + signum)  # unwinds through the `finally`s: sinks and senders are stopped
 
 
 def main() -> None:
+    signal.signal(signal.SIGTERM, interrupted)
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--readers", type=int, default=100_000)
     parser.add_argument(
+        "--batch", type=int, default=100, help="NEWSLETTER_SEND_BATCH_SIZE (Postmark: <= 500)"
+    )
+    parser.add_argument("--concurrency", type=int, default=4, help="requests in flight (both senders)")
+    parser.add_argument("--sink", choices=["fast", "emulator"], default="fast")
+    parser.add_argument(
         "--provider", default="postmark", choices=["postmark", "resend", "sendgrid", "mailgun"]
     )
-    parser.add_argument("--fail-rate", type=float, default=0.05)
-    parser.add_argument("--drop-rate", type=float, default=0.0)
-    parser.add_argument("--database", help="A PostgreSQL URL: bench `newsletter worker` processes there.")
-    parser.add_argument("--workers", default="1,2,4", help="Worker counts to run, with --database.")
-    parser.add_argument(
-        "--latency-ms",
-        type=float,
-        default=0.0,
-        help="With --database: the emulator answers each request this much later, as a real provider's "
-        "round trip does (0: the bench is bound by this machine's CPU alone).",
-    )
+    parser.add_argument("--repeat", type=int, default=1, help="rounds of floor then sender (fast sink)")
+    parser.add_argument("--naive", action="store_true", help="also the json.dumps-per-batch loop")
+    parser.add_argument("--database", help="a PostgreSQL URL: `newsletter worker` processes send there")
+    parser.add_argument("--workers", default="1", help="worker counts to run with --database, e.g. 1,2,4")
+    parser.add_argument("--fail-rate", type=float, default=0.05, help="emulator: requests answered 429/500")
+    parser.add_argument("--drop-rate", type=float, default=0.0, help="emulator: accepted, then dropped")
+    parser.add_argument("--latency-ms", type=float, default=0.0, help="emulator: a provider's round trip")
     args = parser.parse_args()
+    if args.sink == "fast" and args.provider != "postmark":
+        parser.error("the fast sink speaks Postmark's batch API only; use --sink emulator for the others")
+    if args.database and is_sqlite(args.database):
+        parser.error("--database is for PostgreSQL; SQLite is the default (a fresh file per run)")
 
-    port = free_port()
-    emulator = start_emulator(port)
-    try:
+    database = "PostgreSQL" if args.database else "SQLite"
+    print(
+        f"bench/send.py: {args.readers:,} readers, {database}, {args.provider}, batches of {args.batch}, "
+        f"{args.concurrency} requests in flight, {args.sink} sink; {os.cpu_count()} cores, {load()}; "
+        f"Python {sys.version.split()[0]}"
+    )
+    with tempfile.TemporaryDirectory(prefix="bench-send-") as directory:
+        work = Path(directory)
+        started = time.perf_counter()
         if args.database:
-            run_workers(args, port, emulator)
-            return
-        runs = [
-            ("no faults", {}),
-            (
-                f"{args.fail_rate:.0%} of requests 429/500"
-                + (f", {args.drop_rate:.0%} dropped" if args.drop_rate else ""),
-                {"fail_rate": args.fail_rate, "drop_rate": args.drop_rate},
-            ),
-        ]
-        for label, faults in runs:
-            with tempfile.TemporaryDirectory(prefix="bench-send-") as work:
-                settings, issue_id = prepare(Path(work), args.provider, port, args.readers)
-                httpx.post(f"http://127.0.0.1:{port}/_emulator/reset")
-                httpx.post(
-                    f"http://127.0.0.1:{port}/_emulator/faults",
-                    json={"fail_rate": 0.0, "drop_rate": 0.0} | faults,
-                )
-                started = time.perf_counter()
-                cpu_before, emulator_before = cpu_seconds(), cpu_seconds(emulator.pid)
-                report = asyncio.run(send(settings, issue_id))
-                took = time.perf_counter() - started
-                sender_cpu, emulator_cpu = (
-                    cpu_seconds() - cpu_before,
-                    cpu_seconds(emulator.pid) - emulator_before,
-                )
-                print(
-                    f"[{args.provider}, {label}] {report.sent:,} sent in {took:.2f} s = "
-                    f"{report.sent / took:,.0f} "
-                    f"messages/s end to end (batches retried {report.retries}, confirmed by reconciliation "
-                    f"{report.reconciled}, failed {report.failed_total}); peak RSS sender {rss_mb():.0f} MB, "
-                    f"emulator {rss_mb(emulator.pid):.0f} MB; CPU sender {sender_cpu:.1f} s, "
-                    f"emulator {emulator_cpu:.1f} s"
-                )
-                print("  " + check(port, args.readers))
-    finally:
-        os.kill(emulator.pid, signal.SIGTERM)
-        emulator.wait()
+            template = None
+            prepare_postgres(args.database, 0)
+            issue_for_floor(args.database, work / "issue.json")
+        else:
+            template = sqlite_template(work, args.readers)
+            issue_for_floor(f"sqlite:///{template}", work / "issue.json")
+        print(f"store prepared in {time.perf_counter() - started:.1f} s")
+        for workers in [int(n) for n in args.workers.split(",")] if args.database else [1]:
+            if args.sink == "fast":
+                fast_sink_runs(args, work, template, workers)
+            else:
+                emulator_runs(args, work, template, workers)
 
 
 if __name__ == "__main__":

@@ -10,24 +10,18 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
+from typing import TYPE_CHECKING
 from zoneinfo import ZoneInfo
 
 from sqlalchemy import delete, func
 from sqlmodel import Session, col, select
 
 from newsletter.identity import Mention, clash_with_store, name_key, store_clash_reason
-from newsletter.importing import (
-    ComparisonIn,
-    ImportFailed,
-    ImportProblem,
-    Located,
-    ToolIn,
-    parse_located,
-    reviewer_mentions,
-    tool_mentions,
-)
 from newsletter.models import Comparison, Review, Reviewer, Tool, Vote, utcnow
 from newsletter.views import ComparisonView, ReviewView, Share, ToolView, tool_view
+
+if TYPE_CHECKING:  # the import format (pydantic models, YAML) loads only where something is imported
+    from newsletter.importing import ComparisonIn, ImportProblem, Located, ToolIn
 
 IMPORTED_VOTER_PREFIX = "site:"
 
@@ -46,6 +40,8 @@ def import_files(session: Session, paths: Sequence[Path], zone: ZoneInfo) -> Imp
     """Validate every file, then check every tool and reviewer against the store (a derived slug
     held by another name is a clash: `newsletter.identity`), then store all of them; any problem
     raises ImportFailed and stores nothing."""
+    from newsletter.importing import ImportFailed, parse_located
+
     found = parse_located(list(paths))
     problems = store_clashes(session, found)
     if problems:
@@ -55,6 +51,8 @@ def import_files(session: Session, paths: Sequence[Path], zone: ZoneInfo) -> Imp
 
 def store_clashes(session: Session, found: Sequence[Located]) -> list[ImportProblem]:
     """Tools and reviewers whose derived slug the store already gives to another name."""
+    from newsletter.importing import reviewer_mentions, tool_mentions
+
     problems = []
     for kind, mentions_of, model, field in (
         ("tool", tool_mentions, Tool, "slug"),
@@ -178,6 +176,8 @@ def _replace_reviews(
 def _guard(mention: Mention, held: str, in_this_run: bool, kind: str) -> None:
     """The last line of the identity rule for callers that store without `import_files` (the
     samples): never let two names share one row silently."""
+    from newsletter.importing import ImportFailed, ImportProblem
+
     differs = name_key(mention.name) != name_key(held)
     if (in_this_run and differs) or clash_with_store(mention, held):
         field = "slug" if kind == "tool" else "reviewer_slug"

@@ -13,8 +13,6 @@ import unicodedata
 from email.headerregistry import Address
 from email.utils import parseaddr
 
-from email_validator import EmailNotValidError, validate_email
-
 _FORBIDDEN = re.compile(r"[\x00-\x1f\x7f\u0085\u2028\u2029]")
 # RFC 5321 4.5.3.1: a local part of at most 64 octets, a domain of at most 255 and a label of at most
 # 63 (RFC 1035); the whole address at most 254, since a path of at most 256 holds it in <>.
@@ -75,6 +73,8 @@ def normalise_email(raw: str) -> str:
     candidate = unicodedata.normalize("NFC", raw.strip())
     if len(candidate) > MAX_EMAIL_LENGTH:
         raise HeaderValueError(f"email address is longer than {MAX_EMAIL_LENGTH} characters")
+    from email_validator import EmailNotValidError, validate_email  # loads with the first address
+
     try:
         result = validate_email(candidate, check_deliverability=False, allow_smtputf8=False)
     except EmailNotValidError as exc:

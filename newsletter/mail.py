@@ -91,6 +91,15 @@ def encoded_body(message: OutgoingMessage, part: str, codec: Codec) -> bytes:
     return codec.encode(message.html if part == "html" else message.text)
 
 
+def encoded_body_parts(message: OutgoingMessage, part: str, codec: Codec) -> list[bytes]:
+    """`encoded_body` as pieces to be written one after another: a personalised body's pieces are
+    the issue's encoded literals, shared by every reader, and the reader's few values."""
+    parts = getattr(message.content, "encoded_parts", None)
+    if parts is not None:
+        return parts(part, codec)
+    return [codec.encode(message.html if part == "html" else message.text)]
+
+
 def make_message_id(tag: str, delivery_id: int, domain: str) -> str:
     """Deterministic per delivery, so a resent copy of the same delivery is recognisably the same message."""
     return f"<{tag}.{delivery_id}@{domain}>"

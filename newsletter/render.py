@@ -23,10 +23,6 @@ from datetime import date, timedelta
 from pathlib import Path
 from urllib.parse import urlsplit
 
-from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoescape
-from mjml import mjml2html
-from premailer import Premailer
-
 from newsletter import links
 from newsletter.encoding import Codec, EncodedTemplate
 from newsletter.tracking.links import LinkKind, LinkSpec
@@ -82,10 +78,15 @@ class Personalisable:
     def fill_encoded(self, values: Mapping[str, str], codec: Codec) -> bytes:
         """`fill(values)` already in `codec`'s encoding: the literal parts are encoded once per issue,
         so a reader costs a join instead of encoding 100 KB again."""
+        return b"".join(self.encoded_parts(values, codec))
+
+    def encoded_parts(self, values: Mapping[str, str], codec: Codec) -> list[bytes]:
+        """`fill_encoded(values, codec)` before the join: the issue's encoded literals (shared by every
+        reader) with this reader's encoded values between them."""
         template = self._encoded.get(codec.name)
         if template is None:
             template = self._encoded[codec.name] = codec.template(self._parts[0::2])
-        return template.fill([values[name] for _, name in self._slots])
+        return template.parts([values[name] for _, name in self._slots])
 
     def with_placeholders(self, placeholder: Callable[[str], str]) -> str:
         """The text with each field written in a provider's own substitution syntax."""
@@ -218,17 +219,29 @@ class ReaderContent:
 
     def encoded(self, part: str, codec: Codec) -> bytes:
         """The `html` or `text` body in `codec`'s wire encoding (see `encoding`)."""
+        return b"".join(self.encoded_parts(part, codec))
+
+    def encoded_parts(self, part: str, codec: Codec) -> list[bytes]:
+        """`encoded(part, codec)` before the join (see `Personalisable.encoded_parts`)."""
         if part == "html":
             escaped = html.escape(self._email, quote=True)
-            return self._rendered.html.fill_encoded({"token": self._token, "email": escaped}, codec)
-        return self._rendered.text.fill_encoded({"token": self._token, "email": self._email}, codec)
+            return self._rendered.html.encoded_parts({"token": self._token, "email": escaped}, codec)
+        return self._rendered.text.encoded_parts({"token": self._token, "email": self._email}, codec)
 
 
 class Renderer:
     """Owns the Jinja environments and the MJML and premailer steps."""
 
-    def __init__(self, directory: Path | None = None):
+    def __init__(self, directory: Path | None = None, *, remember: bool = False):
+        """`remember`: render each distinct IssueView once and hand the same RenderedMessage back
+        (a send checks the issue, then renders the same view for its readers). Off for long-lived
+        renderers, whose views change."""
+        # The template stack loads with the first Renderer, not with this module: the commands that
+        # only need the issue's words (`issue show`, composing) never pay for Jinja, MJML or premailer.
+        from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoescape
+
         self.directory = directory or templates_dir()
+        self._remembered: dict[IssueView, RenderedMessage] | None = {} if remember else None
         self.env = Environment(
             loader=FileSystemLoader(self.directory),
             # Autoescape everywhere except plain-text parts, where HTML entities would be wrong text.
@@ -246,11 +259,20 @@ class Renderer:
     def render_issue(self, issue: IssueView, *, check_size: bool = True) -> RenderedMessage:
         """The issue's bodies, compiled once. `check_size=False` is for the editors' preview and the
         quality gates, which show an oversized issue with its size rather than refuse to show it."""
-        nonce = secrets.token_hex(6)
-        book = _LinkBook(nonce)
-        rendered = self._compile(
-            "email/issue", self.issue_context(issue, nonce, book), nonce, issue.subject, issue.preheader, book
-        )
+        rendered = self._remembered.get(issue) if self._remembered is not None else None
+        if rendered is None:
+            nonce = secrets.token_hex(6)
+            book = _LinkBook(nonce)
+            rendered = self._compile(
+                "email/issue",
+                self.issue_context(issue, nonce, book),
+                nonce,
+                issue.subject,
+                issue.preheader,
+                book,
+            )
+            if self._remembered is not None:
+                self._remembered[issue] = rendered
         if check_size and rendered.html.size > GMAIL_CLIP_BYTES:
             raise RenderError(
                 f"the HTML is {rendered.html.size:,} bytes; Gmail clips above {GMAIL_CLIP_BYTES:,} "
@@ -374,8 +396,10 @@ def compile_mjml(source: str) -> str:
     alone: inlining MJML's `table, td {...}` reset into every cell would add a third to the size for
     clients that read head styles anyway. Configured around premailer's two known defects.
     """
+    from premailer import Premailer
+
     try:
-        compiled = mjml2html(source, fonts={}, disable_comments=True)
+        compiled = _module_attribute("mjml2html")(source, fonts={}, disable_comments=True)
     except ValueError as exc:
         raise RenderError(f"the email template is not valid MJML: {exc}") from exc
     inlined = Premailer(
@@ -390,6 +414,21 @@ def compile_mjml(source: str) -> str:
     if not inlined.lstrip().lower().startswith("<!doctype"):
         inlined = "<!doctype html>\n" + inlined  # premailer drops MJML's lower-case doctype (upstream #156)
     return inlined
+
+
+def _module_attribute(name: str):
+    """`name` as this module holds it (a test may have replaced it), loaded on first use."""
+    return globals().get(name) or __getattr__(name)
+
+
+def __getattr__(name: str):
+    """The MJML compiler, imported when first asked for rather than with this module."""
+    if name == "mjml2html":
+        from mjml import mjml2html
+
+        globals()[name] = mjml2html
+        return mjml2html
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 INLINE_MARK = "/* premailer:inline */"

@@ -38,6 +38,24 @@ def test_the_migrations_build_exactly_the_models_schema(settings):
     engine.dispose()
 
 
+def test_the_revisions_every_command_checks_are_alembics_own(settings):
+    """Commands read the migration files' revisions without loading Alembic: the same as Alembic reads."""
+    from alembic.script import ScriptDirectory
+
+    scripts = ScriptDirectory.from_config(schema.alembic_config())
+    assert schema.revisions() == {
+        script.revision: tuple(script._all_down_revisions) for script in scripts.walk_revisions()
+    }
+    assert schema.head() == scripts.get_current_head()
+    engine = make_engine(settings.database_url)
+    assert schema.current(engine) is None, "an empty store has no revision"
+    schema.upgrade(engine, "0002")
+    with engine.connect() as connection:
+        alembics = MigrationContext.configure(connection).get_current_revision()
+    assert schema.current(engine) == alembics == "0002"
+    engine.dispose()
+
+
 def test_a_new_store_is_made_at_the_newest_revision_in_one_go(settings):
     engine = make_engine(settings.database_url)
     before, after = schema.upgrade(engine)

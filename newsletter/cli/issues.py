@@ -178,15 +178,18 @@ def issue_send(
     from newsletter.editions import require_issue
     from newsletter.models import IssueStatus
     from newsletter.quality import check_issue, enforce
+    from newsletter.render import Renderer
 
     settings = load_settings()
     engine = open_store(settings)
     chosen = parse_week(week, settings)
+    renderer = Renderer(remember=True)  # the checks' render is the send's: rendered once
     with refusals():
         with session_scope(engine) as session:
             issue = require_issue(session, chosen)
             issue_id = issue.id
-            checks = check_issue(session, issue, settings) if issue.status != IssueStatus.SENT else None
+            sent = issue.status == IssueStatus.SENT
+            checks = None if sent else check_issue(session, issue, settings, renderer)
         if checks is not None and checks.findings:
             print_checks(checks, f"Quality checks of {chosen}")
         if checks is not None:
@@ -195,7 +198,7 @@ def issue_send(
                 errors.print(
                     f"[bold yellow]--force:[/] sending despite {len(checks.errors)} failing check(s)."
                 )
-        report = run_send(engine, settings, issue_id)
+        report = run_send(engine, settings, issue_id, renderer)
     print_send_report(report, settings)
 
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import os
 import sys
 from collections import Counter
@@ -139,6 +138,8 @@ def subscribers_import(
         raise typer.Exit(1) from None
     print_import_report(report, path, source, confirm)
     if confirm and report.to_confirm and not dry_run:
+        import asyncio
+
         try:
             with refusals():
                 sent = asyncio.run(send_confirmations(settings, engine, report.to_confirm))

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import sys
 import time
 from typing import TYPE_CHECKING
@@ -14,18 +13,24 @@ if TYPE_CHECKING:
 
     from newsletter.config import Settings
     from newsletter.delivery import SendReport
+    from newsletter.render import Renderer
 
 
-def run_send(engine: Engine, settings: Settings, issue_id: int) -> SendReport:
+def run_send(
+    engine: Engine, settings: Settings, issue_id: int, renderer: Renderer | None = None
+) -> SendReport:
     """A send with a progress bar on a terminal, plain log lines otherwise. Progress counts only the
-    deliveries that really ended (sent, failed, suppressed); a send that stops says how far it got."""
+    deliveries that really ended (sent, failed, suppressed); a send that stops says how far it got.
+    `renderer`: the one the quality checks used, so the issue they rendered is not rendered again."""
+    import asyncio
+
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
     from newsletter.delivery import SendAborted, Sender
     from newsletter.providers import make_provider
 
     provider = make_provider(settings)
-    sender = Sender(engine, settings, provider)
+    sender = Sender(engine, settings, provider, renderer)
 
     async def go(on_progress) -> SendReport:
         try:

@@ -3,7 +3,6 @@ provider emulator, and `schedule show`."""
 
 from __future__ import annotations
 
-import asyncio
 import math
 from contextlib import suppress
 from pathlib import Path
@@ -84,6 +83,8 @@ def emulator(
         answer_delay_ms=answer_delay_ms,
         seed=seed,
     )
+    import asyncio
+
     try:
         with suppress(KeyboardInterrupt):
             asyncio.run(run(host, port, Emulator(token=token, faults=faults)))

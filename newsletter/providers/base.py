@@ -176,18 +176,35 @@ class HttpProvider:
         await self.client.aclose()
 
 
-def json_array(items: list[bytes]) -> tuple[dict[str, str], AsyncIterator[bytes]]:
-    """A JSON array of pre-encoded items as a request body streamed piece by piece, with its exact
-    Content-Length: no 10 MB join per request, and no chunked encoding a provider might refuse."""
-    length = 2 + sum(len(item) for item in items) + max(len(items) - 1, 0)
+STREAM_CHUNK_BYTES = 1 << 18  # a request body goes out in writes of about this size (256 KiB)
 
-    async def pieces() -> AsyncIterator[bytes]:
-        yield b"["
+
+def json_array(items: Sequence[Sequence[bytes]]) -> tuple[dict[str, str], AsyncIterator[bytes]]:
+    """A JSON array of pre-encoded items, each given as its pieces (see `mail.encoded_body_parts`), as a
+    request body with its exact Content-Length, written in joins of about STREAM_CHUNK_BYTES.
+
+    A message's pieces are mostly the issue's literals, shared by every reader, so a batch in memory
+    is a few lists of references, not a copy of every body; each byte is copied once, into its
+    chunk. Chunks of a quarter megabyte keep the writes few (each costs the HTTP stack tens of
+    microseconds) and no request is ever joined whole (which costs a 10 MB copy per request, more
+    in the event loop's own buffers)."""
+    sizes = [sum(map(len, item)) for item in items]
+    length = 2 + sum(sizes) + max(len(items) - 1, 0)
+
+    async def chunks() -> AsyncIterator[bytes]:
+        out, size = [b"["], 1
         for index, item in enumerate(items):
-            yield b"," + item if index else item
-        yield b"]"
+            if index:
+                out.append(b",")
+            out += item
+            size += sizes[index] + 1
+            if size >= STREAM_CHUNK_BYTES:
+                yield b"".join(out)
+                out, size = [], 0
+        out.append(b"]")
+        yield b"".join(out)
 
-    return {"Content-Length": str(length), "Content-Type": "application/json"}, pieces()
+    return {"Content-Length": str(length), "Content-Type": "application/json"}, chunks()
 
 
 def with_completed(error: ProviderError, completed: dict[int, SendResult]) -> ProviderError:

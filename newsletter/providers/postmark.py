@@ -7,12 +7,12 @@ arrive already JSON-encoded from the issue's cached parts (see `encoding`).
 
 from __future__ import annotations
 
-import json
 from collections import defaultdict
 from collections.abc import Sequence
+from typing import NamedTuple
 
 from newsletter.encoding import JSON_STRING
-from newsletter.mail import OutgoingMessage, encoded_body
+from newsletter.mail import OutgoingMessage, encoded_body_parts
 from newsletter.providers.base import (
     Failure,
     HttpProvider,
@@ -36,6 +36,15 @@ FATAL_CODES = {
     1235: "message stream not found",
 }
 SEARCH_PAGE = 500
+_string = JSON_STRING.quoted
+
+
+class _Fixed(NamedTuple):
+    """Encoded JSON between a message's own values; the same for every message of an issue."""
+
+    start: bytes
+    after_to: bytes
+    after_metadata: bytes
 
 
 class PostmarkProvider(HttpProvider):
@@ -61,31 +70,59 @@ class PostmarkProvider(HttpProvider):
             concurrency=concurrency,
         )
         self.message_stream = message_stream
+        self._fixed_parts: dict[tuple[str, str, str], _Fixed] = {}
+        self._strings: dict[str, bytes] = {}
 
-    def encode(self, message: OutgoingMessage) -> bytes:
-        """One message as Postmark JSON; the two bodies are spliced in pre-encoded."""
-        head = {
-            "From": message.sender,
-            "To": message.to,
-            "Subject": message.subject,
-            "Tag": message.tag,
-            "Headers": [{"Name": name, "Value": value} for name, value in message.list_headers().items()],
-            "Metadata": message.metadata,
-            "MessageStream": self.message_stream,
-            "TrackOpens": False,
-            "TrackLinks": "None",
-        }
-        prefix = json.dumps(head, ensure_ascii=False)[:-1].encode()
-        return b"".join(
-            (
-                prefix,
-                b',"HtmlBody":"',
-                encoded_body(message, "html", JSON_STRING),
-                b'","TextBody":"',
-                encoded_body(message, "text", JSON_STRING),
-                b'"}',
+    def encode(self, message: OutgoingMessage) -> list[bytes]:
+        """One message as Postmark JSON, as pieces (see `json_array`): the fields every message of an
+        issue shares are encoded once (`_fixed`), the two bodies are spliced in pre-encoded, and a
+        reader costs the JSON of their address, unsubscribe link and ids."""
+        fixed, known = self._fixed(message), self._known
+        headers = message.list_headers()
+        pieces = [fixed.start, _string(message.to), fixed.after_to]
+        for index, (name, value) in enumerate(headers.items()):
+            if index:
+                pieces.append(b",")
+            pieces += [b'{"Name":', known(name), b',"Value":', known(value), b"}"]
+        pieces.append(b'],"Metadata":{')
+        for index, (key, value) in enumerate(message.metadata.items()):
+            if index:
+                pieces.append(b",")
+            pieces += [known(key), b":", known(value)]
+        pieces += [fixed.after_metadata, *encoded_body_parts(message, "html", JSON_STRING), b'","TextBody":"']
+        pieces += [*encoded_body_parts(message, "text", JSON_STRING), b'"}']
+        return pieces
+
+    def _known(self, text: str) -> bytes:
+        """`text` as a JSON string, remembered: header names, metadata keys and the values an issue
+        repeats in every message (its tag, its List-Id) are encoded once. The first thousand strings
+        are kept; per-reader values after that are encoded each time."""
+        encoded = self._strings.get(text)
+        if encoded is None:
+            encoded = _string(text)
+            if len(self._strings) < 1000:
+                self._strings[text] = encoded
+        return encoded
+
+    def _fixed(self, message: OutgoingMessage) -> _Fixed:
+        """The JSON around a message's own values, per (From, Subject, Tag): one per issue variant."""
+        key = (message.sender, message.subject, message.tag)
+        fixed = self._fixed_parts.get(key)
+        if fixed is None:
+            if len(self._fixed_parts) > 64:
+                self._fixed_parts.clear()
+            fixed = self._fixed_parts[key] = _Fixed(
+                start=b'{"From":' + _string(message.sender) + b',"To":',
+                after_to=b',"Subject":'
+                + _string(message.subject)
+                + b',"Tag":'
+                + _string(message.tag)
+                + b',"Headers":[',
+                after_metadata=b'},"MessageStream":'
+                + _string(self.message_stream)
+                + b',"TrackOpens":false,"TrackLinks":"None","HtmlBody":"',
             )
-        )
+        return fixed
 
     async def send_batch(self, messages: Sequence[OutgoingMessage]) -> list[SendResult]:
         results: list[SendResult] = []
@@ -96,25 +133,26 @@ class PostmarkProvider(HttpProvider):
                 raise with_completed(error, dict(enumerate(results))) from None
         return results
 
-    def _chunks(self, encoded: list[tuple[OutgoingMessage, bytes]]):
+    def _chunks(self, encoded: list[tuple[OutgoingMessage, list[bytes]]]):
         """Requests of at most 500 messages and MAX_REQUEST_BYTES each."""
-        chunk: list[tuple[OutgoingMessage, bytes]] = []
+        chunk: list[tuple[OutgoingMessage, list[bytes]]] = []
         size = 2
         for item in encoded:
-            if len(item[1]) + 2 > MAX_REQUEST_BYTES:
+            length = sum(map(len, item[1]))
+            if length + 2 > MAX_REQUEST_BYTES:
                 raise ProviderError(
-                    f"postmark: one message is {len(item[1]):,} bytes, over the request limit",
+                    f"postmark: one message is {length:,} bytes, over the request limit",
                     failure=Failure.FATAL,
                 )
-            if chunk and (len(chunk) == MAX_BATCH or size + len(item[1]) + 1 > MAX_REQUEST_BYTES):
+            if chunk and (len(chunk) == MAX_BATCH or size + length + 1 > MAX_REQUEST_BYTES):
                 yield chunk
                 chunk, size = [], 2
             chunk.append(item)
-            size += len(item[1]) + 1
+            size += length + 1
         if chunk:
             yield chunk
 
-    async def _send_chunk(self, chunk: list[tuple[OutgoingMessage, bytes]]) -> list[SendResult]:
+    async def _send_chunk(self, chunk: list[tuple[OutgoingMessage, list[bytes]]]) -> list[SendResult]:
         headers, body = json_array([encoded for _, encoded in chunk])
         response = await self.request("POST", "/email/batch", content=body, headers=headers)
         if response.status_code >= 400:

@@ -13,7 +13,7 @@ from collections import defaultdict
 from collections.abc import Sequence
 
 from newsletter.encoding import JSON_STRING
-from newsletter.mail import OutgoingMessage, encoded_body
+from newsletter.mail import OutgoingMessage, encoded_body_parts
 from newsletter.providers.base import (
     Failure,
     HttpProvider,
@@ -43,7 +43,9 @@ class ResendProvider(HttpProvider):
             concurrency=concurrency,
         )
 
-    def encode(self, message: OutgoingMessage) -> bytes:
+    def encode(self, message: OutgoingMessage) -> list[bytes]:
+        """One message as Resend JSON, as pieces (see `json_array`); the bodies are spliced in
+        pre-encoded."""
         head = {
             "from": message.sender,
             "to": [message.to],
@@ -55,16 +57,14 @@ class ResendProvider(HttpProvider):
             ],
         }
         prefix = json.dumps(head, ensure_ascii=False)[:-1].encode()
-        return b"".join(
-            (
-                prefix,
-                b',"html":"',
-                encoded_body(message, "html", JSON_STRING),
-                b'","text":"',
-                encoded_body(message, "text", JSON_STRING),
-                b'"}',
-            )
-        )
+        return [
+            prefix,
+            b',"html":"',
+            *encoded_body_parts(message, "html", JSON_STRING),
+            b'","text":"',
+            *encoded_body_parts(message, "text", JSON_STRING),
+            b'"}',
+        ]
 
     async def send_batch(self, messages: Sequence[OutgoingMessage]) -> list[SendResult]:
         results: list[SendResult] = []
