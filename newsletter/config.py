@@ -31,6 +31,8 @@ from newsletter.redaction import environment_secrets, url_secrets
 from newsletter.smtp_url import parse_smtp_url
 
 MIN_SECRET_LENGTH = 32
+SUNSET_MAX_ISSUES = 26  # half a year of weekly issues: the longest silence worth a question
+SUNSET_GRACE_DAYS = 14  # how long a reader asked "still want it?" has to answer
 MAX_SETTING_CHARS = 4096  # no setting needs more; a bigger value is a mistake (a file's contents?)
 KEY_ADVICE = 'generate one with: python -c "import secrets; print(secrets.token_urlsafe(48))"'
 # Settings whose values are credentials: never shown, and masked in any message that might quote them.
@@ -250,6 +252,20 @@ class Settings(BaseSettings):
     retention_cron: str = Field(
         "45 3 * * *", description="When hits past NEWSLETTER_HIT_RETENTION_DAYS are folded into counts."
     )
+    welcome: bool = Field(
+        True, description="Send one welcome email when a reader confirms (at most once a year per reader)."
+    )
+    sunset_issues: int = Field(
+        0,
+        ge=0,
+        le=SUNSET_MAX_ISSUES,
+        description="Ask readers with no human click and no vote in the last N issues whether they still "
+        "want it, and unsubscribe those who do not answer in 14 days (0: off; else 2 or more).",
+    )
+    sunset_cron: str = Field(
+        "0 11 * * *",
+        description="When the re-engagement job asks silent readers and lets go unanswered ones.",
+    )
     webhook_timeout: float = Field(
         10, gt=0, le=60, description="Seconds an outgoing webhook's receiver has to answer."
     )
@@ -455,10 +471,35 @@ class Settings(BaseSettings):
                 raise ValueError(f"{host!r} is not a host name like docs.example.com")
         return value
 
-    @field_validator("compose_cron", "send_cron", "retry_cron", "purge_cron", "resume_cron", "retention_cron")
+    @field_validator(
+        "compose_cron",
+        "send_cron",
+        "retry_cron",
+        "purge_cron",
+        "resume_cron",
+        "retention_cron",
+        "sunset_cron",
+    )
     @classmethod
     def _crontab(cls, value: str) -> str:
         parse_cron(value, ZoneInfo("UTC"))
+        return value
+
+    @field_validator("sunset_issues")
+    @classmethod
+    def _sunset_span(cls, value: int, info: ValidationInfo) -> int:
+        """0, or a span of 2+ issues whose clicks are still kept per reader: folded hits name nobody,
+        so the N weekly issues and the 14 days of the question must fit in the hit retention."""
+        if value == 1:
+            raise ValueError("must be 0 (off) or at least 2: one silent issue says nothing about a reader")
+        retention = info.data.get("hit_retention_days")
+        needed = value * 7 + SUNSET_GRACE_DAYS
+        if value and retention is not None and retention < needed:
+            raise ValueError(
+                f"{value} weekly issues and {SUNSET_GRACE_DAYS} days to answer look back {needed} days, "
+                f"longer than NEWSLETTER_HIT_RETENTION_DAYS ({retention}) keeps each reader's clicks; raise "
+                "that or lower this"
+            )
         return value
 
     @field_validator("editor_emails")

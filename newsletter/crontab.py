@@ -38,6 +38,11 @@ def _day_names(field: str) -> str:
     return ",".join(dict.fromkeys(names))
 
 
+def weekday_names(field: str) -> list[str]:
+    """The days a crontab day-of-week field names (`sun`...`sat`, each once); `*` names all seven."""
+    return list(_DAYS) if field == "*" else _day_names(field).split(",")
+
+
 def _day_number(token: str) -> int:
     if token in _DAYS:
         return _DAYS.index(token)

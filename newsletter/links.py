@@ -22,6 +22,11 @@ def preferences_url(site_url: str, token: str) -> str:
     return f"{site_url}/preferences/{token}"
 
 
+def stay_url(site_url: str, token: str) -> str:
+    """The re-engagement question's one button: GET shows it, only the POST keeps the reader."""
+    return f"{site_url}/stay/{token}"
+
+
 def vote_url(site_url: str, token: str, comparison_slug: str, tool_slug: str, verdict: str) -> str:
     """GET shows the comparison and one button; only the POST records the vote."""
     return f"{site_url}/vote/{token}/{comparison_slug}/{tool_slug}/{verdict}"

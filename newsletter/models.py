@@ -424,3 +424,43 @@ class EditorEvent(SQLModel, table=True):
     issue_id: int | None = Field(default=None, foreign_key="issue.id", index=True)
     comparison_id: int | None = Field(default=None, foreign_key="comparison.id", index=True)
     detail: str | None = Field(default=None, max_length=2000)
+
+
+class WelcomeMail(SQLModel, table=True):
+    """A reader's welcome email: owed from their confirmation until it is handed to the provider.
+
+    `due_at`: when a confirmation made one owed (None: nothing owed). `sent_at`: when the last one
+    went out; the once-a-year rule reads it. `claimed_until`: the lease of the process sending it,
+    and after a failure the earliest retry. No address is kept here."""
+
+    subscriber_id: int = Field(primary_key=True, foreign_key="subscriber.id")
+    due_at: datetime | None = _time(nullable=True, index=True)
+    claimed_until: datetime | None = _time(nullable=True)
+    sent_at: datetime | None = _time(nullable=True)
+    attempts: int = Field(default=0)
+    last_error: str | None = Field(default=None, max_length=500)
+
+
+class SunsetAsk(SQLModel, table=True):
+    """One "still want the weekly verdicts?" question to a reader who had no human click and cast no
+    vote over the span of issues ending with `last_issue_id`: one per reader and span (the unique
+    constraint is what makes two schedulers ask once). `sent_at` is when the question was handed to
+    the provider; `answer_by` the end of the local day 14 days later, the date the email names.
+    `outcome` stays None while the question is open, then: stayed (the button), engaged (a click, a
+    vote or a preferences change since), sunset (let go), left (they left by other means), unsent (it
+    could not be sent)."""
+
+    __table_args__ = (UniqueConstraint("subscriber_id", "last_issue_id"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    subscriber_id: int = Field(foreign_key="subscriber.id", index=True)
+    last_issue_id: int = Field(foreign_key="issue.id", index=True)
+    issues: int  # the span's length (NEWSLETTER_SUNSET_ISSUES when asked)
+    asked_at: datetime = _time(default=utcnow)
+    claimed_until: datetime | None = _time(nullable=True)
+    sent_at: datetime | None = _time(nullable=True)
+    answer_by: datetime | None = _time(nullable=True)
+    attempts: int = Field(default=0)
+    last_error: str | None = Field(default=None, max_length=500)
+    outcome: str | None = Field(default=None, max_length=20, index=True)
+    resolved_at: datetime | None = _time(nullable=True)

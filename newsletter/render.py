@@ -293,6 +293,16 @@ class Renderer:
         }
         return self._compile("email/notice", context, nonce, notice.subject, notice.preheader)
 
+    def render_letter(
+        self, template: str, subject: str, preheader: str, context: Callable[[Callable[[str], str]], dict]
+    ) -> RenderedMessage:
+        """A short email to a reader on the list (the welcome, the re-engagement question) from
+        `email/<template>`. `context(marker)` builds the template's context, where `marker("token")`
+        and `marker("email")` stand for the reader's token and address (see `newsletter.letters`)."""
+        nonce = secrets.token_hex(6)
+        built = context(lambda name: _marker(nonce, name))
+        return self._compile(f"email/{template}", built, nonce, subject, preheader)
+
     def _compile(
         self,
         template: str,

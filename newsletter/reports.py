@@ -37,6 +37,7 @@ from newsletter.models import (
     Tool,
     Vote,
 )
+from newsletter.sunset import figures as sunset_figures
 from newsletter.tracking.links import LinkKind
 
 UNSUBSCRIBE_SOURCES = {"unsubscribe page": "link", "one-click": "list_unsubscribe"}
@@ -72,6 +73,9 @@ class IssueReport:
     votes: list[dict[str, object]]
     opens: dict[str, object]
     signups: dict[str, int]  # requested, confirmed in the issue's week
+    # "Still want it?" questions to readers silent over the span of issues ending with this one, and
+    # how they ended (newsletter.sunset.figures): asked, waiting, stayed, engaged, let_go, left
+    reengagement: dict[str, int] = field(default_factory=dict)
 
     def as_json(self) -> dict:
         return asdict(self)
@@ -142,6 +146,7 @@ class IssueReport:
             )
         )
         rows += [_row("signups", name, value=count) for name, count in self.signups.items()]
+        rows += [_row("reengagement", name, value=count) for name, count in self.reengagement.items()]
         return rows
 
 
@@ -186,6 +191,7 @@ def issue_report(session: Session, issue_id: int, zone: ZoneInfo = UTC) -> Issue
             **_provider_opens(session, issue_id),
         },
         signups=_signups(session, Week.parse(issue.week), zone),
+        reengagement=sunset_figures(session, last_issue_id=issue_id),
     )
 
 

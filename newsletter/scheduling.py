@@ -6,6 +6,8 @@ Jobs (each a five-field crontab in NEWSLETTER_TIMEZONE, each its own setting):
   resume   sends interrupted by a stop or a crash (every ten minutes, and at start)
   retention  tracked-link hits past NEWSLETTER_HIT_RETENTION_DAYS folded into counts (daily)
   webhooks  outgoing webhooks due, every NEWSLETTER_WEBHOOK_INTERVAL_SECONDS (in the process's memory)
+  sunset   with NEWSLETTER_SUNSET_ISSUES: silent readers asked, unanswered ones let go (daily)
+The retry job also sends the welcome emails a failure left owed (newsletter.welcome).
 
 Sending an issue twice is impossible by construction, not by care: the ledger sends each reader once
 and a send holds a lease on the issue that a second scheduler cannot take. A send run missed by more
@@ -52,6 +54,7 @@ from newsletter.models import (
 from newsletter.notices import Notices, editor_alert
 from newsletter.providers import make_provider
 from newsletter.quality import GateFailed, Report, check_issue
+from newsletter.welcome import send_owed_welcomes
 
 log = logging.getLogger("newsletter.scheduler")
 JOBS_TABLE = "apscheduler_jobs"
@@ -271,6 +274,12 @@ def retry_job(now: datetime | None = None) -> str:
         if requeued:
             done.append(_run_send(ctx, issue_id, week))
     message = "; ".join(done) or "retry: no failed delivery in recent sends"
+    welcomes = send_owed_welcomes(ctx.engine, ctx.settings, make_provider, now)
+    if welcomes:
+        message += (
+            f"; welcome emails owed: {welcomes['sent']} sent, {welcomes['failed']} still owed, "
+            f"{welcomes['dropped']} dropped"
+        )
     log.info(message)
     return message
 
@@ -360,6 +369,17 @@ def retention_job(now: datetime | None = None) -> str:
     return message
 
 
+def sunset_job(now: datetime | None = None) -> str:
+    """With NEWSLETTER_SUNSET_ISSUES: silent readers asked once, unanswered ones let go (see
+    newsletter.sunset)."""
+    from newsletter.sunset import run as run_sunset
+
+    ctx = context()
+    message = run_sunset(ctx.engine, ctx.settings, make_provider, now).summary()
+    log.info(message)
+    return message
+
+
 # --- the scheduler -----------------------------------------------------------------------------------
 
 
@@ -372,6 +392,7 @@ def job_specs(settings: Settings) -> dict[str, tuple]:
         "purge": (purge_job, settings.purge_cron, 24 * 3600),
         "resume": (resume_job, settings.resume_cron, 3600),
         "retention": (retention_job, settings.retention_cron, 24 * 3600),
+        "sunset": (sunset_job, settings.sunset_cron, 24 * 3600),
     }
 
 

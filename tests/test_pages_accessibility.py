@@ -66,6 +66,7 @@ def links(server, browser):
         },
         "confirm": link_in(server.mail_to("pending@example.com"), "/confirm/"),
         "ada": ada,
+        "stay": SIGNER.sign("stay", ids["ada@example.com"], int(time.time()) + 3600),
         "expired": SIGNER.sign("reader", ids["ada@example.com"], int(time.time()) - 10),
         "nobody": SIGNER.sign("reader", 999_999, int(time.time()) + 3600),
     }
@@ -86,6 +87,8 @@ PAGES = [
     ("left", "/unsubscribe/{gone}", 200, None),
     ("come-back", "/unsubscribe/{gone}", 200, "Come back"),
     ("preferences", "/preferences/{ada}", 200, None),
+    ("stay", "/stay/{stay}", 200, None),
+    ("stayed", "/stay/{stay}", 200, "Keep sending it"),
     ("vote", f"/vote/{{ada}}/{COMPARISON}/gemini-2-5-flash-lite/ship", 200, None),
     ("voted", f"/vote/{{ada}}/{COMPARISON}/claude-haiku-open-weights/skip", 200, "Skip it"),
     ("compare", f"/compare/{COMPARISON}", 200, None),

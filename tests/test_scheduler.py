@@ -335,13 +335,13 @@ def test_a_restart_keeps_the_jobs_and_their_next_runs(world):
         second = scheduling.build_scheduler(settings, engine)
         after = {job.id: job.next_run_time for job in second.get_jobs()}
         second.shutdown()
-    assert set(before) == set(after) == {"compose", "send", "retry", "purge", "resume", "retention"}
+    assert set(before) == set(after) == {"compose", "send", "retry", "purge", "resume", "retention", "sunset"}
     assert after["send"] == before["send"] == MONDAY_NINE
     changed = settings.model_copy(update={"send_cron": "0 8 * * 1"})
     with time_machine.travel(datetime(2026, 11, 26, 10, tzinfo=BERLIN), tick=True):
         third = scheduling.build_scheduler(changed, engine)
         assert third.get_job("send").next_run_time == MONDAY_NINE - timedelta(hours=1)
-        assert len(third.get_jobs()) == 6
+        assert len(third.get_jobs()) == 7
         third.shutdown()
 
 

@@ -1,14 +1,17 @@
 """The email's scorecard and cards in a real Chromium: lens by lens on a phone, side by side and level on
-a desktop, axe-clean in light and dark, with screenshots in test-artifacts/ for a person to look at."""
+a desktop, axe-clean in light and dark (the issue, and the confirmation, welcome and re-engagement
+emails), with screenshots in test-artifacts/ for a person to look at."""
 
 from __future__ import annotations
 
 import itertools
+from datetime import UTC, date, datetime
 
 import pytest
 
 from newsletter.config import Settings
 from newsletter.curation import Week
+from newsletter.letters import LatestIssue, Letters, WelcomeFor
 from newsletter.notices import NoticeKind, Notices
 from newsletter.render import Renderer
 from newsletter.samples import issue_from, sample_comparisons
@@ -41,6 +44,15 @@ def files(tmp_path_factory):
         path = directory / f"{kind}.html"
         path.write_text(notices.message(kind, subscriber_id=1, email="reader@example.com").html, "utf-8")
         files[str(kind)] = path
+    letters = Letters(Settings(_env_file=None, secret_key=TEST_KEY, timezone="Europe/Berlin"))
+    reader = WelcomeFor(1, "reader@example.com", frozenset({"Voice & Audio"}), datetime.now(UTC))
+    files["welcome"] = directory / "welcome.html"
+    files["welcome"].write_text(letters.welcome(reader, LatestIssue("2026-w48", "A vs B, plus 2 more")).html)
+    question = letters.still_want(4, date(2026, 12, 21)).message(
+        ask_id=1, subscriber_id=1, email=reader.email
+    )
+    files["still-want"] = directory / "still-want.html"
+    files["still-want"].write_text(question.html, encoding="utf-8")
     return files
 
 
@@ -150,7 +162,7 @@ def test_dark_mode_keeps_a_colour_per_role_and_the_button_white_on_indigo(browse
 
 CASES = [
     (name, width, scheme)
-    for name in ("issue", "issue-excerpt", *map(str, NoticeKind))
+    for name in ("issue", "issue-excerpt", *map(str, NoticeKind), "welcome", "still-want")
     for width in WIDTHS
     for scheme in SCHEMES
 ]

@@ -30,6 +30,7 @@ def test_no_reader_token_reaches_the_log_not_even_from_a_404_or_a_500(tmp_path):
         reader = session.exec(select(Subscriber.id).where(Subscriber.email == "logged@example.com")).one()
     expires = int(time.time()) + 3600
     token, confirm = SIGNER.sign("reader", reader, expires), SIGNER.sign("confirm", reader, expires)
+    stay = SIGNER.sign("stay", reader, expires)
     escaped = "".join(f"%{ord(c):02X}" if c.isalpha() else c for c in token)  # the app decodes it
 
     with launched(server, "serve") as process, httpx.Client(base_url=process.url, timeout=10) as client:
@@ -42,6 +43,7 @@ def test_no_reader_token_reaches_the_log_not_even_from_a_404_or_a_500(tmp_path):
                 f"/preferences/{token}/export",
                 f"/vote/{token}/cursor-vs-windsurf/windsurf/ship",
                 f"/confirm/{confirm}",
+                f"/stay/{stay}",
                 f"/r/{token}",  # a reader token alone is no tracked link: 400
                 f"/preferences/{token}/nothing-here",
                 f"/issues?next=/preferences/{token}&t={token}",
@@ -62,7 +64,8 @@ def test_no_reader_token_reaches_the_log_not_even_from_a_404_or_a_500(tmp_path):
     assert "unexpected error on GET /preferences/<token>" in log, log[-3000:]
     assert "Traceback" in log and "Exception in ASGI application" in log, "the 500 was logged in full"
     assert re.search(r'"GET /r/<token> HTTP/1.1" 400', log) and re.search(r'"GET /confirm/<token> HTTP', log)
-    for secret in (token, confirm, escaped, token.rsplit(".", 1)[1], confirm.rsplit(".", 1)[1]):
+    assert re.search(r'"GET /stay/<token> HTTP/1.1" 200', log)
+    for secret in (token, confirm, stay, escaped, token.rsplit(".", 1)[1], confirm.rsplit(".", 1)[1]):
         assert secret not in log, f"{secret} is in the log:\n{log[-3000:]}"
 
 

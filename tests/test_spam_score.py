@@ -1,17 +1,19 @@
-"""The issue and the confirmation email as SpamAssassin scores them, offline (`spamassassin -t -L`:
-without -L, failed network look-ups add points that say nothing about the message)."""
+"""The issue, the confirmation, the welcome and the re-engagement email as SpamAssassin scores them,
+offline (`spamassassin -t -L`: without -L, failed network look-ups add points that say nothing about
+the message)."""
 
 from __future__ import annotations
 
 import re
 import shutil
 import subprocess
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 
 import pytest
 
 from newsletter.config import Settings
 from newsletter.curation import Week
+from newsletter.letters import LatestIssue, Letters, WelcomeFor
 from newsletter.mail import to_eml
 from newsletter.notices import NoticeKind, Notices
 from newsletter.preview import preview_message
@@ -54,5 +56,22 @@ def test_the_issue_scores_at_most_a_tenth(settings, scorecard):
 @pytest.mark.parametrize("kind", list(NoticeKind))
 def test_the_confirmation_and_other_notices_score_at_most_a_tenth(settings, kind):
     message = Notices(settings).message(kind, subscriber_id=1, email="reader@example.com")
+    score, rules = spam_report(to_eml(message, datetime.now(UTC)))
+    assert score <= MAX_SCORE, rules
+
+
+@pytest.mark.parametrize(
+    "latest", [None, LatestIssue("2026-w48", "Claude Haiku Open Weights vs Gemini 2.5 Flash Lite")]
+)
+def test_the_welcome_scores_at_most_a_tenth(settings, latest):
+    reader = WelcomeFor(1, "reader@example.com", frozenset({"Developer Tools"}), datetime.now(UTC))
+    message = Letters(settings).welcome(reader, latest)
+    score, rules = spam_report(to_eml(message, datetime.now(UTC)))
+    assert score <= MAX_SCORE, rules
+
+
+def test_the_re_engagement_question_scores_at_most_a_tenth(settings):
+    question = Letters(settings).still_want(4, date(2026, 12, 21))
+    message = question.message(ask_id=1, subscriber_id=1, email="reader@example.com")
     score, rules = spam_report(to_eml(message, datetime.now(UTC)))
     assert score <= MAX_SCORE, rules

@@ -265,11 +265,14 @@ def write_export(session, out: Path) -> int:
 
 @subscribers_app.command("stats")
 def subscribers_stats() -> None:
-    """Readers per state, and what happened in the last seven days."""
+    """Readers per state, what happened in the last seven days, and the re-engagement questions:
+    asked, stayed, let go."""
     from rich.table import Table
 
+    from newsletter.cli.reports import reengagement_line
     from newsletter.db import session_scope
     from newsletter.subscriptions import count_by_status, paused_count, recent_event_counts
+    from newsletter.sunset import figures
 
     settings = load_settings()
     engine = open_store(settings)
@@ -277,6 +280,7 @@ def subscribers_stats() -> None:
         counts = count_by_status(session)
         recent = recent_event_counts(session, days=7)
         paused = paused_count(session)
+        reengagement = figures(session)
     table = Table(title="Readers")
     table.add_column("state")
     table.add_column("count", justify="right")
@@ -288,3 +292,6 @@ def subscribers_stats() -> None:
         console.print(
             "Last 7 days: " + ", ".join(f"{kind} {count}" for kind, count in sorted(recent.items()))
         )
+    span = settings.sunset_issues
+    state = f"after {span} silent issues" if span else "off: NEWSLETTER_SUNSET_ISSUES=0"
+    console.print(f"Re-engagement ({state}): {reengagement_line(reengagement)}", markup=False)

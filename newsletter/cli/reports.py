@@ -149,6 +149,18 @@ def _print_issue(report) -> None:
         f"Signups in {report.week}: {report.signups['requested']} requested, "
         f"{report.signups['confirmed']} confirmed"
     )
+    if report.reengagement.get("asked"):
+        console.print(f"Re-engagement after this issue: {reengagement_line(report.reengagement)}")
+
+
+def reengagement_line(figures: dict[str, int]) -> str:
+    """`asked 12: 3 waiting, 4 stayed (2 by the button, 2 by a click or vote), 5 let go, 0 left`."""
+    kept = figures["stayed"] + figures["engaged"]
+    return (
+        f"asked {figures['asked']}: {figures['waiting']} waiting, {kept} stayed ({figures['stayed']} by "
+        f"the button, {figures['engaged']} by a click, vote or preferences change), {figures['let_go']} "
+        f"let go, {figures['left']} left otherwise"
+    )
 
 
 def _print_stats(figures) -> None:

@@ -19,13 +19,14 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from newsletter.config import Settings, parse_rate
 from newsletter.db import make_engine
+from newsletter.letters import Letters
 from newsletter.notices import NoticeKind, Notices
 from newsletter.providers import Provider, make_provider
 from newsletter.render import Renderer, masthead_from
 from newsletter.tokens import Signer
 from newsletter.tracking.classify import Rules
 from newsletter.tracking.recorder import HitRecorder, LinkResolver, client_hasher
-from newsletter.web import api, archive, pages, redirects, webhooks
+from newsletter.web import api, archive, pages, redirects, stay, webhooks
 from newsletter.web.common import (
     REASONS,
     WebState,
@@ -67,6 +68,7 @@ def create_app(settings: Settings, engine: Engine | None = None, provider: Provi
         links=LinkResolver(engine, key),
         hits=HitRecorder(engine, Rules.from_settings(settings)),
         client_hash=client_hasher(key),
+        letters=Letters(settings, renderer),
     )
 
     @asynccontextmanager
@@ -88,6 +90,7 @@ def create_app(settings: Settings, engine: Engine | None = None, provider: Provi
 
     app.router.routes[:0] = redirects.routes()  # first: the hottest paths, matched before any other
     app.include_router(pages.router)
+    app.include_router(stay.router)
     app.include_router(archive.router)
     app.include_router(api.router)
     app.include_router(webhooks.router)

@@ -18,6 +18,7 @@ from starlette.routing import Match, Router
 from starlette.types import Receive, Scope, Send
 
 from newsletter.config import Settings
+from newsletter.letters import Letters
 from newsletter.notices import Notices
 from newsletter.providers import Provider
 from newsletter.render import templates_dir
@@ -57,6 +58,7 @@ class WebState:
     links: LinkResolver  # tracked tokens to the links of their issue
     hits: HitRecorder  # the hits on them, written in batches
     client_hash: Callable[[str | None], str | None]
+    letters: Letters | None = None  # the welcome (and the re-engagement question's page links)
 
 
 def web(request: Request) -> WebState:

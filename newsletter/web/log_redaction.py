@@ -5,7 +5,8 @@ and the access log would print every one it served. `RedactTokens` is a logging 
 handlers of `newsletter serve` and `newsletter preview` (see `newsletter.web.server`): it replaces,
 in the message, its arguments, the formatted traceback and the stack,
 
-- the path segment after /confirm/, /unsubscribe/, /preferences/, /vote/, /r/ and /o/, whatever it holds
+- the path segment after /confirm/, /unsubscribe/, /preferences/, /vote/, /stay/, /r/ and /o/, whatever
+  it holds
   (a tampered or half-typed token too), and
 - anything of a token's shape anywhere (a query, a message), also with its characters or dots
   percent-encoded, as a client may send them,
@@ -20,7 +21,7 @@ import re
 from collections.abc import Mapping
 
 REDACTED = "<token>"
-TOKEN_PATHS = ("confirm", "unsubscribe", "preferences", "vote", "r", "o")
+TOKEN_PATHS = ("confirm", "unsubscribe", "preferences", "vote", "stay", "r", "o")
 _B36 = r"(?:[0-9A-Za-z]|%[0-9A-Fa-f]{2})"
 _MAC = r"(?:[0-9A-Za-z_-]|%[0-9A-Fa-f]{2})"
 _DOT = r"(?:\.|%2[Ee])"

@@ -14,7 +14,7 @@ from sqlmodel import Session, col, select
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException
 
-from newsletter import links
+from newsletter import links, welcome
 from newsletter.content import comparison_views
 from newsletter.db import session_scope
 from newsletter.editions import issue_view
@@ -41,6 +41,7 @@ from newsletter.tracking.issue_links import issue_for_token
 from newsletter.votes import UnknownTarget, record_vote, vote_target
 from newsletter.web.common import State, WebState, error_response, wants_json
 from newsletter.web.security import CSRF_MAX_AGE, origin_allowed
+from newsletter.welcome import owe_welcome
 
 router = APIRouter()
 log = logging.getLogger("newsletter.web")
@@ -305,6 +306,15 @@ async def send_notice(state: WebState, kind: NoticeKind, subscriber_id: int, ema
         log.exception("could not send the %s email to subscriber %s", kind, subscriber_id)
 
 
+async def send_welcome(state: WebState, subscriber_id: int) -> None:
+    """After the confirmation's response, like the confirmation email itself: a failure leaves the
+    welcome owed for the scheduler's retry, and is logged."""
+    try:
+        await welcome.deliver(state.engine, state.settings, state.letters, state.provider, [subscriber_id])
+    except Exception:
+        log.exception("could not send the welcome email to subscriber %s", subscriber_id)
+
+
 @router.get("/check-your-inbox", response_class=HTMLResponse)
 def check_inbox(request: Request, state: State) -> Response:
     return message(
@@ -336,7 +346,7 @@ def confirm_page(request: Request, state: State, token: str) -> Response:
 
 
 @router.post("/confirm/{token}", response_class=HTMLResponse)
-def confirm_submit(request: Request, state: State, token: str) -> Response:
+def confirm_submit(request: Request, state: State, background: BackgroundTasks, token: str) -> Response:
     try:
         claims = verify(request, state, token, CONFIRM_PURPOSE)
     except LinkRefused as refusal:
@@ -348,6 +358,10 @@ def confirm_submit(request: Request, state: State, token: str) -> Response:
         outcome = confirm(
             session, claims.subject, issued, client=client_address(request), key=state.settings.signing_key()
         )
+        # Owed in the confirmation's own transaction, sent after it commits (newsletter.welcome).
+        welcome = outcome == Outcome.DONE and state.settings.welcome and owe_welcome(session, claims.subject)
+    if welcome:
+        background.add_task(send_welcome, state, claims.subject)
     if outcome in (Outcome.DONE, Outcome.ALREADY):
         preferences = links.preferences_url("", state.notices.reader_token(claims.subject))
         return message(
