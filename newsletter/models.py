@@ -341,3 +341,13 @@ class LinkCount(SQLModel, table=True):
     machine: int = Field(default=0)
     human_readers: int = Field(default=0)
     updated_at: datetime = _time(default=utcnow)
+
+
+class StoreKey(SQLModel, table=True):
+    """A key that belongs to the store, not to a process's settings: it must stay the same for as
+    long as what it keyed lives, and travel with the store (`db copy`). `erasure` keys the hashes
+    of erased addresses (newsletter/erasure.py). The value is hex."""
+
+    name: str = Field(primary_key=True, max_length=40)
+    value: str = Field(max_length=128)
+    created_at: datetime = _time(default=utcnow)

@@ -17,10 +17,11 @@ from pathlib import Path
 from sqlalchemy import insert
 from sqlmodel import Session, col, select
 
+from newsletter.erasure import erased_check
 from newsletter.headers import HeaderValueError, normalise_email
 from newsletter.locations import input_file_problem
-from newsletter.models import ErasedAddress, Subscriber, SubscriberEvent, SubscriberStatus, utcnow
-from newsletter.subscriptions import email_hash, owner_may_activate
+from newsletter.models import Subscriber, SubscriberEvent, SubscriberStatus, utcnow
+from newsletter.subscriptions import owner_may_activate
 
 MAX_CSV_BYTES = 200 * 1024 * 1024
 EXPORT_COLUMNS = (
@@ -126,13 +127,13 @@ def import_csv(
     )
     now = utcnow()
     existing = _existing(session, [email for _, email in valid])
-    erased = {row for row in session.exec(select(ErasedAddress.email_hash))}
+    is_erased = erased_check(session, key)
     new: list[str] = []
     to_activate: list[Subscriber] = []
     pending_existing: list[Subscriber] = []
     for _, email in valid:
         subscriber = existing.get(email)
-        was_erased = bool(erased) and email_hash(key, email) in erased
+        was_erased = is_erased(email)
         if subscriber is None:
             if was_erased:
                 report.erased += 1

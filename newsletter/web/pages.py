@@ -635,7 +635,7 @@ def preferences_erase(
                 status=422,
                 error="Tick the box to confirm that you want your address erased.",
             )
-        erase(session, subscriber, key=state.settings.signing_key())
+        erase(session, subscriber)
     return message(
         request,
         state,
