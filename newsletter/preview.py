@@ -17,6 +17,7 @@ from newsletter.content import comparison_views
 from newsletter.curation import Week, pick
 from newsletter.editions import find_issue, issue_view
 from newsletter.mail import OutgoingMessage, to_eml
+from newsletter.output_files import write_files
 from newsletter.personalise import IssueMailer
 from newsletter.render import RenderedMessage, Renderer, default_preheader, default_subject, masthead_from
 from newsletter.views import IssueView
@@ -35,15 +36,19 @@ def preview_message(rendered: RenderedMessage, settings: Settings, tag: str) -> 
 def write_preview(
     view: IssueView, settings: Settings, directory: Path, renderer: Renderer | None = None
 ) -> list[Path]:
-    """Write issue.html, issue.txt and issue.eml into `directory`; returns their paths."""
+    """Write issue.html, issue.txt and issue.eml into `directory`, each whole or not at all (a full
+    disk leaves the earlier files, never an empty one); returns their paths. OutputRefused names a
+    file that is not a regular one (a device, a link), OSError a disk's refusal."""
     rendered = (renderer or Renderer()).render_issue(view)
     message = preview_message(rendered, settings, view.slug)
     directory.mkdir(parents=True, exist_ok=True)
-    paths = [directory / "issue.html", directory / "issue.txt", directory / "issue.eml"]
-    paths[0].write_text(message.html, encoding="utf-8")
-    paths[1].write_text(message.text, encoding="utf-8")
-    paths[2].write_bytes(to_eml(message, datetime.now(UTC)))
-    return paths
+    files = {
+        directory / "issue.html": message.html.encode(),
+        directory / "issue.txt": message.text.encode(),
+        directory / "issue.eml": to_eml(message, datetime.now(UTC)),
+    }
+    write_files(files)
+    return list(files)
 
 
 def week_view(session: Session, week: Week, settings: Settings) -> IssueView | None:

@@ -287,6 +287,7 @@ def render(
 ) -> None:
     """Write the week's issue as a preview reader would get it (the pick, if no issue exists yet)."""
     from newsletter.db import session_scope
+    from newsletter.output_files import OutputRefused
     from newsletter.preview import write_preview
 
     output_directory("--out", out)
@@ -297,6 +298,8 @@ def render(
         view = issue_or_pick_view(session, chosen, settings)
         try:
             written = write_preview(view, settings, out)
+        except OutputRefused as exc:
+            fail(f"--out: {exc}")
         except OSError as exc:
             write_failed("--out", out, exc)
     for path in written:
