@@ -83,7 +83,9 @@ def read_addresses(path: Path) -> tuple[list[tuple[int, str]], list[RowProblem],
             header = next(reader)
         except StopIteration:
             raise CsvRefused(path, reason="the file is empty") from None
-        except (csv.Error, UnicodeDecodeError) as exc:
+        except UnicodeDecodeError:
+            raise CsvRefused(path, reason=_undecodable(path)) from None
+        except csv.Error as exc:
             raise CsvRefused(path, reason=f"not a readable UTF-8 CSV file: {exc}") from exc
         names = [name.strip().lower() for name in header]
         if "email" not in names:
@@ -109,9 +111,23 @@ def read_addresses(path: Path) -> tuple[list[tuple[int, str]], list[RowProblem],
                     continue
                 seen.add(email)
                 valid.append((line, email))
-        except (csv.Error, UnicodeDecodeError) as exc:
+        except UnicodeDecodeError:
+            raise CsvRefused(path, reason=_undecodable(path)) from None
+        except csv.Error as exc:
             raise CsvRefused(path, reason=f"line {reader.line_num}: not readable CSV: {exc}") from exc
     return valid, problems, duplicates
+
+
+def _undecodable(path: Path) -> str:
+    """Which line of the file is not UTF-8 (an encoded surrogate, Latin-1 bytes), for the message."""
+    with path.open("rb") as handle:
+        for number, line in enumerate(handle, 1):
+            try:
+                line.decode("utf-8-sig" if number == 1 else "utf-8")
+            except UnicodeDecodeError as exc:
+                byte = line[exc.start]
+                return f"line {number}: not readable UTF-8 text (byte 0x{byte:02x} at column {exc.start + 1})"
+    return "not readable UTF-8 text"
 
 
 def import_csv(
