@@ -50,6 +50,7 @@ from newsletter.models import (
 )
 from newsletter.notices import Notices, editor_alert
 from newsletter.providers import make_provider
+from newsletter.providers.base import log_send_failure, refused_result
 from newsletter.quality import GateFailed, Report, check_issue
 
 log = logging.getLogger("newsletter.scheduler")
@@ -246,14 +247,17 @@ def _alert_editors(ctx: Context, week: str) -> None:
     async def go():
         provider = make_provider(ctx.settings)
         try:
-            await provider.send_batch(messages)
+            results = await provider.send_batch(messages)
         finally:
             await provider.aclose()
+        for result in results:
+            if not result.accepted:
+                raise refused_result(result)
 
     try:
         asyncio.run(go())
-    except Exception:
-        log.exception("could not email the editors about %s", week)
+    except Exception as exc:
+        log_send_failure(log, f"the editors' alert about {week}", exc)
 
 
 def retry_job(now: datetime | None = None) -> str:

@@ -75,3 +75,33 @@ def test_port_0_binds_a_free_port_and_says_which(tmp_path):
             assert port > 0 and httpx.get(f"{process.url}/healthz").status_code == 200
         assert web.url != studio.url
     assert "port 0" not in web.log() + studio.log() and ":0/" not in web.log() + studio.log()
+
+
+UNREACHABLE_SMTP = {"NEWSLETTER_PROVIDER": "smtp", "NEWSLETTER_SMTP_URL": "smtp://user:pw-S3cret@127.0.0.1:1"}
+
+
+def test_a_provider_that_cannot_be_reached_is_one_error_line_in_the_log_never_a_traceback(tmp_path):
+    """An expected provider failure (a closed SMTP port) while `serve` sends a confirmation and while
+    `preview` sends a test: the page answers, the log says why in one line, no traceback."""
+    server = Server(url="", directory=tmp_path, env=server_env(tmp_path))
+    assert server.cli("init", "--sample").returncode == 0
+    server.env = server.env | UNREACHABLE_SMTP
+    with launched(server, "serve") as web, httpx.Client(base_url=web.url, timeout=10) as client:
+        assert client.post("/api/subscribe", json={"email": "new@example.com"}).status_code == 202
+        deadline = time.monotonic() + 10
+        while "could not" not in web.log() and "failed" not in web.log() and time.monotonic() < deadline:
+            time.sleep(0.05)
+    with launched(server, "preview", name="preview") as studio, httpx.Client(base_url=studio.url) as client:
+        week = re.search(r'href="/issues/(\d{4}-W\d\d)"', client.get("/").text)[1]
+        page = client.get(f"/issues/{week}")
+        token = re.search(r'name="csrf" value="([^"]+)"', page.text)[1]
+        answer = client.post(f"/issues/{week}/test", data={"email": "editor@example.com", "csrf": token})
+        assert answer.status_code == 422 and "The provider refused the test" in answer.text
+    for process, expected in (
+        (web, "the confirm email to subscriber 1 failed: smtp: cannot connect to 127.0.0.1:1"),
+        (studio, f"the test send of {week} failed: smtp: cannot connect to 127.0.0.1:1"),
+    ):
+        log = process.log()
+        assert expected in log, log[-3000:]
+        assert "Traceback" not in log and "pw-S3cret" not in log, log[-3000:]
+        assert sum("ERROR" in line for line in log.splitlines()) == 1, log[-3000:]

@@ -134,3 +134,25 @@ def test_providers_that_say_a_machine_opened_are_believed(session, webhook, item
     assert event.machine is machine
     store_events(session, [event])
     assert session.exec(select(ProviderEvent.machine)).one() is machine
+
+
+def test_a_store_that_cannot_be_written_is_one_log_line_and_the_hits_stay_queued(tmp_path, caplog):
+    """The store is down (here: its directory is gone): an expected failure, logged in one line
+    without a traceback; the batch goes back to the queue for the next try."""
+    import logging
+
+    from sqlalchemy.exc import OperationalError
+
+    from newsletter.db import make_engine
+    from newsletter.tracking.recorder import HitRecorder
+
+    engine = make_engine(f"sqlite:///{tmp_path / 'gone' / 'store.db'}")
+    recorder = HitRecorder(engine, Rules())
+    hit = PendingHit(1, 1, 1, "comparison", datetime.now(UTC), "GET", "browser", False, None)
+    recorder.record(hit)
+    with caplog.at_level(logging.ERROR, logger="newsletter"), pytest.raises(OperationalError):
+        asyncio.run(recorder.flush())
+    engine.dispose()
+    (record,) = [r for r in caplog.records if "could not store 1 hits" in r.getMessage()]
+    assert record.exc_info is None and "unable to open database file" in record.getMessage()
+    assert list(recorder.pending) == [hit]

@@ -34,6 +34,7 @@ from starlette.middleware.trustedhost import TrustedHostMiddleware
 from newsletter.config import Settings
 from newsletter.headers import HeaderValueError, normalise_email, parse_from_address
 from newsletter.providers import Provider, make_provider
+from newsletter.providers.base import log_send_failure
 from newsletter.render import GMAIL_CLIP_BYTES
 from newsletter.studio.sources import Preview, Sources
 from newsletter.web.common import page_environment, relative_slash_redirects
@@ -261,7 +262,7 @@ def create_studio(
         try:
             (result,) = await mail_provider().send_batch([message])
         except Exception as exc:  # a provider's refusal is the editor's to read, not a 500
-            log.exception("test send of %s failed", preview.key)
+            log_send_failure(log, f"the test send of {preview.key}", exc)
             return studio_page(request, preview, error=f"The provider refused the test: {exc}")
         if not result.accepted:
             return studio_page(request, preview, error=f"The provider refused the test: {result.error}")
