@@ -4,6 +4,9 @@ loggers, a traceback), and the port it really bound with `--port 0`."""
 from __future__ import annotations
 
 import re
+import socket
+import subprocess
+import sys
 import time
 
 import httpx
@@ -105,3 +108,47 @@ def test_a_provider_that_cannot_be_reached_is_one_error_line_in_the_log_never_a_
         assert expected in log, log[-3000:]
         assert "Traceback" not in log and "pw-S3cret" not in log, log[-3000:]
         assert sum("ERROR" in line for line in log.splitlines()) == 1, log[-3000:]
+
+
+def test_the_emulator_on_port_0_announces_the_port_it_bound(tmp_path):
+    popen = subprocess.Popen(
+        [sys.executable, "-m", "newsletter", "emulator", "--port", "0"],
+        cwd=tmp_path,
+        env=server_env(tmp_path) | {"PYTHONUNBUFFERED": "1"},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    try:
+        banner = popen.stdout.readline() + popen.stdout.readline()
+        port = int(re.search(r"NEWSLETTER_API_BASE_URL=http://127\.0\.0\.1:(\d+)", banner)[1])
+        assert port > 0 and f"on http://127.0.0.1:{port} " in banner, banner
+        assert httpx.get(f"http://127.0.0.1:{port}/_emulator/counts").status_code == 200
+    finally:
+        popen.terminate()
+        popen.wait(timeout=10)
+
+
+SERVERS = (("serve",), ("preview",), ("emulator",))
+
+
+def test_a_port_in_use_or_out_of_range_is_one_line_and_no_banner(tmp_path):
+    server = Server(url="", directory=tmp_path, env=server_env(tmp_path))
+    assert server.cli("init").returncode == 0
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        for words in SERVERS:
+            result = server.cli(*words, "--port", str(port))
+            text = result.stdout + result.stderr
+            assert result.returncode == 1, (words, text)
+            assert [line for line in text.splitlines() if line.strip()] == [result.stderr.strip()], text
+            assert f"cannot listen on 127.0.0.1:{port}: Address already in use" in result.stderr, text
+    for words in SERVERS:
+        for port in ("-1", "65536"):
+            result = server.cli(*words, "--port", port)
+            assert result.returncode == 2 and "--port" in result.stderr, (words, result.stderr)
+            assert "Traceback" not in result.stderr and not result.stdout.strip()
+    result = server.cli("serve", "--host", "no such host", "--port", "0")
+    assert result.returncode == 1 and "cannot listen on no such host:0" in result.stderr, result.stderr
