@@ -173,7 +173,10 @@ class Settings(BaseSettings):
         description="At most this many messages per second (0: no limit), for plans that cap it.",
     )
     send_max_attempts: int = Field(
-        5, ge=1, le=20, description="Tries per batch on retryable errors before its rows are marked failed."
+        5,
+        ge=1,
+        le=20,
+        description="Tries per batch on retryable errors; a batch that fails them all stops the send.",
     )
     send_timeout: float = Field(60, gt=0, le=600, description="Seconds to wait for a provider's answer.")
     unknown_outcome: Literal["resend", "assume-sent"] = Field(

@@ -208,7 +208,12 @@ def _run_send(ctx: Context, issue_id: int, week: str) -> str:
         f"suppressed in {report.seconds:.1f} s"
         + ("; stopped before the end (shutdown)" if report.stopped else "")
     )
-    log.info(message)
+    if report.failed_total:  # the retry job sends them again; an editor should know meanwhile
+        log.error(
+            message + f"; failed: {', '.join(f'{n} × {r[:120]}' for r, n in report.failed.most_common(3))}"
+        )
+    else:
+        log.info(message)
     return message
 
 

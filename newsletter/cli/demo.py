@@ -7,7 +7,7 @@ from pathlib import Path
 
 from newsletter.cli.apps import app
 from newsletter.cli.common import console, fail, load_settings, open_store, refusals
-from newsletter.cli.sending import print_send_report, run_send
+from newsletter.cli.sending import failed_deliveries, print_send_report, run_send
 
 DEMO_READERS = ("ada@example.com", "grace@example.com", "linus@example.com", "margaret@example.com")
 
@@ -67,3 +67,4 @@ def demo() -> None:
         f"Preview:  {preview_files[0]}  (open it with: python -m webbrowser -t {preview_files[0].resolve()})"
     )
     console.print(f"Picked {len(picks)} of the week's comparisons; run `newsletter issue show` for details.")
+    failed_deliveries(report)

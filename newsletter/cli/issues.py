@@ -22,7 +22,7 @@ from newsletter.cli.common import (
     refusals,
     write_failed,
 )
-from newsletter.cli.sending import print_send_report, run_send
+from newsletter.cli.sending import failed_deliveries, print_send_report, run_send
 
 
 @issue_app.command("compose")
@@ -197,6 +197,7 @@ def issue_send(
                 )
         report = run_send(engine, settings, issue_id)
     print_send_report(report, settings)
+    failed_deliveries(report)
 
 
 @issue_app.command("check")
@@ -239,6 +240,7 @@ def issue_retry(week: WeekOption = None) -> None:
         console.print(f"Retrying {requeued} failed deliveries of {chosen}.")
         report = run_send(engine, settings, issue_id)
     print_send_report(report, settings)
+    failed_deliveries(report)
 
 
 @issue_app.command("status")
