@@ -42,10 +42,15 @@ def _mode(path: Path, *, missing_above: bool = True) -> int | None:
             return None
         raise _Unusable(path, exc.strerror or str(exc)) from None
     except OSError as exc:
-        reason = exc.strerror or str(exc)
-        if exc.errno == errno.ENAMETOOLONG:
-            reason += " (at most 255 bytes a name, 4096 a path)"
-        raise _Unusable(path, reason) from None
+        raise _Unusable(path, os_error_reason(exc)) from None
+
+
+def os_error_reason(exc: OSError) -> str:
+    """The system's words for a failure on a path, with a hint where they are terse."""
+    reason = exc.strerror or str(exc)
+    if exc.errno == errno.ENAMETOOLONG:
+        reason += " (at most 255 bytes a name, 4096 a path)"
+    return reason
 
 
 def file_problem(path: Path, what: str = "file") -> str | None:

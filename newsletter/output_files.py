@@ -20,7 +20,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import IO, TypeVar
 
-from newsletter.locations import parent_problem
+from newsletter.locations import os_error_reason, parent_problem, shown_path
 
 T = TypeVar("T")
 
@@ -36,17 +36,17 @@ def output_file_problem(path: Path) -> str | None:
     except FileNotFoundError:
         return parent_problem(path)
     except OSError as exc:
-        return f"cannot use {path}: {exc.strerror or exc}"
+        return f"cannot use {shown_path(path)}: {os_error_reason(exc)}"
     if stat.S_ISLNK(mode):
         try:
             target = os.readlink(path)
         except OSError:
             target = "?"
-        return f"{path} is a symbolic link (to {target}); give the file's own path"
+        return f"{shown_path(path)} is a symbolic link (to {shown_path(target)}); give the file's own path"
     if stat.S_ISDIR(mode):
-        return f"{path} is a directory, not a file"
+        return f"{shown_path(path)} is a directory, not a file"
     if not stat.S_ISREG(mode):
-        return f"{path} is not a regular file (a device, a pipe or a socket); nothing was written"
+        return f"{shown_path(path)} is not a regular file (a device, a pipe or a socket); nothing was written"
     return parent_problem(path)
 
 

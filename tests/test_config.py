@@ -2,14 +2,24 @@
 
 from __future__ import annotations
 
+import os
 import re
 import secrets
 import stat
+from pathlib import Path
 
 import pytest
 from pydantic import ValidationError
 
-from newsletter.config import SECRET_FIELDS, TOKEN_FIELDS, ConfigError, Settings, variable_name
+from newsletter.config import (
+    MAX_ENV_FILE_BYTES,
+    SECRET_FIELDS,
+    TOKEN_FIELDS,
+    ConfigError,
+    Settings,
+    check_env_file,
+    variable_name,
+)
 from newsletter.key_strength import shannon_bits, smallest_period, weakness
 from newsletter.redaction import redact
 
@@ -164,6 +174,15 @@ def test_every_credential_setting_is_declared_secret():
         ("postmark_server_token", "token with spaces"),
         ("outbox_dir", ""),
         ("smtp_url", "smtp://user:pw@"),
+        ("site_url", "https://a b"),
+        ("site_url", "https://verdicts.example.com/%00"),
+        ("site_url", "https://verdicts.example.com/\x00"),
+        ("site_url", "https://verdicts.example.com/?utm=x"),
+        ("site_url", "https://user:pw@verdicts.example.com"),
+        ("site_url", "https://verdicts.example.com:0"),
+        ("site_url", "https://verdicts.example.com/caf\u00e9"),
+        ("site_url", "https://verdicts.example.com/a<b"),
+        ("name", "bytes \udcff that were not UTF-8"),
     ],
 )
 def test_more_bad_settings_are_refused(field, value):
@@ -235,6 +254,48 @@ def test_paths_are_checked_without_creating_anything(tmp_path):
         "secret_key": "k" * 40,
     }
     Settings(_env_file=None, **unused).check_paths()
+
+
+def test_a_site_url_that_is_one_is_kept_without_its_trailing_slash():
+    for url in ("https://verdicts.example.com/", "https://example.com:8443/newsletter"):
+        assert Settings(_env_file=None, site_url=url).site_url == url.rstrip("/")
+
+
+def test_paths_the_system_cannot_use_are_named_not_raised(tmp_path):
+    long_name = tmp_path / ("x" * 300)
+    base = {"database_url": f"sqlite:///{tmp_path / 'x.db'}", "outbox_dir": tmp_path / "outbox"}
+    base["secret_file"] = tmp_path / "secret"
+    os.mkfifo(tmp_path / "fifo")
+    cases = {
+        "NEWSLETTER_DATABASE_URL: cannot use .*File name too long": {
+            "database_url": f"sqlite:///{long_name}"
+        },
+        "NEWSLETTER_OUTBOX_DIR: cannot use .*File name too long": {"outbox_dir": long_name},
+        "NEWSLETTER_SECRET_FILE: cannot use .*File name too long": {"secret_file": long_name},
+        "NEWSLETTER_SECRET_FILE: /dev/null is not a regular file": {"secret_file": Path("/dev/null")},
+        "NEWSLETTER_SECRET_FILE: .*fifo is not a regular file": {"secret_file": tmp_path / "fifo"},
+        "NEWSLETTER_DATABASE_URL: /dev/null is not a regular file": {"database_url": "sqlite:////dev/null"},
+    }
+    for message, wrong in cases.items():
+        settings = Settings(_env_file=None, **(base | wrong))
+        with pytest.raises(ConfigError, match=message):
+            settings.check_paths()
+        if "secret_file" in wrong:  # and the key is never read from (or written to) it
+            with pytest.raises(ConfigError, match=message):
+                settings.signing_key()
+
+
+def test_an_env_file_that_is_not_utf8_or_is_huge_is_named(tmp_path):
+    env = tmp_path / ".env"
+    env.write_bytes(b"NEWSLETTER_NAME=fine\nNEWSLETTER_POSTAL_ADDRESS=Stra\xdfe 1\n")  # Latin-1
+    with pytest.raises(ConfigError, match=r"\.env: line 2 is not UTF-8 text \(byte 0xdf at column 31\)"):
+        check_env_file(env)
+    env.write_bytes(b"# " + b"x" * MAX_ENV_FILE_BYTES)
+    with pytest.raises(ConfigError, match="larger than"):
+        check_env_file(env)
+    env.write_text("NEWSLETTER_NAME=fine\n")
+    check_env_file(env)
+    check_env_file(tmp_path / "missing")
 
 
 def test_the_local_key_is_never_made_in_a_missing_directory(tmp_path):

@@ -92,8 +92,12 @@ def load_settings() -> Settings:
     """The settings, or one line per bad one (naming its variable, never quoting its value), exit 1."""
     from pydantic import ValidationError
 
-    from newsletter.config import ConfigError, Settings
+    from newsletter.config import ConfigError, Settings, check_env_file
 
+    try:
+        check_env_file()
+    except ConfigError as exc:
+        fail(f"invalid configuration: {exc}")
     try:
         settings = Settings()
     except ValidationError as exc:
