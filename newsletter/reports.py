@@ -375,10 +375,15 @@ class WeekFigures:
     issue: str | None = None
     recipients: int = 0
     human_readers: int = 0
+    tracked: bool = False  # the issue carried tracked links (sent with NEWSLETTER_TRACKING on)
 
     @property
     def human_click_rate(self) -> float | None:
-        return round(self.human_readers / self.recipients, 4) if self.recipients else None
+        """None when there is nothing to divide, or nothing was measured: an issue sent with tracking
+        off has no clicks to count, which is not a rate of 0."""
+        if not (self.tracked and self.recipients):
+            return None
+        return round(self.human_readers / self.recipients, 4)
 
     def as_json(self) -> dict:
         return asdict(self) | {"human_click_rate": self.human_click_rate}
@@ -396,6 +401,7 @@ class WeekFigures:
             "issue": self.issue or "",
             "recipients": self.recipients,
             "human_readers": self.human_readers,
+            "tracked": self.tracked if self.issue else "",
             "human_click_rate": "" if rate is None else rate,
         }
 
@@ -440,6 +446,7 @@ def weekly_stats(
             report = issue_report(session, issue.id, zone)
             row.issue, row.recipients = issue.week, report.recipients
             row.human_readers = report.clicks["human_readers"]
+            row.tracked = bool(report.links) or report.opens["tracked"]
         figures.append(row)
     return figures
 

@@ -156,3 +156,28 @@ def test_a_store_that_cannot_be_written_is_one_log_line_and_the_hits_stay_queued
     (record,) = [r for r in caplog.records if "could not store 1 hits" in r.getMessage()]
     assert record.exc_info is None and "unable to open database file" in record.getMessage()
     assert list(recorder.pending) == [hit]
+
+
+def test_stats_say_not_tracked_for_an_issue_sent_with_tracking_off(tmp_path):
+    """No clicks were counted, so there is no rate: `not tracked` (None in JSON), never 0.0%."""
+    import json
+
+    from tests.test_cli import run
+
+    env = {"NEWSLETTER_SECRET_KEY": TEST_KEY, "NEWSLETTER_TRACKING": "off"}
+    for args in (
+        ("init", "--sample"),
+        ("subscribers", "add", "ada@example.com", "grace@example.com"),
+        ("issue", "compose"),
+        ("issue", "send"),
+    ):
+        result = run(tmp_path, *args, env=env)
+        assert result.returncode == 0, result.stdout + result.stderr
+    this_week = json.loads(run(tmp_path, "stats", "--weeks", "1", "--json", env=env).stdout)["weeks"][-1]
+    assert this_week["recipients"] == 2 and this_week["tracked"] is False
+    assert this_week["human_click_rate"] is None
+    table = run(tmp_path, "stats", "--weeks", "1", env=env).stdout
+    assert "not tracked" in table and "0.0%" not in table
+    csv_rows = run(tmp_path, "stats", "--weeks", "1", "--csv", env=env).stdout.splitlines()
+    header, row = csv_rows[0].split(","), csv_rows[-1].split(",")
+    assert row[header.index("tracked")] == "False" and row[header.index("human_click_rate")] == ""

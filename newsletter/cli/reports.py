@@ -151,6 +151,12 @@ def _print_issue(report) -> None:
     )
 
 
+def _rate_shown(row, rate: float | None) -> str:
+    if rate is not None:
+        return f"{rate:.1%}"
+    return "not tracked" if row.issue and row.recipients and not row.tracked else ""
+
+
 def _print_stats(figures) -> None:
     from rich.table import Table
 
@@ -180,6 +186,6 @@ def _print_stats(figures) -> None:
                 for reason in ("unsubscribed", "bounced", "complained", "erased")
             ),
             row.issue or "",
-            "" if rate is None else f"{rate:.1%}",
+            _rate_shown(row, rate),
         )
     console.print(table)
