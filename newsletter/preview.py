@@ -1,7 +1,9 @@
 """An issue as one (preview) reader would receive it: for the editors' files, the studio and the gates.
 
 The preview reader is nobody: subscriber id 0 does not exist, so the signed links in a preview lead
-to a "no longer on the list" page and no real reader's address or token ever appears in one.
+to a "no longer on the list" page and no real reader's address or token ever appears in one. Its
+content links are plain URLs, never tracked ones: they lead to the comparisons from a preview file,
+the studio's frames and a test send alike.
 """
 
 from __future__ import annotations
@@ -26,11 +28,20 @@ PREVIEW_READER = "reader@example.com"
 PREVIEW_SUBSCRIBER_ID = 0  # no subscriber has id 0: the preview's personal links lead nowhere
 
 
-def preview_message(rendered: RenderedMessage, settings: Settings, tag: str) -> OutgoingMessage:
-    """The message the preview reader would get: both bodies filled in, the list headers set."""
+def preview_message(
+    rendered: RenderedMessage, settings: Settings, tag: str, *, tracked: bool = False
+) -> OutgoingMessage:
+    """The message the preview reader would get: both bodies filled in, the list headers set.
+
+    Its content links are plain (the comparison's URL with its UTM tags), so they work wherever the
+    preview is read: the preview reader is subscriber 0 of no issue, whose tracked links (`/r/0...`)
+    lead nowhere. `tracked`: the variant readers get, with every content link through `/r/`, for the
+    quality checks, which look through those links to their destinations."""
     expires = int(time.time()) + settings.link_token_days * 86400
     mailer = IssueMailer(rendered, settings, tag=tag, expires_at=expires)
-    return mailer.message(delivery_id=0, subscriber_id=PREVIEW_SUBSCRIBER_ID, email=PREVIEW_READER)
+    return mailer.message(
+        delivery_id=0, subscriber_id=PREVIEW_SUBSCRIBER_ID, email=PREVIEW_READER, tracked=tracked
+    )
 
 
 def write_preview(

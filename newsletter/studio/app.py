@@ -252,9 +252,9 @@ def create_studio(
             response.headers["Retry-After"] = str(retry)
             return response
         message = replace(
-            preview.report.message,
+            preview.message,
             to=address,
-            subject=f"[TEST] {preview.report.message.subject}",
+            subject=f"[TEST] {preview.message.subject}",
             message_id=f"<test.{preview.view.slug}.{secrets.token_hex(8)}@{domain}>",
             tag="test",
             metadata={"kind": "test", "issue": preview.view.slug},
