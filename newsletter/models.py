@@ -351,3 +351,13 @@ class StoreKey(SQLModel, table=True):
     name: str = Field(primary_key=True, max_length=40)
     value: str = Field(max_length=128)
     created_at: datetime = _time(default=utcnow)
+
+
+class FoldedClick(SQLModel, table=True):
+    """A reader's human hits on one link of an issue that retention folded away: kept as the fact
+    alone (no time, no agent, no client), so the report's unique human readers stay exact across
+    folds, per link and per issue. Erasing the reader deletes these rows with their hits."""
+
+    issue_id: int = Field(foreign_key="issue.id", primary_key=True)
+    subscriber_id: int = Field(foreign_key="subscriber.id", primary_key=True, index=True)
+    link_id: int = Field(foreign_key="issuelink.id", primary_key=True, index=True)

@@ -17,7 +17,7 @@ from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import and_, distinct, func, select
+from sqlalchemy import and_, distinct, func, select, union
 from sqlmodel import Session
 
 from newsletter.curation import Week
@@ -26,6 +26,7 @@ from newsletter.models import (
     Delivery,
     DeliveryStatus,
     EventKind,
+    FoldedClick,
     Issue,
     IssueLink,
     LinkCount,
@@ -211,50 +212,69 @@ def _link_figures(session: Session, issue_id: int) -> list[LinkFigures]:
         )
     }
     raw = session.execute(
-        select(LinkHit.link_id, LinkHit.machine, func.count(), func.count(distinct(LinkHit.subscriber_id)))
+        select(LinkHit.link_id, LinkHit.machine, func.count())
         .where(LinkHit.issue_id == issue_id)
         .group_by(LinkHit.link_id, LinkHit.machine)
     )
-    for link_id, machine, hits, readers in raw:
-        figures = links[link_id]
+    for link_id, machine, hits in raw:
         if machine:
-            figures.machine += hits
+            links[link_id].machine += hits
         else:
-            figures.human += hits
-            figures.human_readers += readers
+            links[link_id].human += hits
+    clickers = _human_clickers(issue_id).subquery()
+    readers = session.execute(
+        select(clickers.c.link_id, func.count(distinct(clickers.c.subscriber_id))).group_by(
+            clickers.c.link_id
+        )
+    )
+    for link_id, count in readers:
+        links[link_id].human_readers += count
     folded = session.execute(
         select(LinkCount.link_id, LinkCount.human, LinkCount.machine, LinkCount.human_readers).where(
             LinkCount.issue_id == issue_id, LinkCount.link_id.is_not(None)
         )
     )
-    for link_id, human, machine, readers in folded:
+    for link_id, human, machine, legacy_readers in folded:
         figures = links[link_id]
         figures.human += human
         figures.machine += machine
-        figures.human_readers += readers
+        figures.human_readers += legacy_readers  # counted by folds before revision 0005
     return list(links.values())
+
+
+def _human_clickers(issue_id: int):
+    """(subscriber, link) of every human hit on the issue: stored ones and folded ones, so a reader
+    is one reader whichever side of a fold their clicks fell."""
+    stored = select(LinkHit.subscriber_id, LinkHit.link_id).where(
+        LinkHit.issue_id == issue_id, LinkHit.machine.is_(False)
+    )
+    folded = select(FoldedClick.subscriber_id, FoldedClick.link_id).where(FoldedClick.issue_id == issue_id)
+    return union(stored, folded)
 
 
 def _human_readers(session: Session, issue_id: int, *, opens: bool) -> int:
     kind = IssueLink.kind == LinkKind.OPEN if opens else IssueLink.kind != LinkKind.OPEN
-    raw = session.execute(
-        select(func.count(distinct(LinkHit.subscriber_id)))
-        .join(IssueLink, IssueLink.id == LinkHit.link_id)
-        .where(LinkHit.issue_id == issue_id, LinkHit.machine.is_(False), kind)
+    clickers = _human_clickers(issue_id).subquery()
+    readers = session.execute(
+        select(func.count(distinct(clickers.c.subscriber_id)))
+        .join(IssueLink, IssueLink.id == clickers.c.link_id)
+        .where(kind)
     ).scalar_one()
-    if opens:  # the pixel's folded readers are on its own row
-        folded = session.execute(
+    # Folds before revision 0005 kept readers as counts: the pixel's on its own row, clicks on the
+    # issue's row (`link_id` None). New folds add nothing there.
+    if opens:
+        legacy = session.execute(
             select(func.coalesce(func.sum(LinkCount.human_readers), 0))
             .join(IssueLink, IssueLink.id == LinkCount.link_id)
             .where(LinkCount.issue_id == issue_id, kind)
         ).scalar_one()
     else:
-        folded = session.execute(
+        legacy = session.execute(
             select(func.coalesce(func.sum(LinkCount.human_readers), 0)).where(
                 LinkCount.issue_id == issue_id, LinkCount.link_id.is_(None)
             )
         ).scalar_one()
-    return raw + folded
+    return readers + legacy
 
 
 FOLDED_REASON = "folded (reason not kept)"

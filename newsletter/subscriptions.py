@@ -31,6 +31,7 @@ from sqlmodel import Session, col, select
 from newsletter import erasure
 from newsletter.headers import normalise_email
 from newsletter.models import (
+    FoldedClick,
     Issue,
     IssueLink,
     LinkHit,
@@ -359,6 +360,17 @@ def export_data(session: Session, subscriber: Subscriber) -> dict:
                 .order_by(LinkHit.at)
             )
         ],
+        "folded_clicks": [  # past their retention, only the fact is kept: the link was clicked
+            {"issue": week, "link": url or kind, "kind": kind}
+            for week, url, kind in session.exec(
+                select(Issue.week, IssueLink.url, IssueLink.kind)
+                .select_from(FoldedClick)
+                .join(IssueLink, col(IssueLink.id) == FoldedClick.link_id)
+                .join(Issue, col(Issue.id) == FoldedClick.issue_id)
+                .where(FoldedClick.subscriber_id == subscriber.id)
+                .order_by(Issue.week, IssueLink.id)
+            )
+        ],
     }
 
 
@@ -371,6 +383,7 @@ def erase(session: Session, subscriber: Subscriber) -> None:
         erasure.remember(session, subscriber.email)
     session.exec(delete(SubscriberEvent).where(col(SubscriberEvent.subscriber_id) == subscriber.id))
     session.exec(delete(LinkHit).where(col(LinkHit.subscriber_id) == subscriber.id))
+    session.exec(delete(FoldedClick).where(col(FoldedClick.subscriber_id) == subscriber.id))
     session.exec(update(Vote).where(col(Vote.subscriber_id) == subscriber.id).values(subscriber_id=None))
     subscriber.email = None
     subscriber.status = SubscriberStatus.ERASED
