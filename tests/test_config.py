@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import os
 import re
 import secrets
@@ -20,7 +21,14 @@ from newsletter.config import (
     check_env_file,
     variable_name,
 )
-from newsletter.key_strength import shannon_bits, smallest_period, weakness
+from newsletter.key_strength import (
+    alphabet_bits,
+    alphabet_size,
+    interleaved,
+    pattern_estimate,
+    smallest_period,
+    weakness,
+)
 from newsletter.redaction import redact
 
 PASSWORD = "S3cr3t/pa@ss"
@@ -190,20 +198,37 @@ def test_more_bad_settings_are_refused(field, value):
         Settings(_env_file=None, **{field: value})
 
 
-@pytest.mark.parametrize(
-    "key",
-    [
-        "a" * 32,
-        "changeme" * 4,
-        "changeme" * 8,
-        "changeme" * 4 + "!",
-        "0123456789" * 4,
-        pytest.param("".join(secrets.choice("0123456789") for _ in range(64)), id="64-random-digits"),
-        "abcdefghijklmnopqrstuvwxyz0123456789ABCDEF",
-        "ab" * 10 + "cdefghijklmnopqrstu",
-        "Password1234567890123456789012345",
-    ],
-)
+WEAK_KEYS = {
+    "one character": "a" * 32,
+    "a word repeated": "changeme" * 4,
+    "a word repeated eight times": "changeme" * 8,
+    "a word repeated and one more": "changeme" * 4 + "!",
+    "digits repeated": "0123456789" * 4,
+    "64 random digits": "".join(secrets.choice("0123456789") for _ in range(64)),
+    "the alphabet in order": "abcdefghijklmnopqrstuvwxyz0123456789ABCDEF",
+    "a short run then the alphabet": "ab" * 10 + "cdefghijklmnopqrstu",
+    "a password and a count": "Password1234567890123456789012345",
+    # The audit's: accepted by the Shannon estimate.
+    "a sentence": "my-super-secret-newsletter-signing-key-do-not-share",
+    "interleaved letters and digits": "a1b2c3d4e5f6g7h8i9j0k1l2m3n4o5p6q7r8s9t0",
+    "keyboard rows": "qwertyuiopasdfghjklzxcvbnm1234567890",
+    "interleaved cases": "aAbBcCdDeEfFgGhHiIjJkKlLmMnNoOpPqQrRsStT",
+    # And their kind.
+    "a passphrase": "correct-horse-battery-staple-correct-horse",
+    "words run together": "thisismysecretkeyforthenewsletterapp2026",
+    "keyboard columns": "1qaz2wsx3edc4rfv5tgb6yhn7ujm8ik9ol0p",
+    "keyboard columns backwards": "zaq1xsw2cde3vfr4bgt5nhy6mju7,ki8.lo9",
+    "a phrase twice and a count": "supersecretkeysupersecretkey12345678",
+    "digits and letters woven": "1a2b3c4d5e6f7g8h9i0j1k2l3m4n5o6p7q8r",
+    "a leet password": "P@ssw0rdP@ssw0rd!2026-Newsletter-Key",
+    "snake-case words": "newsletter_production_secret_key_2026!",
+    "a famous password thrice": "Tr0ub4dor&3-Tr0ub4dor&3-Tr0ub4dor&3xx",
+    "few bits for its alphabet": "0123456789abcdef" * 2,
+    "thirty-two hex digits of a pattern": "deadbeefcafebabe0123456789abcdef",
+}
+
+
+@pytest.mark.parametrize("key", list(WEAK_KEYS.values()), ids=list(WEAK_KEYS))
 def test_production_refuses_a_weak_key_without_showing_it(key, tmp_path):
     with pytest.raises(ValidationError, match="too weak for production") as refused:
         Settings(_env_file=None, env="production", secret_key=key)
@@ -213,18 +238,36 @@ def test_production_refuses_a_weak_key_without_showing_it(key, tmp_path):
         assert development.signing_key() == key.encode()  # development keeps taking test keys
 
 
-def test_production_takes_the_keys_the_readme_and_python_suggest():
-    for _ in range(300):
-        for key in (secrets.token_urlsafe(48), secrets.token_hex(32), secrets.token_urlsafe(32)):
-            assert weakness(key) is None, key
-            assert Settings(_env_file=None, env="production", secret_key=key).signing_key() == key.encode()
+STRONG_KEYS = {
+    "token_hex(16)": lambda: secrets.token_hex(16),
+    "token_hex(32)": lambda: secrets.token_hex(32),
+    "token_urlsafe(24)": lambda: secrets.token_urlsafe(24),
+    "token_urlsafe(32)": lambda: secrets.token_urlsafe(32),
+    "token_urlsafe(48)": lambda: secrets.token_urlsafe(48),
+    "upper-case hex": lambda: secrets.token_hex(16).upper(),
+    "base64 with padding": lambda: base64.b64encode(secrets.token_bytes(32)).decode(),
+}
+
+
+@pytest.mark.parametrize("make", list(STRONG_KEYS.values()), ids=list(STRONG_KEYS))
+def test_production_takes_keys_from_a_random_generator(make):
+    for _ in range(40):
+        key = make()
+        assert weakness(key) is None, key
+    assert Settings(_env_file=None, env="production", secret_key=key).signing_key() == key.encode()
 
 
 def test_the_key_measures():
     assert smallest_period("abcabcab") == 3 and smallest_period("abcd") == 4 and smallest_period("a" * 9) == 1
-    assert shannon_bits("a" * 64) == 0
-    assert shannon_bits("abcd" * 8) == 64  # 2 bits a character
-    assert shannon_bits(secrets.token_urlsafe(48)) > 250
+    assert alphabet_bits(secrets.token_hex(16)) == 128
+    assert alphabet_size("abcXYZ12-_") == 26 + 26 + 10 + 33
+    assert (
+        interleaved("a1b2c3d4e5f6") and interleaved("aAbBcCdDeE") and not interleaved(secrets.token_hex(16))
+    )
+    bits, words = pattern_estimate("correct-horse-battery-staple-correct-horse")
+    assert words > 0.5 and bits < 0.75 * alphabet_bits("correct-horse-battery-staple-correct-horse")
+    bits, words = pattern_estimate(secrets.token_urlsafe(32))
+    assert bits > 200 and words < 0.5
 
 
 def test_paths_are_checked_without_creating_anything(tmp_path):
