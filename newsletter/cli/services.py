@@ -191,6 +191,7 @@ def preview(
     server.configure_logging(settings.log_level, uvicorn_level="WARNING")
     path = sqlite_path(settings.database_url)
     engine = open_store(settings) if path is None or path.exists() else None  # no file: the sample only
+    sock = listening(server, host, port)  # an address it cannot have is the one line, before any warning
     if host not in LOCAL_HOSTS:
         errors.print(
             f"[bold yellow]warning:[/] the preview has no login and listens on {host}; reach it through an "
@@ -200,7 +201,7 @@ def preview(
         studio = create_studio(settings, engine, templates=templates, hosts=(*LOCAL_HOSTS, host))
     server.run(
         studio,
-        sock=listening(server, host, port),
+        sock=sock,
         uvicorn_level="WARNING",
         on_ready=lambda bound: console.print(f"Preview on {server.url_for(host, bound)}", markup=False),
     )
