@@ -21,10 +21,10 @@ from sqlalchemy import func, select
 from sqlmodel import Session
 
 from newsletter.curation import Week
+from newsletter.erasure import erased_row
 from newsletter.headers import normalise_email
 from newsletter.models import (
     Delivery,
-    ErasedAddress,
     Issue,
     IssueLink,
     LinkHit,
@@ -32,7 +32,7 @@ from newsletter.models import (
     SubscriberEvent,
 )
 from newsletter.reports import LEAVES, list_movements
-from newsletter.subscriptions import chosen_categories, email_hash, find_by_email
+from newsletter.subscriptions import chosen_categories, find_by_email
 
 LIMIT = 200  # rows of each kind a reader's record shows, newest first
 
@@ -106,9 +106,10 @@ def find_reader(
 ) -> ReaderRecord | None:
     """The reader with this address (normalised as everywhere: case, Unicode, punycode), or the
     fact that it was erased, or None. Raises HeaderValueError for something that is not an address.
-    `key` is the signing key (`settings.signing_key()`) that keyed the erased addresses' hashes."""
+    `key` is the signing key (`settings.signing_key()`), which keyed erased addresses' hashes kept
+    before the store had its own erasure key."""
     address = normalise_email(email)
-    erased = session.get(ErasedAddress, email_hash(key, address))
+    erased = erased_row(session, address, key)
     erased_at = erased.erased_at if erased else None
     subscriber = find_by_email(session, address)
     if subscriber is None:

@@ -29,6 +29,7 @@ from newsletter.locations import directory_problem, file_problem
 from newsletter.passwords import parse_hash
 from newsletter.redaction import environment_secrets, url_secrets
 from newsletter.smtp_url import parse_smtp_url
+from newsletter.text_rules import https_url_problem
 
 MIN_SECRET_LENGTH = 32
 SUNSET_MAX_ISSUES = 26  # half a year of weekly issues: the longest silence worth a question
@@ -50,7 +51,9 @@ SECRET_FIELDS = (
 )
 # Settings that go into HTTP headers, URLs or signatures as one token: no spaces, no line breaks.
 TOKEN_FIELDS = (*SECRET_FIELDS, "postmark_webhook_user", "sendgrid_webhook_public_key")
-_CONTROL = re.compile(r"[\x00-\x1f\x7f\x85\u2028\u2029]")
+_CONTROL = re.compile(r"[\x00-\x1f\x7f\x80-\x9f\u2028\u2029\ud800-\udfff]")  # surrogates: not UTF-8
+ENV_FILE = Path(".env")
+MAX_ENV_FILE_BYTES = 1024 * 1024
 _LABEL = r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
 _HOST_NAME = re.compile(rf"{_LABEL}(?:\.{_LABEL})+")
 
@@ -178,7 +181,10 @@ class Settings(BaseSettings):
         description="At most this many messages per second (0: no limit), for plans that cap it.",
     )
     send_max_attempts: int = Field(
-        5, ge=1, le=20, description="Tries per batch on retryable errors before its rows are marked failed."
+        5,
+        ge=1,
+        le=20,
+        description="Tries per batch on retryable errors; a batch that fails them all stops the send.",
     )
     send_timeout: float = Field(60, gt=0, le=600, description="Seconds to wait for a provider's answer.")
     unknown_outcome: Literal["resend", "assume-sent"] = Field(
@@ -332,7 +338,9 @@ class Settings(BaseSettings):
         if isinstance(value, str):
             if len(value) > MAX_SETTING_CHARS:
                 raise ValueError(f"is longer than {MAX_SETTING_CHARS} characters")
-            if _CONTROL.search(value):
+            if found := _CONTROL.search(value):
+                if "\ud800" <= found[0] <= "\udfff":
+                    raise ValueError("is not UTF-8 text (the environment holds bytes no UTF-8 text has)")
                 raise ValueError("must be a single line without control characters (a trailing newline?)")
         return value
 
@@ -416,8 +424,10 @@ class Settings(BaseSettings):
     @classmethod
     def _https_site(cls, value: str) -> str:
         value = value.rstrip("/")
-        if not value.startswith("https://") or len(value) <= len("https://"):
+        if not value.startswith("https://"):
             raise ValueError("must be an absolute https:// URL (mail clients and spam filters expect https)")
+        if problem := https_url_problem(value, site=True):
+            raise ValueError(f"is not a base URL like https://verdicts.example.com: it {problem}")
         return value
 
     @field_validator("editor_name")
@@ -632,7 +642,11 @@ def _split(value: str) -> list[str]:
 
 def _local_secret(path: Path) -> str:
     """Read the generated local key, creating it (0600, atomically) on first use, in a directory that
-    must exist (see `Settings.check_paths`). Errors name the file, never its contents."""
+    must exist (see `Settings.check_paths`). Errors name the file, never its contents. A path that
+    is not a regular file (`/dev/null`, a pipe) is refused: it would give a new key every run, or
+    never answer."""
+    if problem := file_problem(path):
+        raise ConfigError(f"NEWSLETTER_SECRET_FILE: {problem}")
     try:
         return read_or_create(path, MIN_SECRET_LENGTH)
     except ValueError as exc:  # UnicodeDecodeError among them: never quote the contents
@@ -641,6 +655,29 @@ def _local_secret(path: Path) -> str:
     except OSError as exc:
         problem = file_problem(path) or f"cannot use {path}: {exc.strerror or exc}"
         raise ConfigError(f"NEWSLETTER_SECRET_FILE: {problem}") from None
+
+
+def check_env_file(path: Path = ENV_FILE) -> None:
+    """Refuse (ConfigError, naming the file and the line) a `.env` the settings cannot read: larger
+    than MAX_ENV_FILE_BYTES, unreadable, or not UTF-8 text. Called before the settings are read,
+    which would otherwise fail deep inside with a decoding error. A `.env` that is not a regular file
+    is not read at all (as pydantic-settings does)."""
+    try:
+        if not path.is_file():
+            return
+        if path.stat().st_size > MAX_ENV_FILE_BYTES:
+            raise ConfigError(f"{path}: larger than {MAX_ENV_FILE_BYTES:,} bytes; is it a settings file?")
+        data = path.read_bytes()
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read: {exc.strerror or exc}") from None
+    for number, line in enumerate(data.splitlines(), 1):
+        try:
+            line.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            byte, column = line[exc.start], exc.start + 1
+            raise ConfigError(
+                f"{path}: line {number} is not UTF-8 text (byte 0x{byte:02x} at column {column})"
+            ) from None
 
 
 def variable_name(field: str) -> str:

@@ -14,7 +14,7 @@ from sqlalchemy.exc import ArgumentError
 from sqlmodel import Session, create_engine
 
 from newsletter import models  # noqa: F401  (registers the tables on SQLModel.metadata)
-from newsletter.locations import parent_problem
+from newsletter.locations import file_problem
 from newsletter.outgoing_webhooks import outbox  # noqa: F401  (every reader event reaches the webhook outbox)
 
 SQLITE_BUSY_TIMEOUT_MS = 30_000
@@ -84,9 +84,7 @@ def sqlite_path(url: str) -> Path | None:
 def sqlite_location_problem(path: Path) -> str | None:
     """Why a SQLite store cannot live at `path`, or None (see newsletter.locations: the store file is
     created, never the directories above it)."""
-    if path.is_dir():
-        return f"{path} is a directory, not a store file"
-    return None if path.exists() else parent_problem(path)
+    return file_problem(path, "store file")
 
 
 def make_engine(url: str) -> Engine:

@@ -439,15 +439,17 @@ class Sender:
                     if not pending:
                         return
                 if attempt >= self.settings.send_max_attempts:
+                    # The provider took no request in all these tries, with back-off in between: it
+                    # cannot be reached or is down. Failing these rows and going on would fail the
+                    # whole list the same way; the send stops instead, the queue kept, as for a
+                    # fatal error (a rerun, or the scheduler's resume job, finishes it).
                     ledger.mark(
-                        self.engine,
-                        [row.delivery_id for row, _ in pending],
-                        DeliveryStatus.FAILED,
-                        str(error),
-                        self.provider.name,
+                        self.engine, [row.delivery_id for row, _ in pending], DeliveryStatus.QUEUED, None
                     )
-                    report.failed[_short(error)] += len(pending)
-                    return
+                    raise SendAborted(
+                        f"{error} (the provider did not take a request in {attempt} attempt(s): it cannot "
+                        "be reached or is down)"
+                    ) from error
                 report.retries += 1
                 await asyncio.sleep(backoff(attempt, error.retry_after, self.rng))
                 continue
@@ -578,10 +580,6 @@ class Sender:
             failures=ledger.failure_reasons(session, issue.id, limit=5),
             again=again,
         )
-
-
-def _short(error: ProviderError) -> str:
-    return str(error)[:200]
 
 
 @contextlib.asynccontextmanager

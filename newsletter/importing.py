@@ -31,6 +31,7 @@ from yaml.nodes import MappingNode, Node, SequenceNode
 
 from newsletter.documents import DocumentRefused, load_json, load_yaml
 from newsletter.identity import Mention, clash_in_run, run_clash_reason, slugify
+from newsletter.text_rules import https_url_problem, text_problem
 
 __all__ = ["ComparisonIn", "ImportFailed", "ImportProblem", "Located", "parse_files", "slugify"]
 
@@ -47,14 +48,20 @@ SIDES = ("left", "right")
 
 
 def _https_url(value: str) -> str:
-    if not re.match(r"^https://[A-Za-z0-9.-]+(:\d+)?(/[^\s<>\"]*)?$", value):
-        raise ValueError("must be an absolute https:// link")
+    if problem := https_url_problem(value):
+        raise ValueError(problem)
     return value
 
 
 def _single_line(value: str) -> str:
-    if re.search(r"[\x00-\x1f\x7f]", value):
-        raise ValueError("must be a single line without control characters")
+    if problem := text_problem(value):
+        raise ValueError(f"must be a single line of text: {problem}")
+    return value
+
+
+def _multiline(value: str) -> str:
+    if problem := text_problem(value, multiline=True):
+        raise ValueError(problem)
     return value
 
 
@@ -74,8 +81,10 @@ def _publication_time(value: datetime) -> datetime:
 
 
 def _text(max_length: int, *, single_line: bool = True):
+    """A stored string: trimmed, not empty, bounded, without control characters or lone surrogates
+    (a multi-line one may hold tabs and line breaks)."""
     base = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=max_length)]
-    return Annotated[base, AfterValidator(_single_line)] if single_line else base
+    return Annotated[base, AfterValidator(_single_line if single_line else _multiline)]
 
 
 HttpsUrl = Annotated[
@@ -393,7 +402,8 @@ def _describe(loc: list, error: dict, data: Any) -> tuple[str, str]:
         if isinstance(step, int):
             if not parts and isinstance(data, list):
                 slug = node[step].get("slug") if isinstance(node[step], dict) else None
-                parts.append(f"comparison {step + 1}" + (f" ({slug})" if slug else ""))
+                shown = f" ({_shown_slug(slug)})" if isinstance(slug, str) and slug else ""
+                parts.append(f"comparison {step + 1}{shown}")
             else:
                 parts[-1:] = [f"{parts[-1] if parts else ''}[{step}]"]
         else:
@@ -402,13 +412,21 @@ def _describe(loc: list, error: dict, data: Any) -> tuple[str, str]:
     reason = _reason(error, loc)
     if isinstance(data, dict):
         slug = data.get("slug")
-        parts.insert(0, f"comparison ({slug})" if isinstance(slug, str) else "comparison")
+        parts.insert(0, f"comparison ({_shown_slug(slug)})" if isinstance(slug, str) else "comparison")
     if not parts:
         return "document", reason
     head, *rest = parts
     if head.startswith("comparison "):
         return (head + (" > " + ".".join(rest) if rest else "")), reason
     return ".".join(parts), reason
+
+
+def _shown_slug(slug: str) -> str:
+    """A slug as a message may show it: as written when it is one, else quoted and cut short (it may
+    hold a terminal's escape sequences)."""
+    if re.fullmatch(SLUG_PATTERN, slug) and len(slug) <= 200:
+        return slug
+    return repr(slug[:60] + ("..." if len(slug) > 60 else ""))
 
 
 def _has(node: Any, step: Any) -> bool:
@@ -437,7 +455,9 @@ def _reason(error: dict, loc: list) -> str:
         limit = error.get("ctx", {}).get("max_length")
         return f"is {len(given):,} characters long; at most {limit:,} are allowed"
     if kind == "string_pattern_mismatch":
-        return f"{given!r} is not a slug (lower-case letters, digits and single hyphens)"
+        return f"{str(given)[:80]!r} is not a slug (lower-case letters, digits and single hyphens)"
+    if kind == "string_unicode":
+        return "holds a lone surrogate (half of a UTF-16 pair); not valid text"
     if kind in ("model_type", "model_attributes_type", "dict_type"):
         return f"must be a mapping, not {type(given).__name__}"
     message = error["msg"]

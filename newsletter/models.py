@@ -464,3 +464,23 @@ class SunsetAsk(SQLModel, table=True):
     last_error: str | None = Field(default=None, max_length=500)
     outcome: str | None = Field(default=None, max_length=20, index=True)
     resolved_at: datetime | None = _time(nullable=True)
+
+
+class StoreKey(SQLModel, table=True):
+    """A key that belongs to the store, not to a process's settings: it must stay the same for as
+    long as what it keyed lives, and travel with the store (`db copy`). `erasure` keys the hashes
+    of erased addresses (newsletter/erasure.py). The value is hex."""
+
+    name: str = Field(primary_key=True, max_length=40)
+    value: str = Field(max_length=128)
+    created_at: datetime = _time(default=utcnow)
+
+
+class FoldedClick(SQLModel, table=True):
+    """A reader's human hits on one link of an issue that retention folded away: kept as the fact
+    alone (no time, no agent, no client), so the report's unique human readers stay exact across
+    folds, per link and per issue. Erasing the reader deletes these rows with their hits."""
+
+    issue_id: int = Field(foreign_key="issue.id", primary_key=True)
+    subscriber_id: int = Field(foreign_key="subscriber.id", primary_key=True, index=True)
+    link_id: int = Field(foreign_key="issuelink.id", primary_key=True, index=True)

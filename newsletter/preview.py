@@ -1,7 +1,9 @@
 """An issue as one (preview) reader would receive it: for the editors' files, the studio and the gates.
 
 The preview reader is nobody: subscriber id 0 does not exist, so the signed links in a preview lead
-to a "no longer on the list" page and no real reader's address or token ever appears in one.
+to a "no longer on the list" page and no real reader's address or token ever appears in one. Its
+content links are plain URLs, never tracked ones: they lead to the comparisons from a preview file,
+the studio's frames and a test send alike.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from newsletter.content import comparison_views
 from newsletter.curation import Week, pick
 from newsletter.editions import find_issue, issue_view
 from newsletter.mail import OutgoingMessage, to_eml
+from newsletter.output_files import write_files
 from newsletter.personalise import IssueMailer
 from newsletter.render import RenderedMessage, Renderer, default_preheader, default_subject, masthead_from
 from newsletter.views import IssueView
@@ -25,25 +28,38 @@ PREVIEW_READER = "reader@example.com"
 PREVIEW_SUBSCRIBER_ID = 0  # no subscriber has id 0: the preview's personal links lead nowhere
 
 
-def preview_message(rendered: RenderedMessage, settings: Settings, tag: str) -> OutgoingMessage:
-    """The message the preview reader would get: both bodies filled in, the list headers set."""
+def preview_message(
+    rendered: RenderedMessage, settings: Settings, tag: str, *, tracked: bool = False
+) -> OutgoingMessage:
+    """The message the preview reader would get: both bodies filled in, the list headers set.
+
+    Its content links are plain (the comparison's URL with its UTM tags), so they work wherever the
+    preview is read: the preview reader is subscriber 0 of no issue, whose tracked links (`/r/0...`)
+    lead nowhere. `tracked`: the variant readers get, with every content link through `/r/`, for the
+    quality checks, which look through those links to their destinations."""
     expires = int(time.time()) + settings.link_token_days * 86400
     mailer = IssueMailer(rendered, settings, tag=tag, expires_at=expires)
-    return mailer.message(delivery_id=0, subscriber_id=PREVIEW_SUBSCRIBER_ID, email=PREVIEW_READER)
+    return mailer.message(
+        delivery_id=0, subscriber_id=PREVIEW_SUBSCRIBER_ID, email=PREVIEW_READER, tracked=tracked
+    )
 
 
 def write_preview(
     view: IssueView, settings: Settings, directory: Path, renderer: Renderer | None = None
 ) -> list[Path]:
-    """Write issue.html, issue.txt and issue.eml into `directory`; returns their paths."""
+    """Write issue.html, issue.txt and issue.eml into `directory`, each whole or not at all (a full
+    disk leaves the earlier files, never an empty one); returns their paths. OutputRefused names a
+    file that is not a regular one (a device, a link), OSError a disk's refusal."""
     rendered = (renderer or Renderer()).render_issue(view)
     message = preview_message(rendered, settings, view.slug)
     directory.mkdir(parents=True, exist_ok=True)
-    paths = [directory / "issue.html", directory / "issue.txt", directory / "issue.eml"]
-    paths[0].write_text(message.html, encoding="utf-8")
-    paths[1].write_text(message.text, encoding="utf-8")
-    paths[2].write_bytes(to_eml(message, datetime.now(UTC)))
-    return paths
+    files = {
+        directory / "issue.html": message.html.encode(),
+        directory / "issue.txt": message.text.encode(),
+        directory / "issue.eml": to_eml(message, datetime.now(UTC)),
+    }
+    write_files(files)
+    return list(files)
 
 
 def week_view(session: Session, week: Week, settings: Settings) -> IssueView | None:

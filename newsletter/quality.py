@@ -164,7 +164,8 @@ def check_view(view: IssueView, settings: Settings, renderer: Renderer | None = 
 
 
 def check_rendered(rendered: RenderedMessage, settings: Settings, tag: str) -> Report:
-    message = preview_message(rendered, settings, tag)
+    """The gates on the message as readers get it: with tracked links where tracking is on."""
+    message = preview_message(rendered, settings, tag, tracked=True)
     return check_message(message, rendered.preheader, settings)
 
 

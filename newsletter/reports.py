@@ -19,7 +19,7 @@ from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import and_, distinct, func, select
+from sqlalchemy import and_, distinct, func, select, union
 from sqlmodel import Session
 
 from newsletter.curation import Week
@@ -28,6 +28,7 @@ from newsletter.models import (
     Delivery,
     DeliveryStatus,
     EventKind,
+    FoldedClick,
     Issue,
     IssueLink,
     LinkCount,
@@ -238,6 +239,12 @@ def issue_headline(session: Session, issue_id: int) -> IssueHeadline:
     )
 
 
+def _tracked(session: Session, issue_id: int) -> bool:
+    """Whether the issue carried tracked links or a pixel (it was sent with NEWSLETTER_TRACKING on)."""
+    first = session.execute(select(IssueLink.id).where(IssueLink.issue_id == issue_id).limit(1)).first()
+    return first is not None
+
+
 def _ledger(session: Session, issue_id: int) -> dict[str, int]:
     return dict(
         session.execute(
@@ -273,50 +280,69 @@ def _link_figures(session: Session, issue_id: int) -> list[LinkFigures]:
         )
     }
     raw = session.execute(
-        select(LinkHit.link_id, LinkHit.machine, func.count(), func.count(distinct(LinkHit.subscriber_id)))
+        select(LinkHit.link_id, LinkHit.machine, func.count())
         .where(LinkHit.issue_id == issue_id)
         .group_by(LinkHit.link_id, LinkHit.machine)
     )
-    for link_id, machine, hits, readers in raw:
-        figures = links[link_id]
+    for link_id, machine, hits in raw:
         if machine:
-            figures.machine += hits
+            links[link_id].machine += hits
         else:
-            figures.human += hits
-            figures.human_readers += readers
+            links[link_id].human += hits
+    clickers = _human_clickers(issue_id).subquery()
+    readers = session.execute(
+        select(clickers.c.link_id, func.count(distinct(clickers.c.subscriber_id))).group_by(
+            clickers.c.link_id
+        )
+    )
+    for link_id, count in readers:
+        links[link_id].human_readers += count
     folded = session.execute(
         select(LinkCount.link_id, LinkCount.human, LinkCount.machine, LinkCount.human_readers).where(
             LinkCount.issue_id == issue_id, LinkCount.link_id.is_not(None)
         )
     )
-    for link_id, human, machine, readers in folded:
+    for link_id, human, machine, legacy_readers in folded:
         figures = links[link_id]
         figures.human += human
         figures.machine += machine
-        figures.human_readers += readers
+        figures.human_readers += legacy_readers  # counted by folds before revision 0010
     return list(links.values())
+
+
+def _human_clickers(issue_id: int):
+    """(subscriber, link) of every human hit on the issue: stored ones and folded ones, so a reader
+    is one reader whichever side of a fold their clicks fell."""
+    stored = select(LinkHit.subscriber_id, LinkHit.link_id).where(
+        LinkHit.issue_id == issue_id, LinkHit.machine.is_(False)
+    )
+    folded = select(FoldedClick.subscriber_id, FoldedClick.link_id).where(FoldedClick.issue_id == issue_id)
+    return union(stored, folded)
 
 
 def _human_readers(session: Session, issue_id: int, *, opens: bool) -> int:
     kind = IssueLink.kind == LinkKind.OPEN if opens else IssueLink.kind != LinkKind.OPEN
-    raw = session.execute(
-        select(func.count(distinct(LinkHit.subscriber_id)))
-        .join(IssueLink, IssueLink.id == LinkHit.link_id)
-        .where(LinkHit.issue_id == issue_id, LinkHit.machine.is_(False), kind)
+    clickers = _human_clickers(issue_id).subquery()
+    readers = session.execute(
+        select(func.count(distinct(clickers.c.subscriber_id)))
+        .join(IssueLink, IssueLink.id == clickers.c.link_id)
+        .where(kind)
     ).scalar_one()
-    if opens:  # the pixel's folded readers are on its own row
-        folded = session.execute(
+    # Folds before revision 0010 kept readers as counts: the pixel's on its own row, clicks on the
+    # issue's row (`link_id` None). New folds add nothing there.
+    if opens:
+        legacy = session.execute(
             select(func.coalesce(func.sum(LinkCount.human_readers), 0))
             .join(IssueLink, IssueLink.id == LinkCount.link_id)
             .where(LinkCount.issue_id == issue_id, kind)
         ).scalar_one()
     else:
-        folded = session.execute(
+        legacy = session.execute(
             select(func.coalesce(func.sum(LinkCount.human_readers), 0)).where(
                 LinkCount.issue_id == issue_id, LinkCount.link_id.is_(None)
             )
         ).scalar_one()
-    return raw + folded
+    return readers + legacy
 
 
 FOLDED_REASON = "folded (reason not kept)"
@@ -437,10 +463,15 @@ class WeekFigures:
     issue: str | None = None
     recipients: int = 0
     human_readers: int = 0
+    tracked: bool = False  # the issue carried tracked links (sent with NEWSLETTER_TRACKING on)
 
     @property
     def human_click_rate(self) -> float | None:
-        return round(self.human_readers / self.recipients, 4) if self.recipients else None
+        """None when there is nothing to divide, or nothing was measured: an issue sent with tracking
+        off has no clicks to count, which is not a rate of 0."""
+        if not (self.tracked and self.recipients):
+            return None
+        return round(self.human_readers / self.recipients, 4)
 
     def as_json(self) -> dict:
         return asdict(self) | {"human_click_rate": self.human_click_rate}
@@ -458,6 +489,7 @@ class WeekFigures:
             "issue": self.issue or "",
             "recipients": self.recipients,
             "human_readers": self.human_readers,
+            "tracked": self.tracked if self.issue else "",
             "human_click_rate": "" if rate is None else rate,
         }
 
@@ -520,6 +552,7 @@ def weekly_stats(
             headline = issue_headline(session, issues[row.week])
             row.issue, row.recipients = row.week, headline.recipients
             row.human_readers = headline.human_readers
+            row.tracked = _tracked(session, issues[row.week])
     return figures
 
 

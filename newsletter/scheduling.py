@@ -53,6 +53,7 @@ from newsletter.models import (
 )
 from newsletter.notices import Notices, editor_alert
 from newsletter.providers import make_provider
+from newsletter.providers.base import log_send_failure, refused_result
 from newsletter.quality import GateFailed, Report, check_issue
 from newsletter.welcome import send_owed_welcomes
 
@@ -211,7 +212,12 @@ def _run_send(ctx: Context, issue_id: int, week: str) -> str:
         f"suppressed in {report.seconds:.1f} s"
         + ("; stopped before the end (shutdown)" if report.stopped else "")
     )
-    log.info(message)
+    if report.failed_total:  # the retry job sends them again; an editor should know meanwhile
+        log.error(
+            message + f"; failed: {', '.join(f'{n} × {r[:120]}' for r, n in report.failed.most_common(3))}"
+        )
+    else:
+        log.info(message)
     return message
 
 
@@ -250,14 +256,17 @@ def _alert_editors(ctx: Context, week: str) -> None:
     async def go():
         provider = make_provider(ctx.settings)
         try:
-            await provider.send_batch(messages)
+            results = await provider.send_batch(messages)
         finally:
             await provider.aclose()
+        for result in results:
+            if not result.accepted:
+                raise refused_result(result)
 
     try:
         asyncio.run(go())
-    except Exception:
-        log.exception("could not email the editors about %s", week)
+    except Exception as exc:
+        log_send_failure(log, f"the editors' alert about {week}", exc)
 
 
 def retry_job(now: datetime | None = None) -> str:

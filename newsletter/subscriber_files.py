@@ -25,10 +25,11 @@ from pathlib import Path
 from sqlalchemy import func, insert
 from sqlmodel import Session, col, select
 
+from newsletter.erasure import erased_check
 from newsletter.export_files import FileRefused, Part, Row, RowProblem, read_export
 from newsletter.import_formats import FORMATS, Kind
-from newsletter.models import ErasedAddress, Subscriber, SubscriberEvent, SubscriberStatus, utcnow
-from newsletter.subscriptions import CONFIRMATION_LINK, LEFT, email_hash, owner_may_activate
+from newsletter.models import Subscriber, SubscriberEvent, SubscriberStatus, utcnow
+from newsletter.subscriptions import CONFIRMATION_LINK, LEFT, owner_may_activate
 
 CsvRefused = FileRefused  # the name earlier releases used
 EXPORT_COLUMNS = (
@@ -157,7 +158,7 @@ def _plan(session: Session, rows: list[Row], report: ImportReport, *, key: bytes
     """What each row does to the store; counts every outcome in `report`. Reads, never writes."""
     plan = _Plan()
     existing = _existing(session, [row.email for row in rows if row.verdict.kind != Kind.SKIP])
-    erased = set(session.exec(select(ErasedAddress.email_hash)))
+    is_erased = erased_check(session, key)
     leaving = {row.email for row in rows if row.verdict.kind == Kind.SUPPRESSED}
     own = _own_confirmations(
         session, [s for e, s in existing.items() if e in leaving and s.status == SubscriberStatus.ACTIVE]
@@ -168,7 +169,7 @@ def _plan(session: Session, rows: list[Row], report: ImportReport, *, key: bytes
             report.count(NOTHING, reason)
             continue
         subscriber = existing.get(row.email)
-        was_erased = bool(erased) and email_hash(key, row.email) in erased
+        was_erased = is_erased(row.email)
         if subscriber is None:
             if was_erased:
                 report.erased += 1

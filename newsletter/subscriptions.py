@@ -9,15 +9,17 @@ platform's export says they left it) or was erased comes back only through `conf
 confirmation link issued after they asked again. Asking again (anyone may type an
 address into the form) does not change their state: they stay unsubscribed, bounced or complained, with
 `requested_at` saying a confirmation is outstanding, so no import, `subscribers add` or later signup can
-mistake them for a new pending reader. An erased address leaves only a keyed hash (`ErasedAddress`);
-a row made for it again (by a signup) is pending, and `owner_may_activate` refuses it until the reader
-confirms, which removes the hash.
+mistake them for a new pending reader. An erased address leaves only a keyed hash (`ErasedAddress`,
+under the store's own key: newsletter/erasure.py); a row made for it again (by a signup) is pending,
+and `owner_may_activate` refuses it until the reader confirms, which removes the hash.
+
+`key` arguments are the signing key: hashes kept by releases before schema revision 0010 were made
+with it and are still honoured.
 """
 
 from __future__ import annotations
 
 import hashlib
-import hmac
 import json
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -27,9 +29,10 @@ from enum import StrEnum
 from sqlalchemy import delete, func, update
 from sqlmodel import Session, col, select
 
+from newsletter import erasure
 from newsletter.headers import normalise_email
 from newsletter.models import (
-    ErasedAddress,
+    FoldedClick,
     Issue,
     IssueLink,
     LinkHit,
@@ -85,11 +88,6 @@ def client_hash(address: str | None) -> str | None:
     if not address:
         return None
     return hashlib.sha256(address.encode()).hexdigest()[:32]
-
-
-def email_hash(key: bytes, email: str) -> str:
-    """Keyed, so the kept hash of an erased address cannot be reversed with a list of addresses."""
-    return hmac.new(key, b"erased-address\x00" + email.encode(), hashlib.sha256).hexdigest()
 
 
 def record_event(
@@ -213,9 +211,7 @@ def confirm(
     session.add(subscriber)
     record_event(session, subscriber, "confirmed", source=CONFIRMATION_LINK, client=client, at=now)
     # They came back by themselves: the guard against re-adding an erased address has done its job.
-    session.exec(
-        delete(ErasedAddress).where(col(ErasedAddress.email_hash) == email_hash(key, subscriber.email))
-    )
+    erasure.forget(session, subscriber.email, key)
     return Outcome.DONE
 
 
@@ -372,17 +368,30 @@ def export_data(session: Session, subscriber: Subscriber) -> dict:
                 .order_by(LinkHit.at)
             )
         ],
+        "folded_clicks": [  # past their retention, only the fact is kept: the link was clicked
+            {"issue": week, "link": url or kind, "kind": kind}
+            for week, url, kind in session.exec(
+                select(Issue.week, IssueLink.url, IssueLink.kind)
+                .select_from(FoldedClick)
+                .join(IssueLink, col(IssueLink.id) == FoldedClick.link_id)
+                .join(Issue, col(Issue.id) == FoldedClick.issue_id)
+                .where(FoldedClick.subscriber_id == subscriber.id)
+                .order_by(Issue.week, IssueLink.id)
+            )
+        ],
     }
 
 
-def erase(session: Session, subscriber: Subscriber, *, key: bytes) -> None:
-    """Delete the address and everything that ties a person to it. A keyed hash is kept so that an
-    import cannot silently re-add the address; the row's id stays so that the ledger stays whole."""
+def erase(session: Session, subscriber: Subscriber) -> None:
+    """Delete the address and everything that ties a person to it. A hash keyed with the store's own
+    key is kept so that an import cannot silently re-add the address, whatever the signing key is
+    then; the row's id stays so that the ledger stays whole."""
     now = utcnow()
     if subscriber.email:
-        session.merge(ErasedAddress(email_hash=email_hash(key, subscriber.email), erased_at=now))
+        erasure.remember(session, subscriber.email)
     session.exec(delete(SubscriberEvent).where(col(SubscriberEvent.subscriber_id) == subscriber.id))
     session.exec(delete(LinkHit).where(col(LinkHit.subscriber_id) == subscriber.id))
+    session.exec(delete(FoldedClick).where(col(FoldedClick.subscriber_id) == subscriber.id))
     session.exec(update(Vote).where(col(Vote.subscriber_id) == subscriber.id).values(subscriber_id=None))
     subscriber.email = None
     subscriber.status = SubscriberStatus.ERASED
@@ -396,16 +405,13 @@ def erase(session: Session, subscriber: Subscriber, *, key: bytes) -> None:
     record_event(session, subscriber, "erased", source="preferences", at=now)
 
 
-def is_erased(session: Session, key: bytes, email: str) -> bool:
-    return session.get(ErasedAddress, email_hash(key, email)) is not None
-
-
 def owner_may_activate(subscriber: Subscriber, erased: bool) -> bool:
     """Whether the list owner (an import, `subscribers add`) may make this existing reader active.
 
     Only a pending reader who never left and whose address was never erased: the owner vouches for
     the consent of people on their own list, never for someone who left it. `erased` says whether the
-    address's keyed hash is in `ErasedAddress` (the caller looks it up, in bulk where it can)."""
+    address's keyed hash is in `ErasedAddress` (the caller asks newsletter.erasure, in bulk where it
+    can)."""
     return subscriber.status == SubscriberStatus.PENDING and not erased
 
 
@@ -432,7 +438,7 @@ def add_active(session: Session, emails: Iterable[str], *, source: str, key: byt
     }
     for email in normalised:
         subscriber = existing.get(email)
-        erased = is_erased(session, key, email)
+        erased = erasure.is_erased(session, email, key)
         if subscriber is None and erased:
             result.erased.append(email)
         elif subscriber is None:

@@ -21,6 +21,8 @@ from dataclasses import dataclass
 MAC_BYTES = 18  # 144 bits: far beyond guessing, and 24 characters in a URL
 _B36 = "0123456789abcdefghijklmnopqrstuvwxyz"
 _BASE36 = re.compile(r"[0-9a-z]{1,13}")
+MAC_CHARS = len(base64.urlsafe_b64encode(bytes(MAC_BYTES)))  # 24
+_MAC = re.compile(rf"[A-Za-z0-9_-]{{{MAC_CHARS}}}")
 
 
 class TokenError(ValueError):
@@ -83,7 +85,9 @@ class Signer:
         if len(parts) != 3 or not all(parts):
             raise TokenError("malformed")
         subject_text, expiry_text, mac = parts
-        if not (_BASE36.fullmatch(subject_text) and _BASE36.fullmatch(expiry_text)):
+        # Shape first, on ASCII patterns: anything else (a non-ASCII or over-long MAC) is malformed
+        # before a comparison that would raise on it (compare_digest takes ASCII strings only).
+        if not (_BASE36.fullmatch(subject_text) and _BASE36.fullmatch(expiry_text) and _MAC.fullmatch(mac)):
             raise TokenError("malformed")
         subject, expires_at = int(subject_text, 36), int(expiry_text, 36)
         if _b36(subject) != subject_text or _b36(expires_at) != expiry_text:

@@ -68,7 +68,8 @@ async def work(settings: Settings, engine: Engine, stop: threading.Event, *, exi
                 if handled:
                     busy = True
                     sent_in_this_run += report.sent
-                    log.info(
+                    log.log(
+                        logging.ERROR if report.failed_total else logging.INFO,
                         "issue %s: %d sent, %d failed, %d suppressed, %d reconciled in %.1f s",
                         report.week,
                         report.sent,

@@ -142,7 +142,7 @@ def test_a_reader_is_found_by_any_spelling_of_their_address_with_all_they_did(en
 def test_an_erased_address_says_so_and_nothing_else(engine, sent):
     _, ids, _ = sent
     with session_scope(engine) as session:
-        erase(session, session.get(Subscriber, ids["bob@example.com"]), key=KEY)
+        erase(session, session.get(Subscriber, ids["bob@example.com"]))
     with session_scope(engine) as session:
         record = find_reader(session, "Bob@example.com", KEY)
         assert find_reader(session, "nobody@example.com", KEY) is None

@@ -2,15 +2,33 @@
 
 from __future__ import annotations
 
+import base64
+import os
 import re
 import secrets
 import stat
+from pathlib import Path
 
 import pytest
 from pydantic import ValidationError
 
-from newsletter.config import SECRET_FIELDS, TOKEN_FIELDS, ConfigError, Settings, variable_name
-from newsletter.key_strength import shannon_bits, smallest_period, weakness
+from newsletter.config import (
+    MAX_ENV_FILE_BYTES,
+    SECRET_FIELDS,
+    TOKEN_FIELDS,
+    ConfigError,
+    Settings,
+    check_env_file,
+    variable_name,
+)
+from newsletter.key_strength import (
+    alphabet_bits,
+    alphabet_size,
+    interleaved,
+    pattern_estimate,
+    smallest_period,
+    weakness,
+)
 from newsletter.redaction import redact
 
 PASSWORD = "S3cr3t/pa@ss"
@@ -164,6 +182,15 @@ def test_every_credential_setting_is_declared_secret():
         ("postmark_server_token", "token with spaces"),
         ("outbox_dir", ""),
         ("smtp_url", "smtp://user:pw@"),
+        ("site_url", "https://a b"),
+        ("site_url", "https://verdicts.example.com/%00"),
+        ("site_url", "https://verdicts.example.com/\x00"),
+        ("site_url", "https://verdicts.example.com/?utm=x"),
+        ("site_url", "https://user:pw@verdicts.example.com"),
+        ("site_url", "https://verdicts.example.com:0"),
+        ("site_url", "https://verdicts.example.com/caf\u00e9"),
+        ("site_url", "https://verdicts.example.com/a<b"),
+        ("name", "bytes \udcff that were not UTF-8"),
     ],
 )
 def test_more_bad_settings_are_refused(field, value):
@@ -171,20 +198,37 @@ def test_more_bad_settings_are_refused(field, value):
         Settings(_env_file=None, **{field: value})
 
 
-@pytest.mark.parametrize(
-    "key",
-    [
-        "a" * 32,
-        "changeme" * 4,
-        "changeme" * 8,
-        "changeme" * 4 + "!",
-        "0123456789" * 4,
-        pytest.param("".join(secrets.choice("0123456789") for _ in range(64)), id="64-random-digits"),
-        "abcdefghijklmnopqrstuvwxyz0123456789ABCDEF",
-        "ab" * 10 + "cdefghijklmnopqrstu",
-        "Password1234567890123456789012345",
-    ],
-)
+WEAK_KEYS = {
+    "one character": "a" * 32,
+    "a word repeated": "changeme" * 4,
+    "a word repeated eight times": "changeme" * 8,
+    "a word repeated and one more": "changeme" * 4 + "!",
+    "digits repeated": "0123456789" * 4,
+    "64 random digits": "".join(secrets.choice("0123456789") for _ in range(64)),
+    "the alphabet in order": "abcdefghijklmnopqrstuvwxyz0123456789ABCDEF",
+    "a short run then the alphabet": "ab" * 10 + "cdefghijklmnopqrstu",
+    "a password and a count": "Password1234567890123456789012345",
+    # The audit's: accepted by the Shannon estimate.
+    "a sentence": "my-super-secret-newsletter-signing-key-do-not-share",
+    "interleaved letters and digits": "a1b2c3d4e5f6g7h8i9j0k1l2m3n4o5p6q7r8s9t0",
+    "keyboard rows": "qwertyuiopasdfghjklzxcvbnm1234567890",
+    "interleaved cases": "aAbBcCdDeEfFgGhHiIjJkKlLmMnNoOpPqQrRsStT",
+    # And their kind.
+    "a passphrase": "correct-horse-battery-staple-correct-horse",
+    "words run together": "thisismysecretkeyforthenewsletterapp2026",
+    "keyboard columns": "1qaz2wsx3edc4rfv5tgb6yhn7ujm8ik9ol0p",
+    "keyboard columns backwards": "zaq1xsw2cde3vfr4bgt5nhy6mju7,ki8.lo9",
+    "a phrase twice and a count": "supersecretkeysupersecretkey12345678",
+    "digits and letters woven": "1a2b3c4d5e6f7g8h9i0j1k2l3m4n5o6p7q8r",
+    "a leet password": "P@ssw0rdP@ssw0rd!2026-Newsletter-Key",
+    "snake-case words": "newsletter_production_secret_key_2026!",
+    "a famous password thrice": "Tr0ub4dor&3-Tr0ub4dor&3-Tr0ub4dor&3xx",
+    "few bits for its alphabet": "0123456789abcdef" * 2,
+    "thirty-two hex digits of a pattern": "deadbeefcafebabe0123456789abcdef",
+}
+
+
+@pytest.mark.parametrize("key", list(WEAK_KEYS.values()), ids=list(WEAK_KEYS))
 def test_production_refuses_a_weak_key_without_showing_it(key, tmp_path):
     with pytest.raises(ValidationError, match="too weak for production") as refused:
         Settings(_env_file=None, env="production", secret_key=key)
@@ -194,18 +238,36 @@ def test_production_refuses_a_weak_key_without_showing_it(key, tmp_path):
         assert development.signing_key() == key.encode()  # development keeps taking test keys
 
 
-def test_production_takes_the_keys_the_readme_and_python_suggest():
-    for _ in range(300):
-        for key in (secrets.token_urlsafe(48), secrets.token_hex(32), secrets.token_urlsafe(32)):
-            assert weakness(key) is None, key
-            assert Settings(_env_file=None, env="production", secret_key=key).signing_key() == key.encode()
+STRONG_KEYS = {
+    "token_hex(16)": lambda: secrets.token_hex(16),
+    "token_hex(32)": lambda: secrets.token_hex(32),
+    "token_urlsafe(24)": lambda: secrets.token_urlsafe(24),
+    "token_urlsafe(32)": lambda: secrets.token_urlsafe(32),
+    "token_urlsafe(48)": lambda: secrets.token_urlsafe(48),
+    "upper-case hex": lambda: secrets.token_hex(16).upper(),
+    "base64 with padding": lambda: base64.b64encode(secrets.token_bytes(32)).decode(),
+}
+
+
+@pytest.mark.parametrize("make", list(STRONG_KEYS.values()), ids=list(STRONG_KEYS))
+def test_production_takes_keys_from_a_random_generator(make):
+    for _ in range(40):
+        key = make()
+        assert weakness(key) is None, key
+    assert Settings(_env_file=None, env="production", secret_key=key).signing_key() == key.encode()
 
 
 def test_the_key_measures():
     assert smallest_period("abcabcab") == 3 and smallest_period("abcd") == 4 and smallest_period("a" * 9) == 1
-    assert shannon_bits("a" * 64) == 0
-    assert shannon_bits("abcd" * 8) == 64  # 2 bits a character
-    assert shannon_bits(secrets.token_urlsafe(48)) > 250
+    assert alphabet_bits(secrets.token_hex(16)) == 128
+    assert alphabet_size("abcXYZ12-_") == 26 + 26 + 10 + 33
+    assert (
+        interleaved("a1b2c3d4e5f6") and interleaved("aAbBcCdDeE") and not interleaved(secrets.token_hex(16))
+    )
+    bits, words = pattern_estimate("correct-horse-battery-staple-correct-horse")
+    assert words > 0.5 and bits < 0.75 * alphabet_bits("correct-horse-battery-staple-correct-horse")
+    bits, words = pattern_estimate(secrets.token_urlsafe(32))
+    assert bits > 200 and words < 0.5
 
 
 def test_paths_are_checked_without_creating_anything(tmp_path):
@@ -235,6 +297,48 @@ def test_paths_are_checked_without_creating_anything(tmp_path):
         "secret_key": "k" * 40,
     }
     Settings(_env_file=None, **unused).check_paths()
+
+
+def test_a_site_url_that_is_one_is_kept_without_its_trailing_slash():
+    for url in ("https://verdicts.example.com/", "https://example.com:8443/newsletter"):
+        assert Settings(_env_file=None, site_url=url).site_url == url.rstrip("/")
+
+
+def test_paths_the_system_cannot_use_are_named_not_raised(tmp_path):
+    long_name = tmp_path / ("x" * 300)
+    base = {"database_url": f"sqlite:///{tmp_path / 'x.db'}", "outbox_dir": tmp_path / "outbox"}
+    base["secret_file"] = tmp_path / "secret"
+    os.mkfifo(tmp_path / "fifo")
+    cases = {
+        "NEWSLETTER_DATABASE_URL: cannot use .*File name too long": {
+            "database_url": f"sqlite:///{long_name}"
+        },
+        "NEWSLETTER_OUTBOX_DIR: cannot use .*File name too long": {"outbox_dir": long_name},
+        "NEWSLETTER_SECRET_FILE: cannot use .*File name too long": {"secret_file": long_name},
+        "NEWSLETTER_SECRET_FILE: /dev/null is not a regular file": {"secret_file": Path("/dev/null")},
+        "NEWSLETTER_SECRET_FILE: .*fifo is not a regular file": {"secret_file": tmp_path / "fifo"},
+        "NEWSLETTER_DATABASE_URL: /dev/null is not a regular file": {"database_url": "sqlite:////dev/null"},
+    }
+    for message, wrong in cases.items():
+        settings = Settings(_env_file=None, **(base | wrong))
+        with pytest.raises(ConfigError, match=message):
+            settings.check_paths()
+        if "secret_file" in wrong:  # and the key is never read from (or written to) it
+            with pytest.raises(ConfigError, match=message):
+                settings.signing_key()
+
+
+def test_an_env_file_that_is_not_utf8_or_is_huge_is_named(tmp_path):
+    env = tmp_path / ".env"
+    env.write_bytes(b"NEWSLETTER_NAME=fine\nNEWSLETTER_POSTAL_ADDRESS=Stra\xdfe 1\n")  # Latin-1
+    with pytest.raises(ConfigError, match=r"\.env: line 2 is not UTF-8 text \(byte 0xdf at column 31\)"):
+        check_env_file(env)
+    env.write_bytes(b"# " + b"x" * MAX_ENV_FILE_BYTES)
+    with pytest.raises(ConfigError, match="larger than"):
+        check_env_file(env)
+    env.write_text("NEWSLETTER_NAME=fine\n")
+    check_env_file(env)
+    check_env_file(tmp_path / "missing")
 
 
 def test_the_local_key_is_never_made_in_a_missing_directory(tmp_path):

@@ -191,7 +191,7 @@ def test_erasure_sends_the_id_alone_and_blanks_the_address_in_every_stored_messa
     confirm_reader(engine, reader)
     deliver_due(engine, settings)
     with session_scope(engine) as session:
-        erase(session, session.get(Subscriber, reader), key=KEY)
+        erase(session, session.get(Subscriber, reader))
     deliver_due(engine, settings)
     assert receiver.types() == [events.PENDING, events.CONFIRMED, events.ERASED]
     assert receiver.received[-1].body["data"]["subscriber"] == {"id": reader, "status": "erased"}

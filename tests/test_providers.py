@@ -197,17 +197,18 @@ def test_a_bad_key_stops_the_send_at_once_keeps_the_queue_and_says_why(emulator,
     assert exactly_once(emulator, READERS)
 
 
-def test_retries_give_up_after_the_limit_and_retry_later_finishes_the_job(emulator, store):
+def test_retries_give_up_after_the_limit_and_stop_the_send_with_the_queue_kept(emulator, store):
+    """A provider that answers 500 to every try is down: after the last try the send stops (as for a
+    fatal error), every reader still queued; a rerun once it is back sends each exactly once."""
     engine, issue_id, url = store
     emulator.reset()
     emulator.faults(fail_rate=1.0, fail_statuses=[500], retry_after=0.01)
-    report = send(engine, settings_for(emulator, "postmark", url, send_max_attempts=2), issue_id)
+    with pytest.raises(SendAborted, match="server error 500"):
+        send(engine, settings_for(emulator, "postmark", url, send_max_attempts=2), issue_id)
     emulator.faults()
-    assert report.sent == 0 and report.failed_total == len(READERS)
-    assert "server error 500" in next(iter(report.failed))
     with session_scope(engine) as session:
-        assert counts(session, issue_id) == {DeliveryStatus.FAILED: len(READERS)}
-        assert retry_failed(session, issue_id) == len(READERS)
+        assert counts(session, issue_id) == {DeliveryStatus.QUEUED: len(READERS)}
+        assert retry_failed(session, issue_id) == 0
     assert send(engine, settings_for(emulator, "postmark", url), issue_id).sent == len(READERS)
     assert exactly_once(emulator, READERS)
 

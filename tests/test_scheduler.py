@@ -188,6 +188,30 @@ def test_compose_then_an_unapproved_draft_is_not_sent_and_the_editors_are_told(w
     assert outbox(tmp_path, "editor-alert") == Counter({"editor@example.com": 1})
 
 
+def test_an_editors_alert_the_provider_cannot_take_is_one_error_line_without_a_traceback(world, caplog):
+    settings, engine, tmp_path = world
+    scheduling.compose_job(FRIDAY_NOON)
+    unreachable = settings.model_copy(update={"provider": "smtp", "smtp_url": "smtp://127.0.0.1:1"})
+    scheduling.set_context(scheduling.Context(unreachable, engine, threading.Event()))
+    with caplog.at_level(logging.ERROR, logger="newsletter.scheduler"):
+        scheduling.send_job(MONDAY_NINE)
+    alerts = [r for r in caplog.records if "editors' alert" in r.getMessage()]
+    assert len(alerts) == 1 and "cannot connect to 127.0.0.1:1" in alerts[0].getMessage()
+    assert alerts[0].exc_info is None, "an expected provider failure got a traceback"
+
+
+def test_a_bug_in_a_send_still_logs_its_traceback(caplog):
+    from newsletter.providers.base import ProviderError, log_send_failure
+
+    log = logging.getLogger("newsletter.test")
+    with caplog.at_level(logging.ERROR, logger="newsletter.test"):
+        log_send_failure(log, "a send", ProviderError("smtp: cannot connect"))
+        log_send_failure(log, "a send", KeyError("a bug"))
+    expected, bug = caplog.records
+    assert expected.exc_info is None and "a send failed: smtp: cannot connect" in expected.getMessage()
+    assert bug.exc_info is not None and "unexpectedly" in bug.getMessage()
+
+
 def test_an_approved_issue_is_sent_once_by_the_monday_run(world):
     settings, engine, tmp_path = world
     scheduling.compose_job(FRIDAY_NOON)

@@ -452,3 +452,81 @@ def test_a_sender_finishing_after_a_cancel_does_not_mark_the_issue_sent(engine, 
     assert report.sent == 4
     assert state(engine, issue_id)[0] == IssueStatus.CANCELLED
     assert asyncio.run(worker.work(issue_id)).sent == 0
+
+
+# --- a provider that takes nothing, and deliveries that fail -------------------------------------------
+
+UNREACHABLE = {
+    "smtp": {"NEWSLETTER_PROVIDER": "smtp", "NEWSLETTER_SMTP_URL": "smtp://127.0.0.1:1"},
+    "postmark": {
+        "NEWSLETTER_PROVIDER": "postmark",
+        "NEWSLETTER_API_BASE_URL": "http://127.0.0.1:1",
+        "POSTMARK_SERVER_TOKEN": "a-token",
+    },
+}
+
+
+@pytest.mark.parametrize("provider", list(UNREACHABLE))
+def test_a_provider_that_cannot_be_reached_stops_the_send_keeps_the_queue_and_exits_1(
+    tmp_path, engine, settings, issue_id, provider
+):
+    """Not `sent 0, failed 20` and a `sent` issue: the send stops like a fatal error, says why,
+    keeps every reader queued; a rerun through a working provider finishes it, or a cancel ends it."""
+    env = env_for(settings, NEWSLETTER_SEND_MAX_ATTEMPTS="2", **UNREACHABLE[provider])
+    result = run(tmp_path, "issue", "send", "--force", env=env)
+    message = " ".join(result.stderr.split())
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert "the send stopped" in message and "cannot connect" in message, message
+    assert "the remaining readers are still queued" in message and "Traceback" not in message
+    assert "sent 0" not in result.stdout
+    assert state(engine, issue_id) == (IssueStatus.SENDING, {DeliveryStatus.QUEUED: len(READERS)})
+    if provider == "smtp":
+        again = run(tmp_path, "issue", "send", env=env_for(settings))
+        assert again.returncode == 0, again.stdout + again.stderr
+        assert recipients(settings.outbox_dir) == Counter(READERS)
+        assert state(engine, issue_id) == (IssueStatus.SENT, {DeliveryStatus.SENT: len(READERS)})
+    else:
+        cancelled = run(tmp_path, "issue", "cancel", env=env_for(settings))
+        assert cancelled.returncode == 0, cancelled.stdout + cancelled.stderr
+        assert state(engine, issue_id)[0] == IssueStatus.CANCELLED
+
+
+def test_a_send_that_ends_with_failed_deliveries_exits_1_and_names_them(tmp_path, engine, settings, issue_id):
+    """The provider took the requests but refused some messages (SMTP 451): the others are sent, the
+    issue is sent, the failures are listed and the command exits 1; `issue retry` sends them later."""
+    from aiosmtpd.controller import Controller
+
+    from tests.web_server import free_port
+
+    class Busy:
+        refuse = True
+
+        async def handle_RCPT(self, server, session, envelope, address, options):
+            if self.refuse and address in READERS[:3]:
+                return "451 4.3.0 Mailbox busy, try again later"
+            envelope.rcpt_tos.append(address)
+            return "250 OK"
+
+        async def handle_DATA(self, server, session, envelope):
+            return "250 OK"
+
+    handler = Busy()
+    controller = Controller(handler, hostname="127.0.0.1", port=free_port())
+    controller.start()
+    try:
+        smtp = {"NEWSLETTER_PROVIDER": "smtp", "NEWSLETTER_SMTP_URL": f"smtp://127.0.0.1:{controller.port}"}
+        result = run(tmp_path, "issue", "send", "--force", env=env_for(settings, **smtp))
+        assert result.returncode == 1, result.stdout + result.stderr
+        assert f"sent {len(READERS) - 3} " in result.stdout and "failed 3" in result.stdout
+        errors = [line for line in result.stderr.splitlines() if line.strip()]
+        assert errors[-1].startswith("error: 3 of 20 deliveries failed (smtp 451"), result.stderr
+        assert "newsletter issue retry" in errors[-1] and "Traceback" not in result.stderr
+        status, counts = state(engine, issue_id)
+        assert status == IssueStatus.SENT
+        assert counts == {DeliveryStatus.SENT: len(READERS) - 3, DeliveryStatus.FAILED: 3}
+        handler.refuse = False
+        retried = run(tmp_path, "issue", "retry", env=env_for(settings, **smtp))
+        assert retried.returncode == 0, retried.stdout + retried.stderr
+        assert state(engine, issue_id) == (IssueStatus.SENT, {DeliveryStatus.SENT: len(READERS)})
+    finally:
+        controller.stop()

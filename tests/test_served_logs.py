@@ -4,6 +4,9 @@ loggers, a traceback), and the port it really bound with `--port 0`."""
 from __future__ import annotations
 
 import re
+import socket
+import subprocess
+import sys
 import time
 
 import httpx
@@ -78,3 +81,77 @@ def test_port_0_binds_a_free_port_and_says_which(tmp_path):
             assert port > 0 and httpx.get(f"{process.url}/healthz").status_code == 200
         assert web.url != studio.url
     assert "port 0" not in web.log() + studio.log() and ":0/" not in web.log() + studio.log()
+
+
+UNREACHABLE_SMTP = {"NEWSLETTER_PROVIDER": "smtp", "NEWSLETTER_SMTP_URL": "smtp://user:pw-S3cret@127.0.0.1:1"}
+
+
+def test_a_provider_that_cannot_be_reached_is_one_error_line_in_the_log_never_a_traceback(tmp_path):
+    """An expected provider failure (a closed SMTP port) while `serve` sends a confirmation and while
+    `preview` sends a test: the page answers, the log says why in one line, no traceback."""
+    server = Server(url="", directory=tmp_path, env=server_env(tmp_path))
+    assert server.cli("init", "--sample").returncode == 0
+    server.env = server.env | UNREACHABLE_SMTP
+    with launched(server, "serve") as web, httpx.Client(base_url=web.url, timeout=10) as client:
+        assert client.post("/api/subscribe", json={"email": "new@example.com"}).status_code == 202
+        deadline = time.monotonic() + 10
+        while "could not" not in web.log() and "failed" not in web.log() and time.monotonic() < deadline:
+            time.sleep(0.05)
+    with launched(server, "preview", name="preview") as studio, httpx.Client(base_url=studio.url) as client:
+        week = re.search(r'href="/issues/(\d{4}-W\d\d)"', client.get("/").text)[1]
+        page = client.get(f"/issues/{week}")
+        token = re.search(r'name="csrf" value="([^"]+)"', page.text)[1]
+        answer = client.post(f"/issues/{week}/test", data={"email": "editor@example.com", "csrf": token})
+        assert answer.status_code == 422 and "The provider refused the test" in answer.text
+    for process, expected in (
+        (web, "the confirm email to subscriber 1 failed: smtp: cannot connect to 127.0.0.1:1"),
+        (studio, f"the test send of {week} failed: smtp: cannot connect to 127.0.0.1:1"),
+    ):
+        log = process.log()
+        assert expected in log, log[-3000:]
+        assert "Traceback" not in log and "pw-S3cret" not in log, log[-3000:]
+        assert sum("ERROR" in line for line in log.splitlines()) == 1, log[-3000:]
+
+
+def test_the_emulator_on_port_0_announces_the_port_it_bound(tmp_path):
+    popen = subprocess.Popen(
+        [sys.executable, "-m", "newsletter", "emulator", "--port", "0"],
+        cwd=tmp_path,
+        env=server_env(tmp_path) | {"PYTHONUNBUFFERED": "1"},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    try:
+        banner = popen.stdout.readline() + popen.stdout.readline()
+        port = int(re.search(r"NEWSLETTER_API_BASE_URL=http://127\.0\.0\.1:(\d+)", banner)[1])
+        assert port > 0 and f"on http://127.0.0.1:{port} " in banner, banner
+        assert httpx.get(f"http://127.0.0.1:{port}/_emulator/counts").status_code == 200
+    finally:
+        popen.terminate()
+        popen.wait(timeout=10)
+
+
+SERVERS = (("serve",), ("preview",), ("emulator",))
+
+
+def test_a_port_in_use_or_out_of_range_is_one_line_and_no_banner(tmp_path):
+    server = Server(url="", directory=tmp_path, env=server_env(tmp_path))
+    assert server.cli("init").returncode == 0
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        for words in SERVERS:
+            result = server.cli(*words, "--port", str(port))
+            text = result.stdout + result.stderr
+            assert result.returncode == 1, (words, text)
+            assert [line for line in text.splitlines() if line.strip()] == [result.stderr.strip()], text
+            assert f"cannot listen on 127.0.0.1:{port}: Address already in use" in result.stderr, text
+    for words in SERVERS:
+        for port in ("-1", "65536"):
+            result = server.cli(*words, "--port", port)
+            assert result.returncode == 2 and "--port" in result.stderr, (words, result.stderr)
+            assert "Traceback" not in result.stderr and not result.stdout.strip()
+    result = server.cli("serve", "--host", "no such host", "--port", "0")
+    assert result.returncode == 1 and "cannot listen on no such host:0" in result.stderr, result.stderr

@@ -12,8 +12,9 @@ from sqlmodel import Session
 
 from newsletter.config import Settings
 from newsletter.db import session_scope
-from newsletter.delivery import Sender
+from newsletter.delivery import SendAborted, Sender
 from newsletter.ledger import counts
+from newsletter.models import Issue, IssueStatus
 from newsletter.providers import make_provider
 from newsletter.subscriptions import add_active
 from tests.conftest import TEST_KEY
@@ -77,7 +78,7 @@ def test_smtp_delivers_each_reader_one_real_message(catcher, store, tmp_path):  
         assert counts(session, issue_id) == {"sent": len(READERS), "suppressed": 1}
 
 
-def test_an_unreachable_smtp_server_is_retried_then_failed_with_the_reason(store):  # noqa: F811
+def test_an_unreachable_smtp_server_is_retried_then_stops_the_send_with_the_queue_kept(store):  # noqa: F811
     engine, issue_id, url = store
     settings = Settings(
         _env_file=None,
@@ -93,6 +94,9 @@ def test_an_unreachable_smtp_server_is_retried_then_failed_with_the_reason(store
     async def go():
         return await Sender(engine, settings, make_provider(settings)).send(issue_id)
 
-    report = asyncio.run(go())
-    assert report.sent == 0 and report.failed_total == len(READERS)
-    assert "cannot connect" in next(iter(report.failed))
+    with pytest.raises(SendAborted, match="cannot connect") as stopped:
+        asyncio.run(go())
+    assert "did not take a request in 2 attempt(s)" in str(stopped.value)
+    with Session(engine) as session:
+        assert counts(session, issue_id) == {"queued": len(READERS)}
+        assert session.get(Issue, issue_id).status == IssueStatus.SENDING

@@ -249,3 +249,32 @@ def test_hostile_requests_get_no_5xx_and_redirects_stay_on_the_studio(server, se
     assert slash.status == 307 and re.search(r"(?im)^location: /issues/sample\r?$", slash.head)
     log = (server.directory / "preview.log").read_text()
     assert "Traceback" not in log and "Exception in ASGI application" not in log, log[-3000:]
+
+
+def test_a_test_email_and_the_frames_carry_plain_links_that_lead_to_their_pages(server, client):
+    """The preview reader (subscriber 0 of no issue) has no tracked links that work: the studio's
+    frames, a test send and `render --out` carry the content links themselves, and the comparison
+    pages they name answer on the readers' app."""
+    cookie, token = csrf_pair(client, f"/issues/{this_week()}", "nl_studio_csrf")
+    sent = client.post(f"/issues/{this_week()}/test", data={"email": "links@example.com", "csrf": token})
+    assert sent.status_code == 303, sent.text[-500:]
+    (path,) = [p for p in (server.outbox / "test").glob("*.eml") if "links@example.com" in p.read_text()]
+    message = email.message_from_bytes(path.read_bytes(), policy=policy.default)
+    html = message.get_body(("html",)).get_content()
+    frame = client.get(f"/issues/{this_week()}/email.html").text
+    rendered = server.directory / "rendered"
+    assert server.cli("render", "--out", str(rendered)).returncode == 0
+    for body in (
+        html,
+        message.get_body(("plain",)).get_content(),
+        frame,
+        (rendered / "issue.html").read_text(),
+    ):
+        assert "/r/" not in body and "/o/" not in body, "a tracked link in a preview"
+    pages = set(re.findall(r'href="https://verdicts\.example\.com(/compare/[^"#?]+)\?utm_source=', html))
+    assert len(pages) >= 3, html[:2000]
+    readers = Server(url="", directory=server.directory, env=server.env)
+    with launched(readers, "serve", name="links-serve"), httpx.Client(base_url=readers.url) as public:
+        for page in pages:
+            answer = public.get(page)
+            assert answer.status_code == 200 and "scorecard" in answer.text.lower(), page

@@ -63,3 +63,24 @@ def test_malformed_tokens_are_refused_not_crashed_on(signer, token):
 def test_a_short_key_is_refused():
     with pytest.raises(ValueError, match="at least 32 bytes"):
         Signer(b"short")
+
+
+def test_a_token_of_any_characters_is_malformed_never_an_exception():
+    """compare_digest takes ASCII strings only: the MAC's shape is checked first."""
+    signer = Signer(b"k" * 40)
+    token = signer.sign("reader", 7, 2_000_000_000)
+    subject, expiry, mac = token.split(".")
+    for bad in (
+        token + "é",
+        f"{subject}.{expiry}.{mac[:-1]}é",
+        f"{subject}.{expiry}.{'é' * 24}",
+        f"{subject}.{expiry}.{mac}\U0001f600",
+        f"{subject}.{expiry}.{mac[:-1]}",
+        f"{subject}.{expiry}.{mac}A",
+        f"{subject}.{expiry}.{mac[:-1]}=",
+        f"{subject}.{expiry}.{mac[:-1]}\x00",
+    ):
+        with pytest.raises(TokenError) as refused:
+            signer.verify(bad, "reader")
+        assert refused.value.reason == "malformed", bad
+    assert signer.verify(token, "reader").subject == 7

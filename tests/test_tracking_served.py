@@ -266,3 +266,55 @@ def test_the_report_adds_up_with_the_ledger_hits_votes_and_events(served):
     this_week = stats[-1]
     assert this_week["recipients"] == sent and this_week["human_readers"] == human_readers
     assert this_week["leaves"]["unsubscribed"] == 1
+
+
+def odd_tokens(token: str) -> dict[str, str]:
+    """A real token bent every way a client can bend it: non-ASCII where the MACs are, an emoji, a
+    slash, nothing at all, very long, dots only; each as the URL carries it (percent-encoded)."""
+    return {
+        "e-acute appended": token + "%C3%A9",
+        "emoji appended": token + "%F0%9F%98%80",
+        "non-ascii mac": token[:-2] + "%C3%A9",
+        "fullwidth digit": token.replace("0", "%EF%BC%90", 1) if "0" in token else token + "%EF%BC%90",
+        "slash then a host": token + "%2F%2Fevil.example",
+        "a real slash": token + "/evil.example",
+        "empty": "",
+        "dots": "...",
+        "long": token + "A" * 1800,
+        "null escaped as text": token + "%25%30%30",
+    }
+
+
+def test_every_token_route_answers_odd_tokens_with_a_4xx_never_a_5xx(served):
+    """Every route that takes a token, read from the app's own schema, with the odd tokens: never a
+    5xx (a non-ASCII MAC once made compare_digest raise). /r/ and /o/ answer each with the 400 page."""
+    server, engine, client, mails, ids = served
+    tracked = kinds(engine, mails[address("person")])["comparison"][0][3:]
+    reader_token = parse(tracked).reader_token
+    schema = client.get("/api/openapi.json").json()
+    token_paths = [path for path in schema["paths"] if "{token}" in path]
+    assert {"/unsubscribe/{token}", "/preferences/{token}", "/confirm/{token}"} <= set(token_paths)
+    failures = []
+    for path in token_paths:
+        for name, odd in odd_tokens(reader_token).items():
+            url = path.replace("{token}", odd)
+            for part in ("{comparison_slug}", "{tool_slug}"):
+                url = url.replace(part, "x")
+            url = url.replace("{verdict}", "ship")
+            for method in [m.upper() for m in schema["paths"][path] if m in ("get", "post")]:
+                status = client.request(method, url).status_code
+                if not 400 <= status < 500:
+                    failures.append(f"{method} {path} {name}: {status}")
+    for prefix in ("/r/", "/o/"):
+        for name, odd in odd_tokens(tracked).items():
+            for method in ("GET", "HEAD", "OPTIONS"):
+                answer = client.request(method, prefix + odd)
+                if answer.status_code != 400 or "location" in answer.headers:
+                    failures.append(f"{method} {prefix} {name}: {answer.status_code}")
+    for bare in ("/r", "/o", "/r/", "/o/", "/r//", "/o/%2F"):
+        if (status := client.get(bare).status_code) != 400:
+            failures.append(f"GET {bare}: {status}")
+    too_long = client.get("/r/" + tracked + "A" * 2100)  # the whole address is over the guard's limit
+    assert too_long.status_code == 414 and "location" not in too_long.headers
+    assert not failures, "\n".join(failures)
+    assert "Traceback" not in (server.directory / "serve.log").read_text(errors="replace")

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 from datetime import UTC, datetime, timedelta
+from itertools import pairwise
 
 import pytest
 from sqlmodel import select
@@ -91,13 +92,8 @@ def test_old_hits_fold_into_counts_and_the_report_stays_the_same(settings, engin
         assert session.exec(select(LinkHit)).all() == []
         counts = session.exec(select(LinkCount)).all()
         after = issue_report(session, issue_id).as_json()
-    assert {row.link_id for row in counts} == {
-        links["comparison"],
-        links["web"],
-        links["site"],
-        links["decoy"],
-        None,
-    }
+    folded_links = {row.link_id for row in counts}
+    assert folded_links == {links["comparison"], links["web"], links["site"], links["decoy"]}
     assert after["clicks"].pop("machine_reasons") == {"folded (reason not kept)": 2}
     assert before["clicks"].pop("machine_reasons") == {"method:HEAD": 1, "decoy": 1}
     assert after == before
@@ -134,3 +130,111 @@ def test_providers_that_say_a_machine_opened_are_believed(session, webhook, item
     assert event.machine is machine
     store_events(session, [event])
     assert session.exec(select(ProviderEvent.machine)).one() is machine
+
+
+def test_a_store_that_cannot_be_written_is_one_log_line_and_the_hits_stay_queued(tmp_path, caplog):
+    """The store is down (here: its directory is gone): an expected failure, logged in one line
+    without a traceback; the batch goes back to the queue for the next try."""
+    import logging
+
+    from sqlalchemy.exc import OperationalError
+
+    from newsletter.db import make_engine
+    from newsletter.tracking.recorder import HitRecorder
+
+    engine = make_engine(f"sqlite:///{tmp_path / 'gone' / 'store.db'}")
+    recorder = HitRecorder(engine, Rules())
+    hit = PendingHit(1, 1, 1, "comparison", datetime.now(UTC), "GET", "browser", False, None)
+    recorder.record(hit)
+    with caplog.at_level(logging.ERROR, logger="newsletter"), pytest.raises(OperationalError):
+        asyncio.run(recorder.flush())
+    engine.dispose()
+    (record,) = [r for r in caplog.records if "could not store 1 hits" in r.getMessage()]
+    assert record.exc_info is None and "unable to open database file" in record.getMessage()
+    assert list(recorder.pending) == [hit]
+
+
+def test_stats_say_not_tracked_for_an_issue_sent_with_tracking_off(tmp_path):
+    """No clicks were counted, so there is no rate: `not tracked` (None in JSON), never 0.0%."""
+    import json
+
+    from tests.test_cli import run
+
+    env = {"NEWSLETTER_SECRET_KEY": TEST_KEY, "NEWSLETTER_TRACKING": "off"}
+    for args in (
+        ("init", "--sample"),
+        ("subscribers", "add", "ada@example.com", "grace@example.com"),
+        ("issue", "compose"),
+        ("issue", "send"),
+    ):
+        result = run(tmp_path, *args, env=env)
+        assert result.returncode == 0, result.stdout + result.stderr
+    this_week = json.loads(run(tmp_path, "stats", "--weeks", "1", "--json", env=env).stdout)["weeks"][-1]
+    assert this_week["recipients"] == 2 and this_week["tracked"] is False
+    assert this_week["human_click_rate"] is None
+    table = run(tmp_path, "stats", "--weeks", "1", env=env).stdout
+    assert "not tracked" in table and "0.0%" not in table
+    csv_rows = run(tmp_path, "stats", "--weeks", "1", "--csv", env=env).stdout.splitlines()
+    header, row = csv_rows[0].split(","), csv_rows[-1].split(",")
+    assert row[header.index("tracked")] == "False" and row[header.index("human_click_rate")] == ""
+
+
+def _figures(engine, issue_id) -> dict:
+    """The report without the machine reasons (folded ones are kept as a count, not by rule)."""
+    with session_scope(engine) as session:
+        report = issue_report(session, issue_id).as_json()
+    report["clicks"].pop("machine_reasons")
+    return report
+
+
+def test_unique_human_readers_stay_exact_across_folds_at_every_cut(settings, engine, sent):
+    """One reader's two human clicks four seconds apart with a fold between them, folds a day
+    apart, a reader clicking one link twice across folds: the report (readers per link and per
+    issue included, and so the stats' click rate) is the same before and after every fold."""
+    issue_id, readers, links = sent
+    at = datetime.now(UTC) + timedelta(hours=2)
+    batch = [
+        hit(issue_id, readers[0], links["comparison"], "comparison", at),
+        hit(issue_id, readers[0], links["web"], "web", at + timedelta(seconds=4)),
+        hit(issue_id, readers[0], links["comparison"], "comparison", at + timedelta(days=1)),
+        hit(issue_id, readers[1], links["comparison"], "comparison", at + timedelta(seconds=30)),
+        hit(issue_id, readers[1], links["comparison"], "comparison", at + timedelta(days=2)),
+        hit(issue_id, readers[2], links["site"], "site", at + timedelta(hours=5), method="HEAD"),
+        hit(issue_id, readers[2], links["site"], "site", at + timedelta(days=3)),
+    ]
+    with session_scope(engine) as session:
+        store_hits(session, batch, Rules())
+    before = _figures(engine, issue_id)
+    assert before["clicks"]["human_readers"] == 3 and before["clicks"]["human"] == 6
+    by_url = {link["kind"]: link["human_readers"] for link in before["links"]}
+    assert by_url["comparison"] == 2 and by_url["web"] == 1 and by_url["site"] == 1
+    times = sorted({h.at for h in batch})
+    cuts = [a + (b - a) / 2 for a, b in pairwise(times)] + [times[-1] + timedelta(seconds=1)]
+    retention = timedelta(days=settings.hit_retention_days)
+    for cut in cuts:
+        fold_old_hits(engine, settings, now=cut + retention)
+        assert _figures(engine, issue_id) == before, f"after the fold at {cut - at}"
+    with session_scope(engine) as session:
+        assert session.exec(select(LinkHit)).all() == []
+    from newsletter.reports import weekly_stats
+
+    with session_scope(engine) as session:
+        (week,) = [w for w in weekly_stats(session, 1, settings.zone) if w.issue]
+    assert week.human_click_rate == round(3 / len(readers), 4)
+
+
+def test_an_erased_reader_leaves_no_folded_click_and_the_export_has_them(settings, engine, sent):
+    from newsletter.models import FoldedClick
+    from newsletter.subscriptions import erase, export_data
+
+    issue_id, readers, links = sent
+    at = datetime.now(UTC) + timedelta(hours=2)
+    with session_scope(engine) as session:
+        store_hits(session, [hit(issue_id, readers[0], links["comparison"], "comparison", at)], Rules())
+    fold_old_hits(engine, settings, now=at + timedelta(days=settings.hit_retention_days, minutes=1))
+    with session_scope(engine) as session:
+        reader = session.get(Subscriber, readers[0])
+        assert [c["kind"] for c in export_data(session, reader)["folded_clicks"]] == ["comparison"]
+        erase(session, reader)
+    with session_scope(engine) as session:
+        assert session.exec(select(FoldedClick)).all() == []

@@ -11,6 +11,7 @@ One module per group of commands. Each imports what its commands need when they 
 from __future__ import annotations
 
 import os
+import sys
 
 from newsletter.cli import (  # noqa: F401  (registers)
     content,
@@ -23,7 +24,14 @@ from newsletter.cli import (  # noqa: F401  (registers)
     webhooks,
 )
 from newsletter.cli.apps import app
-from newsletter.cli.common import DEBUG_VARIABLE, errors, loaded_settings
+from newsletter.cli.common import (
+    DEBUG_VARIABLE,
+    GuardedStdout,
+    StdoutFailed,
+    errors,
+    loaded_settings,
+    silence_stdout,
+)
 
 __all__ = ["app", "main"]
 
@@ -32,9 +40,19 @@ def main(args: list[str] | None = None) -> None:
     """The `newsletter` command (`args` instead of the command line: `scheduler.py`). The commands
     refuse bad input with their own one-line messages; this is the backstop for the rest: an
     unexpected exception becomes one masked line and exit 1 (with NEWSLETTER_DEBUG=1, the
-    traceback), Ctrl-C exits 130 without a word."""
+    traceback), Ctrl-C exits 130 without a word. Output standard output cannot take (a full disk,
+    a closed pipe) is a failure: one line, exit 1."""
+    if not isinstance(sys.stdout, GuardedStdout):
+        sys.stdout = GuardedStdout(sys.stdout)
     try:
-        app(args)
+        try:
+            app(args)
+        finally:
+            sys.stdout.flush()  # what is still buffered must reach its file before exit 0
+    except StdoutFailed as exc:
+        silence_stdout()
+        errors.print(f"error: {exc}", markup=False, soft_wrap=True)
+        raise SystemExit(1) from None
     except KeyboardInterrupt:
         raise SystemExit(130) from None
     except Exception as exc:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import sys
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, NoReturn
@@ -92,8 +92,12 @@ def load_settings() -> Settings:
     """The settings, or one line per bad one (naming its variable, never quoting its value), exit 1."""
     from pydantic import ValidationError
 
-    from newsletter.config import ConfigError, Settings
+    from newsletter.config import ConfigError, Settings, check_env_file
 
+    try:
+        check_env_file()
+    except ConfigError as exc:
+        fail(f"invalid configuration: {exc}")
     try:
         settings = Settings()
     except ValidationError as exc:
@@ -187,7 +191,48 @@ def output_directory(option: str, path: Path) -> None:
 
 
 def write_failed(option: str, path: Path, exc: OSError) -> NoReturn:
-    fail(f"{option}: cannot write {exc.filename or path}: {exc.strerror or exc}")
+    from newsletter.locations import shown_path
+
+    fail(f"{option}: cannot write {shown_path(exc.filename or path)}: {exc.strerror or exc}")
+
+
+class StdoutFailed(Exception):
+    """Standard output refused what a command wrote (a full disk, a closed pipe)."""
+
+    def __init__(self, exc: OSError):
+        super().__init__(f"cannot write to standard output: {exc.strerror or exc}")
+
+
+class GuardedStdout:
+    """sys.stdout as `main` runs a command: a write or flush that fails raises StdoutFailed, which
+    `main` turns into one line and exit 1, so output lost to a full disk is never exit 0."""
+
+    def __init__(self, stream):
+        self._stream = stream
+
+    def write(self, text: str) -> int:
+        try:
+            return self._stream.write(text)
+        except OSError as exc:
+            raise StdoutFailed(exc) from exc
+
+    def flush(self) -> None:
+        try:
+            self._stream.flush()
+        except OSError as exc:
+            raise StdoutFailed(exc) from exc
+
+    def __getattr__(self, name: str):
+        return getattr(self._stream, name)
+
+
+def silence_stdout() -> None:
+    """After a failed write: later writes and the final flush go to /dev/null, so Python adds no
+    "Exception ignored" of its own."""
+    import os
+
+    with suppress(OSError, ValueError, AttributeError):
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.__stdout__.fileno())
 
 
 def issue_or_pick_view(session, week: Week, settings: Settings) -> IssueView:

@@ -7,7 +7,7 @@ from pathlib import Path
 
 from newsletter.cli.apps import app
 from newsletter.cli.common import console, fail, load_settings, open_store, refusals
-from newsletter.cli.sending import print_send_report, run_send
+from newsletter.cli.sending import failed_deliveries, print_send_report, run_send
 
 DEMO_READERS = ("ada@example.com", "grace@example.com", "linus@example.com", "margaret@example.com")
 
@@ -19,6 +19,7 @@ def demo() -> None:
     from newsletter.db import session_scope, shown_url
     from newsletter.editions import compose, issue_comparisons, issue_view
     from newsletter.models import Issue
+    from newsletter.output_files import OutputRefused
     from newsletter.preview import write_preview
     from newsletter.samples import load_samples
     from newsletter.subscriptions import add_active
@@ -40,7 +41,12 @@ def demo() -> None:
             issue = session.get(Issue, result.issue.id)
             view = issue_view(session, issue, settings)
             picks = issue_comparisons(session, issue)
-            preview_files = write_preview(view, settings, Path("render") / issue.slug)
+            try:
+                preview_files = write_preview(view, settings, Path("render") / issue.slug)
+            except OutputRefused as exc:
+                fail(f"the editor's copy: {exc}")
+            except OSError as exc:
+                fail(f"the editor's copy: cannot write {exc.filename or 'render/'}: {exc.strerror or exc}")
     console.rule(f"[bold]{settings.name}[/] · demo")
     console.print(
         f"Store:    {shown_url(settings.database_url)}   readers added: {len(added.added)} "
@@ -61,3 +67,4 @@ def demo() -> None:
         f"Preview:  {preview_files[0]}  (open it with: python -m webbrowser -t {preview_files[0].resolve()})"
     )
     console.print(f"Picked {len(picks)} of the week's comparisons; run `newsletter issue show` for details.")
+    failed_deliveries(report)

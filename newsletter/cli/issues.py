@@ -22,7 +22,7 @@ from newsletter.cli.common import (
     refusals,
     write_failed,
 )
-from newsletter.cli.sending import print_send_report, run_send
+from newsletter.cli.sending import failed_deliveries, print_send_report, run_send
 
 
 @issue_app.command("compose")
@@ -200,6 +200,7 @@ def issue_send(
                 )
         report = run_send(engine, settings, issue_id, renderer)
     print_send_report(report, settings)
+    failed_deliveries(report)
 
 
 @issue_app.command("check")
@@ -242,6 +243,7 @@ def issue_retry(week: WeekOption = None) -> None:
         console.print(f"Retrying {requeued} failed deliveries of {chosen}.")
         report = run_send(engine, settings, issue_id)
     print_send_report(report, settings)
+    failed_deliveries(report)
 
 
 @issue_app.command("status")
@@ -290,6 +292,7 @@ def render(
 ) -> None:
     """Write the week's issue as a preview reader would get it (the pick, if no issue exists yet)."""
     from newsletter.db import session_scope
+    from newsletter.output_files import OutputRefused
     from newsletter.preview import write_preview
 
     output_directory("--out", out)
@@ -300,6 +303,8 @@ def render(
         view = issue_or_pick_view(session, chosen, settings)
         try:
             written = write_preview(view, settings, out)
+        except OutputRefused as exc:
+            fail(f"--out: {exc}")
         except OSError as exc:
             write_failed("--out", out, exc)
     for path in written:

@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-import os
 import sys
 from collections import Counter
-from contextlib import suppress
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
@@ -13,7 +11,16 @@ import typer
 from rich.markup import escape
 
 from newsletter.cli.apps import subscribers_app
-from newsletter.cli.common import console, errors, fail, load_settings, open_store, refusals, shown
+from newsletter.cli.common import (
+    console,
+    errors,
+    fail,
+    load_settings,
+    open_store,
+    refusals,
+    shown,
+    write_failed,
+)
 
 if TYPE_CHECKING:
     from sqlalchemy.engine import Engine
@@ -232,35 +239,32 @@ def subscribers_export(
 ) -> None:
     """Every reader with an address as CSV: email, status, subscribed_at and more."""
     from newsletter.db import session_scope
-    from newsletter.locations import file_problem
+    from newsletter.output_files import output_file_problem
     from newsletter.subscriber_files import export_csv
 
-    if out is not None and (problem := file_problem(out)):
+    if out is not None and (problem := output_file_problem(out)):
         fail(f"--out: {problem}")
     settings = load_settings()
     engine = open_store(settings)
     with session_scope(engine) as session:
         if out is None:
-            export_csv(session, sys.stdout)
+            export_csv(session, sys.stdout)  # a failed write ends the command through `main` (exit 1)
             return
         count = write_export(session, out)
     errors.print(f"wrote {count} reader(s) to {out}", markup=False)
 
 
 def write_export(session, out: Path) -> int:
-    """The export into `out` whole or not at all: a temporary file beside it, renamed when complete."""
+    """The export into `out` whole or not at all (newsletter/output_files.py)."""
+    from newsletter.output_files import OutputRefused, write_whole
     from newsletter.subscriber_files import export_csv
 
-    temporary = out.with_name(f".{out.name}.{os.getpid()}.tmp")
     try:
-        with temporary.open("w", encoding="utf-8", newline="") as handle:
-            count = export_csv(session, handle)
-        os.replace(temporary, out)
+        return write_whole(out, lambda handle: export_csv(session, handle))
+    except OutputRefused as exc:
+        fail(f"--out: {exc}")
     except OSError as exc:
-        with suppress(OSError):
-            temporary.unlink()
-        fail(f"--out: cannot write {out}: {exc.strerror or exc}")
-    return count
+        write_failed("--out", out, exc)
 
 
 @subscribers_app.command("stats")

@@ -163,6 +163,12 @@ def reengagement_line(figures: dict[str, int]) -> str:
     )
 
 
+def _rate_shown(row, rate: float | None) -> str:
+    if rate is not None:
+        return f"{rate:.1%}"
+    return "not tracked" if row.issue and row.recipients and not row.tracked else ""
+
+
 def _print_stats(figures) -> None:
     from rich.table import Table
 
@@ -192,6 +198,6 @@ def _print_stats(figures) -> None:
                 for reason in ("unsubscribed", "bounced", "complained", "erased")
             ),
             row.issue or "",
-            "" if rate is None else f"{rate:.1%}",
+            _rate_shown(row, rate),
         )
     console.print(table)

@@ -89,5 +89,15 @@ def print_send_report(report: SendReport, settings: Settings) -> None:
         console.print(f"  suppressed: {count} × {reason}", markup=False)
     for reason, count in report.failed.most_common():
         console.print(f"  failed: {count} × {reason}", markup=False)
+
+
+def failed_deliveries(report: SendReport) -> None:
+    """A send that ended with deliveries the provider refused is not a success: after the summary,
+    one line saying so, and exit 1. The issue is sent (every delivery reached an end state); the
+    failed ones go out again with `newsletter issue retry` (or the scheduler's retry job)."""
     if report.failed_total:
-        console.print("  Run `newsletter issue retry` once the cause is fixed.")
+        reason, _ = report.failed.most_common(1)[0]
+        fail(
+            f"{report.failed_total} of {report.settled} deliveries failed ({reason[:200]}); "
+            "run `newsletter issue retry` once the cause is fixed"
+        )

@@ -65,17 +65,23 @@ def emulator(
         "sendgrid": "SENDGRID_API_KEY",
         "mailgun": "MAILGUN_API_KEY",
     }[provider]
-    console.print(
-        f"Emulating {provider} on http://{host}:{port} (faults: fail {fail_rate:.0%}, drop {drop_rate:.0%}, "
-        f"latency {latency_ms:g} ms). Point the sender at it with:"
-    )
     extra = " MAILGUN_DOMAIN=mg.example.com" if provider == "mailgun" else ""
-    console.print(
-        f"  NEWSLETTER_PROVIDER={provider} NEWSLETTER_API_BASE_URL=http://{host}:{port} "
-        f"{variable}={token}{extra}",
-        markup=False,
-        soft_wrap=True,  # a line to copy: never broken
-    )
+
+    def announce(bound: int) -> None:
+        """Printed once the port is bound, with the port really taken (`--port 0`: any free one)."""
+        console.print(
+            f"Emulating {provider} on http://{host}:{bound} (faults: fail {fail_rate:.0%}, "
+            f"drop {drop_rate:.0%}, latency {latency_ms:g} ms). Point the sender at it with:",
+            markup=False,
+            soft_wrap=True,
+        )
+        console.print(
+            f"  NEWSLETTER_PROVIDER={provider} NEWSLETTER_API_BASE_URL=http://{host}:{bound} "
+            f"{variable}={token}{extra}",
+            markup=False,
+            soft_wrap=True,  # a line to copy: never broken
+        )
+
     faults = Faults(
         fail_rate=fail_rate,
         drop_rate=drop_rate,
@@ -87,9 +93,17 @@ def emulator(
 
     try:
         with suppress(KeyboardInterrupt):
-            asyncio.run(run(host, port, Emulator(token=token, faults=faults)))
+            asyncio.run(run(host, port, Emulator(token=token, faults=faults), on_ready=announce))
     except OSError as exc:  # the port is taken, the address is not this machine's, the name unknown
         fail(f"cannot listen on {host}:{port}: {exc.strerror or exc}")
+
+
+def listening(server, host: str, port: int):
+    """The bound socket for serve and preview, or one line naming the address (exit 1)."""
+    try:
+        return server.bind(host, port)
+    except OSError as exc:  # in use, not this machine's address, not a name
+        fail(f"--host/--port: cannot listen on {host}:{port}: {exc.strerror or exc}")
 
 
 @app.command()
@@ -154,7 +168,8 @@ ConsoleHost = Annotated[
     ),
 ]
 ConsolePort = Annotated[
-    int, typer.Option(help="Port to listen on (0: any free port; the one taken is printed).")
+    int,
+    typer.Option(help="Port to listen on (0: any free port; the one taken is printed).", min=0, max=65535),
 ]
 ConsoleTemplates = Annotated[
     Path | None,
@@ -220,13 +235,13 @@ def run_console(host: str, port: int, templates: Path | None) -> None:
     server.configure_logging(settings.log_level, uvicorn_level="WARNING")
     path = sqlite_path(settings.database_url)
     engine = open_store(settings) if path is None or path.exists() else None  # no file: the sample only
+    sock = listening(server, host, port)  # an address it cannot have is the one line, before the app
     with refusals():
         app_ = create_console(settings, engine, templates=templates, hosts=(*LOCAL_HOSTS, host))
     login = "a login" if settings.editor_credentials else "no login (this machine only)"
     server.run(
         app_,
-        host=host,
-        port=port,
+        sock=sock,
         uvicorn_level="WARNING",
         forwarded_allow_ips=settings.trusted_proxies,
         on_ready=lambda bound: console.print(
@@ -239,7 +254,10 @@ def run_console(host: str, port: int, templates: Path | None) -> None:
 def serve(
     host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
     port: Annotated[
-        int, typer.Option(help="Port to listen on (0: any free port; the one taken is printed).")
+        int,
+        typer.Option(
+            help="Port to listen on (0: any free port; the one taken is printed).", min=0, max=65535
+        ),
     ] = 8000,
 ) -> None:
     """Run the readers' web app (signup, confirm, unsubscribe, preferences, votes) on uvicorn."""
@@ -252,8 +270,7 @@ def serve(
         web_app = create_app(settings, engine)
     server.run(
         web_app,
-        host=host,
-        port=port,
+        sock=listening(server, host, port),
         forwarded_allow_ips=settings.trusted_proxies,
         on_ready=lambda bound: console.print(f"Web app on {server.url_for(host, bound)}", markup=False),
     )

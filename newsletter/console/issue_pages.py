@@ -24,6 +24,7 @@ from newsletter.console.state import Console, ConsoleState, EditorAt, render
 from newsletter.curation import Week
 from newsletter.db import session_scope
 from newsletter.headers import HeaderValueError, normalise_email, parse_from_address
+from newsletter.providers.base import log_send_failure
 from newsletter.quality import Report
 from newsletter.render import GMAIL_CLIP_BYTES
 from newsletter.send_progress import Progress, send_progress
@@ -217,9 +218,9 @@ async def send_test(
         return response
     domain = parse_from_address(state.settings.from_address).domain
     message = replace(
-        preview.report.message,
+        preview.message,
         to=address,
-        subject=f"[TEST] {preview.report.message.subject}",
+        subject=f"[TEST] {preview.message.subject}",
         message_id=f"<test.{preview.view.slug}.{secrets.token_hex(8)}@{domain}>",
         tag="test",
         metadata={"kind": "test", "issue": preview.view.slug},
@@ -227,7 +228,7 @@ async def send_test(
     try:
         (result,) = await state.mail_provider().send_batch([message])
     except Exception as exc:  # a provider's refusal is the editor's to read, not a 500
-        log.exception("test send of %s failed", key)
+        log_send_failure(log, f"the test send of {key}", exc)
         return await issue_page(request, state, key, error=f"The provider refused the test: {exc}")
     if not result.accepted:
         return await issue_page(request, state, key, error=f"The provider refused the test: {result.error}")

@@ -153,7 +153,7 @@ async def erase_reader(
             subscriber = find_by_email(session, normalise_email(email))
             if subscriber is None:
                 return None
-            erase(session, subscriber, key=state.settings.signing_key())
+            erase(session, subscriber)
             editor_log.record(session, editor.name, "erase", detail=f"reader #{subscriber.id}")
             return subscriber.id
 

@@ -25,8 +25,9 @@ from newsletter.config import Settings
 from newsletter.curation import Week
 from newsletter.db import session_scope
 from newsletter.editions import EditionError, find_issue
+from newsletter.mail import OutgoingMessage
 from newsletter.models import Comparison, Issue, IssueItem, Tool, Vote
-from newsletter.preview import week_view
+from newsletter.preview import preview_message, week_view
 from newsletter.quality import Report, check_rendered
 from newsletter.render import Renderer, RenderError
 from newsletter.samples import sample_issue
@@ -55,16 +56,17 @@ class Preview:
     fingerprint: str
     status: str
     view: IssueView
-    report: Report | None
+    report: Report | None  # the checks, on the message as readers get it (tracked links)
     error: str | None = None  # the templates do not compile: say why instead of showing a frame
+    message: OutgoingMessage | None = None  # what the frames show and a test sends: plain links
 
     @property
     def html(self) -> str:
-        return self.report.message.html if self.report else ""
+        return self.message.html if self.message else ""
 
     @property
     def text(self) -> str:
-        return self.report.message.text if self.report else ""
+        return self.message.text if self.message else ""
 
     def dark_html(self) -> str:
         """The HTML with its dark-mode rules applied unconditionally, as a dark-mode client shows it
@@ -187,4 +189,5 @@ class Sources:
             error = f"{type(exc).__name__}{where}: {exc}"
             return Preview(key, fingerprint, status, view, None, error=error)
         report = check_rendered(rendered, self.settings, view.slug)
-        return Preview(key, fingerprint, status, view, report)
+        message = preview_message(rendered, self.settings, view.slug)
+        return Preview(key, fingerprint, status, view, report, message=message)

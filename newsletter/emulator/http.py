@@ -13,6 +13,8 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from urllib.parse import parse_qsl, urlsplit
 
+from newsletter.listening import bind
+
 MAX_HEADER_LINES = 100
 MAX_BODY = 200 * 1024 * 1024
 
@@ -133,4 +135,4 @@ async def serve(handler: Handler, host: str, port: int) -> asyncio.Server:
             if not writer.transport.is_closing():
                 writer.close()
 
-    return await asyncio.start_server(connection, host, port, limit=1 << 20)
+    return await asyncio.start_server(connection, sock=bind(host, port), limit=1 << 20)

@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import re
 import secrets
+from collections.abc import Callable
 
 from newsletter.emulator import apis, webhooks
 from newsletter.emulator.http import DROP, Request, Response, serve
@@ -186,9 +187,20 @@ class Emulator:
         return Response.of_json(200, {"answers": await webhooks.post(order["url"], requests)})
 
 
-async def run(host: str, port: int, emulator: Emulator, ready: asyncio.Event | None = None) -> None:
-    emulator.base_url = emulator.base_url or f"http://{host}:{port}"
+async def run(
+    host: str,
+    port: int,
+    emulator: Emulator,
+    ready: asyncio.Event | None = None,
+    on_ready: Callable[[int], None] | None = None,
+) -> None:
+    """Listen, then call `on_ready` with the port really bound (`port` 0: any free one) and serve
+    until cancelled. OSError when the address cannot be bound (nothing is announced then)."""
     server = await serve(emulator.handle, host, port)
+    bound = server.sockets[0].getsockname()[1] if server.sockets else port
+    emulator.base_url = emulator.base_url or f"http://{host}:{bound}"
+    if on_ready is not None:
+        on_ready(bound)
     if ready is not None:
         ready.set()
     async with server:

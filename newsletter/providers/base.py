@@ -14,6 +14,7 @@ depends only on its class:
 from __future__ import annotations
 
 import email.utils
+import logging
 import time
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
@@ -64,6 +65,21 @@ class ProviderError(RuntimeError):
     @property
     def fatal(self) -> bool:
         return self.failure == Failure.FATAL
+
+
+def log_send_failure(log: logging.Logger, what: str, exc: BaseException) -> None:
+    """Log a send that failed. A ProviderError is an expected failure (the provider cannot be
+    reached, refused the key, the disk is full): one error line with its reason. Anything else is a
+    bug, logged with its traceback. `what` says what was being sent."""
+    if isinstance(exc, ProviderError):
+        log.error("%s failed: %s", what, exc)
+    else:
+        log.error("%s failed unexpectedly", what, exc_info=exc)
+
+
+def refused_result(result: SendResult) -> ProviderError:
+    """A message the provider refused, as the failure it is for a one-message send."""
+    return ProviderError(f"refused: {result.error or 'no reason given'}", failure=Failure.RETRYABLE)
 
 
 class ReconcileUnsupported(Exception):

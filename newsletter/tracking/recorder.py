@@ -24,6 +24,7 @@ from datetime import UTC, datetime, timedelta
 
 from sqlalchemy import bindparam, func, select
 from sqlalchemy.engine import Engine
+from sqlalchemy.exc import OperationalError
 from sqlmodel import Session
 
 from newsletter.db import session_scope
@@ -169,8 +170,12 @@ class HitRecorder:
             batch = [self.pending.popleft() for _ in range(min(self.batch, len(self.pending)))]
             try:
                 self.written += await asyncio.to_thread(self.write, batch)
-            except Exception:
-                log.exception("could not store %d hits; trying again shortly", len(batch))
+            except Exception as exc:
+                if isinstance(exc, OperationalError):  # the store is down or busy: expected, one line
+                    reason = str(exc.orig or exc).strip().splitlines()[:1] or [type(exc).__name__]
+                    log.error("could not store %d hits (%s); trying again shortly", len(batch), reason[0])
+                else:
+                    log.exception("could not store %d hits; trying again shortly", len(batch))
                 self.pending.extendleft(reversed(batch))
                 raise
 

@@ -3,8 +3,11 @@
 The scheduler's `retention` job runs `fold_old_hits` daily. Per issue, in one transaction: every
 stored hit of the issue is judged again (a provider's `delivered` event that came after the hits
 moves the delivery-window rule), then the hits past the cutoff are added to `linkcount` (per link:
-human hits, machine hits, human readers; per issue, `link_id` None: the readers with a human click)
-and deleted. The counts name no reader, so erasing a reader leaves them as they are.
+human hits and machine hits, which name no reader) and deleted. Which readers clicked a link as a
+person is kept as that fact alone in `foldedclick` (issue, reader, link: no time, agent or client),
+so a reader whose clicks fall on both sides of a cut, or into two folds, is still one reader: the
+report's unique human readers are the same before and after any fold. Erasing a reader deletes their
+rows there too.
 """
 
 from __future__ import annotations
@@ -12,14 +15,13 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import delete, distinct, func, select
+from sqlalchemy import delete, func, insert, select
 from sqlalchemy.engine import Engine
 from sqlmodel import Session
 
 from newsletter.db import session_scope
-from newsletter.models import IssueLink, LinkCount, LinkHit, utcnow
+from newsletter.models import FoldedClick, LinkCount, LinkHit, utcnow
 from newsletter.tracking.classify import Rules
-from newsletter.tracking.links import LinkKind
 from newsletter.tracking.recorder import relabel_issue
 
 
@@ -47,38 +49,42 @@ def fold_old_hits(engine: Engine, settings, now: datetime | None = None) -> Fold
 def _fold(session: Session, issue_id: int, cutoff: datetime) -> int:
     old = (LinkHit.issue_id == issue_id, LinkHit.at < cutoff)
     per_link = session.execute(
-        select(LinkHit.link_id, LinkHit.machine, func.count(), func.count(distinct(LinkHit.subscriber_id)))
+        select(LinkHit.link_id, LinkHit.machine, func.count())
         .where(*old)
         .group_by(LinkHit.link_id, LinkHit.machine)
     ).all()
-    readers = session.execute(
-        select(func.count(distinct(LinkHit.subscriber_id)))
-        .join(IssueLink, IssueLink.id == LinkHit.link_id)
-        .where(*old, LinkHit.machine.is_(False), IssueLink.kind != LinkKind.OPEN)
-    ).scalar_one()
-    counts: dict[int | None, LinkCount] = {
-        row.link_id: row for row in session.scalars(select(LinkCount).where(LinkCount.issue_id == issue_id))
+    clickers = set(
+        session.execute(
+            select(LinkHit.subscriber_id, LinkHit.link_id).where(*old, LinkHit.machine.is_(False)).distinct()
+        ).all()
+    )
+    known = set(
+        session.execute(
+            select(FoldedClick.subscriber_id, FoldedClick.link_id).where(FoldedClick.issue_id == issue_id)
+        ).all()
+    )
+    fresh = clickers - known
+    if fresh:
+        session.execute(
+            insert(FoldedClick),
+            [{"issue_id": issue_id, "subscriber_id": sid, "link_id": link} for sid, link in sorted(fresh)],
+        )
+    counts: dict[int, LinkCount] = {
+        row.link_id: row
+        for row in session.scalars(
+            select(LinkCount).where(LinkCount.issue_id == issue_id, LinkCount.link_id.is_not(None))
+        )
     }
-
-    def count_for(link_id: int | None) -> LinkCount:
-        if link_id not in counts:
-            counts[link_id] = LinkCount(issue_id=issue_id, link_id=link_id)
-        return counts[link_id]
-
     total = 0
-    for link_id, machine, hits, link_readers in per_link:
-        row = count_for(link_id)
+    now = utcnow()
+    for link_id, machine, hits in per_link:
+        row = counts.setdefault(link_id, LinkCount(issue_id=issue_id, link_id=link_id))
         if machine:
             row.machine += hits
         else:
             row.human += hits
-            row.human_readers += link_readers
-        total += hits
-    if readers:
-        count_for(None).human_readers += readers
-    now = utcnow()
-    for row in counts.values():
         row.updated_at = now
         session.add(row)
+        total += hits
     session.execute(delete(LinkHit).where(*old))
     return total

@@ -21,6 +21,7 @@ from newsletter.editions import issue_view
 from newsletter.headers import HeaderValueError, normalise_email
 from newsletter.models import Comparison, Issue, IssueStatus, Subscriber, SubscriberStatus
 from newsletter.notices import CONFIRM_PURPOSE, READER_PURPOSE, NoticeKind
+from newsletter.providers.base import log_send_failure, refused_result
 from newsletter.subscriptions import (
     Outcome,
     RateLimited,
@@ -296,14 +297,15 @@ def too_many(request: Request, state: WebState, retry_after: int) -> Response:
 
 async def send_notice(state: WebState, kind: NoticeKind, subscriber_id: int, email: str) -> None:
     """Sent after the response: a slow provider never slows the page. Failures are logged."""
+    what = f"the {kind} email to subscriber {subscriber_id}"
     try:
         results = await state.provider.send_batch(
             [state.notices.message(kind, subscriber_id=subscriber_id, email=email)]
         )
         if not results[0].accepted:
-            raise RuntimeError(results[0].error)
-    except Exception:
-        log.exception("could not send the %s email to subscriber %s", kind, subscriber_id)
+            raise refused_result(results[0])
+    except Exception as exc:  # the page was answered already: log it (a traceback only for a bug)
+        log_send_failure(log, what, exc)
 
 
 async def send_welcome(state: WebState, subscriber_id: int) -> None:
@@ -644,7 +646,7 @@ def preferences_erase(
                 status=422,
                 error="Tick the box to confirm that you want your address erased.",
             )
-        erase(session, subscriber, key=state.settings.signing_key())
+        erase(session, subscriber)
     return message(
         request,
         state,

@@ -34,9 +34,14 @@ REFUSED = {
 
 
 def routes() -> list[Route]:
+    """Everything under /r and /o is a token, slashes and all (`/r/<token>%2F%2Fevil.example`, `/r/`,
+    `/r`): whatever is not one of ours is a 400 page, never a 404 or a redirect. (An address over the
+    input guard's 2,048 characters is refused before routing, with 414, like any other.)"""
     return [
-        Route("/r/{token}", follow, methods=METHODS, include_in_schema=False),
-        Route("/o/{token}", pixel, methods=METHODS, include_in_schema=False),
+        Route("/r/{token:path}", follow, methods=METHODS, include_in_schema=False),
+        Route("/o/{token:path}", pixel, methods=METHODS, include_in_schema=False),
+        Route("/r", follow, methods=METHODS, include_in_schema=False),
+        Route("/o", pixel, methods=METHODS, include_in_schema=False),
     ]
 
 
@@ -65,7 +70,7 @@ async def pixel(request: Request) -> Response:
 def _resolve(request: Request) -> Target | Response:
     state: WebState = request.app.state.web
     try:
-        return state.links.resolve(request.path_params["token"])
+        return state.links.resolve(request.path_params.get("token", ""))
     except BadLink as exc:
         return error_response(request, 400, REFUSED.get(exc.reason, REFUSED["invalid"]))
 

@@ -17,6 +17,10 @@ from typing import Any
 import uvicorn
 import uvicorn.config
 
+from newsletter.listening import bind
+
+__all__ = ["bind", "configure_logging", "log_config", "run", "url_for"]
+
 APP_FORMAT = "%(asctime)s %(levelname)-7s %(name)s: %(message)s"
 
 
@@ -67,14 +71,15 @@ def configure_logging(level: str = "INFO", uvicorn_level: str = "INFO") -> None:
 def run(
     app: Any,
     *,
-    host: str,
-    port: int,
+    sock: socket.socket,
     on_ready: Callable[[int], None],
     uvicorn_level: str = "INFO",
     forwarded_allow_ips: str = "127.0.0.1",
 ) -> None:
-    """Serve `app` until SIGINT/SIGTERM; `on_ready(port)` is called with the bound port once the
-    server accepts connections. Logging must already be set up (`configure_logging`)."""
+    """Serve `app` on the bound socket `sock` (`bind`) until SIGINT/SIGTERM; `on_ready(port)` is
+    called with the bound port once the server accepts connections. Logging must already be set up
+    (`configure_logging`). An app that fails to start exits 1 (uvicorn's own code would be 3)."""
+    host, port = sock.getsockname()[:2]
     config = uvicorn.Config(
         app,
         host=host,
@@ -85,4 +90,9 @@ def run(
         log_config=None,
         log_level=uvicorn_level.lower(),
     )
-    _AnnouncingServer(config, on_ready).run()
+    try:
+        _AnnouncingServer(config, on_ready).run(sockets=[sock])
+    except SystemExit as exc:
+        raise SystemExit(1 if exc.code else 0) from None
+    finally:
+        sock.close()
