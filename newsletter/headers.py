@@ -22,25 +22,26 @@ MAX_DOMAIN = 255
 MAX_LABEL = 63
 
 
-def _memoise_domain_check() -> None:
-    """email_validator checks every address's domain afresh (IDNA rules: about 60% of its time), and
-    a list of 100,000 readers shares a few thousand domains. The same check is memoised per domain:
-    the same function gives the same answers (a refusal raises and is not cached); each caller gets
-    its own copy of the answer. Validating an imported list takes a third of the time."""
-    module = sys.modules.get("email_validator.validate_email")
-    check = getattr(module, "validate_email_domain_name", None)
-    if check is None or hasattr(check, "memoised"):
-        return
-    cached = functools.lru_cache(maxsize=4096)(check)
+@functools.cache
+def _validator():
+    """email_validator, loaded with the first address (commands that read no address never pay for
+    it), and its domain check memoised. It checks every address's domain afresh (IDNA rules: about 60%
+    of its time), and a list of 100,000 readers shares a few thousand domains. The memo gives the same
+    answers (a refusal raises and is not cached); each caller gets its own copy of the answer.
+    Validating an imported list takes a third of the time."""
+    import email_validator
 
-    def memoised(domain, test_environment=False, globally_deliverable=True):
-        return dict(cached(domain, test_environment, globally_deliverable))
+    module = sys.modules["email_validator.validate_email"]
+    check = module.validate_email_domain_name
+    if not hasattr(check, "memoised"):
+        cached = functools.lru_cache(maxsize=4096)(check)
 
-    memoised.memoised = True
-    module.validate_email_domain_name = memoised
+        def memoised(domain, test_environment=False, globally_deliverable=True):
+            return dict(cached(domain, test_environment, globally_deliverable))
 
-
-_memoise_domain_check()
+        memoised.memoised = True
+        module.validate_email_domain_name = memoised
+    return email_validator.validate_email, email_validator.EmailNotValidError
 
 
 class HeaderValueError(ValueError):
@@ -73,8 +74,7 @@ def normalise_email(raw: str) -> str:
     candidate = unicodedata.normalize("NFC", raw.strip())
     if len(candidate) > MAX_EMAIL_LENGTH:
         raise HeaderValueError(f"email address is longer than {MAX_EMAIL_LENGTH} characters")
-    from email_validator import EmailNotValidError, validate_email  # loads with the first address
-
+    validate_email, EmailNotValidError = _validator()
     try:
         result = validate_email(candidate, check_deliverability=False, allow_smtputf8=False)
     except EmailNotValidError as exc:

@@ -179,17 +179,23 @@ def test_the_real_import_refuses_them_all_and_stores_nothing(tmp_path):
 
 def test_the_subscriber_csv_refuses_control_characters_and_surrogates_by_line(tmp_path):
     assert run(tmp_path, "init").returncode == 0
-    rows = [f"a{bad}b@example.com" for bad in BAD_TEXT.values() if bad != "\ud800"]
+    rows = [f"a{bad}b@example.com" for bad in BAD_TEXT.values() if bad not in ("\ud800", "\x00")]
     readers = tmp_path / "readers.csv"
-    readers.write_text("email,name\n" + "\n".join(f"{row},x\x00y" for row in rows) + "\n", encoding="utf-8")
+    readers.write_text("email,name\n" + "\n".join(f"{row},x" for row in rows) + "\n", encoding="utf-8")
     result = run(tmp_path, "subscribers", "import", str(readers))
     assert result.returncode == 1 and "Traceback" not in result.stderr, result.stderr
     for line in range(2, 2 + len(rows)):
         assert f"line {line}:" in result.stderr, result.stderr
-    assert "\x00" not in result.stderr and "\x1b" not in result.stderr
+    assert "\x1b" not in result.stderr
+    # A NUL byte anywhere (a name column too) is no CSV text: the file is refused at its first one.
+    binary = tmp_path / "binary.csv"
+    binary.write_text("email,name\nok@example.com,x\nalso@example.com,x\x00y\n", encoding="utf-8")
+    result = run(tmp_path, "subscribers", "import", str(binary))
+    assert result.returncode == 1 and "line 3:" in result.stderr and "NUL" in result.stderr, result.stderr
+    assert "\x00" not in result.stderr
     surrogate = tmp_path / "surrogate.csv"
     surrogate.write_bytes(b"email\nok@example.com\na\xed\xa0\x80b@example.com\n")  # U+D800, CESU-8
     result = run(tmp_path, "subscribers", "import", str(surrogate))
     assert result.returncode == 1 and "Traceback" not in result.stderr, result.stderr
-    assert "line 3: not readable UTF-8" in result.stderr, result.stderr
+    assert "line 3: not UTF-8" in result.stderr, result.stderr
     assert "No subscribers." in run(tmp_path, "subscribers", "stats").stdout, "nothing was stored"

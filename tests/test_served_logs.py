@@ -98,7 +98,7 @@ def test_a_provider_that_cannot_be_reached_is_one_error_line_in_the_log_never_a_
         while "could not" not in web.log() and "failed" not in web.log() and time.monotonic() < deadline:
             time.sleep(0.05)
     with launched(server, "preview", name="preview") as studio, httpx.Client(base_url=studio.url) as client:
-        week = re.search(r'href="/issues/(\d{4}-W\d\d)"', client.get("/").text)[1]
+        week = re.search(r'href="/issues/(\d{4}-W\d\d)"', client.get("/issues").text)[1]
         page = client.get(f"/issues/{week}")
         token = re.search(r'name="csrf" value="([^"]+)"', page.text)[1]
         answer = client.post(f"/issues/{week}/test", data={"email": "editor@example.com", "csrf": token})
