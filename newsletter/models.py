@@ -9,7 +9,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from enum import StrEnum
 
-from sqlalchemy import BigInteger, Column, DateTime, Index, Text, TypeDecorator, UniqueConstraint, true
+from sqlalchemy import BigInteger, Column, DateTime, Index, Text, TypeDecorator, UniqueConstraint, text, true
 from sqlmodel import Field, SQLModel
 
 from newsletter.tracking.links import LinkKind  # noqa: F401  (the kinds an IssueLink has)
@@ -341,3 +341,27 @@ class LinkCount(SQLModel, table=True):
     machine: int = Field(default=0)
     human_readers: int = Field(default=0)
     updated_at: datetime = _time(default=utcnow)
+
+
+# --- indexes for the console's reports at scale (migration 0009) ---------------------------------
+# Declared after the tables so that the classes above stay as they were. Each serves one query of
+# newsletter/reports.py (or audience.py) with an index-only walk in the order the query groups by.
+
+STATE_EVENTS = ("confirmed", "subscribed", "unsubscribed", "bounced", "complained", "erased")
+_state_events = "kind IN (" + ", ".join(f"'{kind}'" for kind in STATE_EVENTS) + ")"
+
+Index("ix_subscriberevent_at", SubscriberEvent.__table__.c.at)  # a week's events
+Index(  # each reader's changes of state in id order: the list's size at a moment
+    "ix_subscriberevent_state",
+    *(SubscriberEvent.__table__.c[name] for name in ("subscriber_id", "id", "at", "kind")),
+    postgresql_where=text(_state_events),
+    sqlite_where=text(_state_events),
+)
+Index(  # deliveries with an event of each kind
+    "ix_providerevent_issue_kind_delivery",
+    *(ProviderEvent.__table__.c[name] for name in ("issue_id", "kind", "delivery_id")),
+)
+Index(  # hits and readers per link and verdict, machine reasons, human readers
+    "ix_linkhit_issue_machine_link",
+    *(LinkHit.__table__.c[name] for name in ("issue_id", "machine", "link_id", "subscriber_id", "reason")),
+)

@@ -19,11 +19,13 @@ from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import and_, distinct, func, select
+from sqlalchemy import BigInteger, and_, case, cast, distinct, func, select
+from sqlalchemy.orm import aliased
 from sqlmodel import Session
 
 from newsletter.curation import Week
 from newsletter.models import (
+    STATE_EVENTS,
     Comparison,
     Delivery,
     DeliveryStatus,
@@ -41,6 +43,7 @@ from newsletter.tracking.links import LinkKind
 
 UNSUBSCRIBE_SOURCES = {"unsubscribe page": "link", "one-click": "list_unsubscribe"}
 LEAVES = ("unsubscribed", "bounced", "complained", "erased")
+SIGNUP_REQUESTED = "signup_requested"
 CSV_COLUMNS = ("section", "name", "url", "value", "human", "machine", "ship", "skip")
 
 
@@ -266,10 +269,10 @@ def _link_figures(session: Session, issue_id: int) -> list[LinkFigures]:
             select(IssueLink).where(IssueLink.issue_id == issue_id).order_by(IssueLink.id)
         )
     }
-    raw = session.execute(
+    raw = session.execute(  # grouped in the order of the (issue_id, machine, link_id, ...) index
         select(LinkHit.link_id, LinkHit.machine, func.count(), func.count(distinct(LinkHit.subscriber_id)))
         .where(LinkHit.issue_id == issue_id)
-        .group_by(LinkHit.link_id, LinkHit.machine)
+        .group_by(LinkHit.machine, LinkHit.link_id)
     )
     for link_id, machine, hits, readers in raw:
         figures = links[link_id]
@@ -470,35 +473,37 @@ def list_movements(
     session: Session, weeks: int, zone: ZoneInfo = UTC, now: datetime | None = None
 ) -> list[WeekFigures]:
     """How the list moved in each of the last `weeks` weeks, oldest first: its size at the week's
-    end, signups, confirmations and leaves by reason (the issue columns left empty)."""
-    figures = []
-    for week in last_weeks(weeks, zone, now):
-        start, end = week.bounds(zone)
-        kinds = dict(
-            session.execute(
-                select(SubscriberEvent.kind, func.count())
-                .where(SubscriberEvent.at >= start, SubscriberEvent.at < end)
-                .group_by(SubscriberEvent.kind)
-            ).all()
+    end, signups, confirmations and leaves by reason (the issue columns left empty). Two passes
+    over the events however many weeks: one over the window's, one for the sizes."""
+    chosen = last_weeks(weeks, zone, now)
+    bounds = [week.bounds(zone) for week in chosen]
+    ends = [end for _, end in bounds]
+    which = case(*[(SubscriberEvent.at < end, n) for n, end in enumerate(ends)], else_=len(ends))
+    signup = and_(
+        SubscriberEvent.kind == SIGNUP_REQUESTED,
+        SubscriberEvent.detail.is_distinct_from("already active"),  # an active reader asking again
+    )
+    counted = session.execute(
+        select(which, SubscriberEvent.kind, func.count(), func.count().filter(signup))
+        .where(SubscriberEvent.at >= bounds[0][0], SubscriberEvent.at < ends[-1])
+        .group_by(which, SubscriberEvent.kind)
+    )
+    kinds: list[Counter] = [Counter() for _ in chosen]
+    signups = [0] * len(chosen)
+    for n, kind, count, requested in counted:
+        kinds[n][kind] += count
+        signups[n] += requested
+    sizes = list_sizes_at(session, ends)
+    return [
+        WeekFigures(
+            week=week.label,
+            list_size=size,
+            signups=signups[n],
+            confirmations=kinds[n]["confirmed"],
+            leaves={reason: kinds[n][reason] for reason in LEAVES},
         )
-        requested = session.execute(
-            select(func.count()).where(
-                SubscriberEvent.at >= start,
-                SubscriberEvent.at < end,
-                SubscriberEvent.kind == "signup_requested",
-                SubscriberEvent.detail.is_distinct_from("already active"),
-            )
-        ).scalar_one()
-        figures.append(
-            WeekFigures(
-                week=week.label,
-                list_size=list_size_at(session, end),
-                signups=requested,
-                confirmations=kinds.get("confirmed", 0),
-                leaves={reason: kinds.get(reason, 0) for reason in LEAVES},
-            )
-        )
-    return figures
+        for n, (week, size) in enumerate(zip(chosen, sizes, strict=True))
+    ]
 
 
 def weekly_stats(
@@ -511,26 +516,92 @@ def weekly_stats(
     issues = dict(session.execute(select(Issue.week, Issue.id).where(Issue.week.in_(labels))).all())
     for row in figures:
         if row.week in issues:
-            headline = issue_headline(session, issues[row.week])
-            row.issue, row.recipients = row.week, headline.recipients
-            row.human_readers = headline.human_readers
+            row.issue, row.recipients = row.week, _sent(session, issues[row.week])
+            row.human_readers = _human_readers(session, issues[row.week], opens=False)
     return figures
 
 
 def list_size_at(session: Session, moment: datetime) -> int:
     """Readers whose latest change of state before `moment` made them active (a confirmation or an
     owner's add). Erased readers keep no history, so they drop out of the past too."""
-    states = ("confirmed", "subscribed", *LEAVES)
+    return list_sizes_at(session, [moment])[0]
+
+
+STATES = STATE_EVENTS  # (*JOINS, *LEAVES): the kinds the partial index ix_subscriberevent_state holds
+
+
+def list_sizes_at(session: Session, moments: list[datetime]) -> list[int]:
+    """`list_size_at` for each of `moments` (ascending), in three queries whatever their number.
+
+    A reader's latest change of state before a moment is their state event of highest id among
+    those before it. Readers with no state event between the first moment and the last have the
+    same latest one at every moment, so only the others ("touched") are looked at per moment:
+    size(m) = size(first) - touched active at first + touched active at m. One aggregate finds
+    both the latest event and whether it is a join: the maximum of id * 2 + (1 for a join)."""
+    if not moments:
+        return []
+    first, last = moments[0], moments[-1]
+    event = SubscriberEvent
+    state = and_(event.kind.in_(STATES), event.subscriber_id.is_not(None))
+    packed = cast(event.id, BigInteger) * 2 + case((event.kind.in_(JOINS), 1), else_=0)
     latest = (
-        select(SubscriberEvent.subscriber_id, func.max(SubscriberEvent.id).label("last"))
-        .where(SubscriberEvent.at < moment, SubscriberEvent.kind.in_(states))
-        .group_by(SubscriberEvent.subscriber_id)
-        .subquery()
+        select(func.max(packed).label("latest")).where(state, event.at < first).group_by(event.subscriber_id)
     )
-    query = (
-        select(func.count())
-        .select_from(latest)
-        .join(SubscriberEvent, SubscriberEvent.id == latest.c.last)
-        .where(SubscriberEvent.kind.in_(JOINS))
-    )
-    return session.execute(query).scalar_one()
+    latest = latest.subquery()
+    base = session.execute(select(func.count()).where(latest.c.latest % 2 == 1)).scalar_one()
+    sizes = [base] * len(moments)
+    if len(moments) > 1:
+        window = (
+            select(
+                event.subscriber_id.label("reader"),
+                *[
+                    func.max(case((event.at < moment, packed))).label(f"w{n}")
+                    for n, moment in enumerate(moments)
+                ],
+            )
+            .where(state, event.at >= first, event.at < last)
+            .group_by(event.subscriber_id)
+            .subquery()
+        )
+        earlier = aliased(SubscriberEvent)
+        before = (
+            select(
+                func.coalesce(
+                    func.max(cast(earlier.id, BigInteger) * 2 + case((earlier.kind.in_(JOINS), 1), else_=0)),
+                    0,
+                )
+            )
+            .where(earlier.subscriber_id == window.c.reader, earlier.kind.in_(STATES), earlier.at < first)
+            .scalar_subquery()
+        )
+        # OFFSET 0 keeps the planner from copying the subquery into each of the counts below
+        touched = (
+            select(before.label("w"), *[window.c[f"w{n}"] for n in range(len(moments))]).offset(0).subquery()
+        )
+
+        def active_at(n: int):
+            then = func.coalesce(touched.c[f"w{n}"], 0)
+            return case((touched.c.w > then, touched.c.w), else_=then) % 2 == 1
+
+        active = session.execute(
+            select(*[func.count().filter(active_at(n)) for n in range(len(moments))])
+        ).one()
+        sizes = [base - active[0] + active[n] for n in range(len(moments))]
+    return [size + joined for size, joined in zip(sizes, _no_reader_active(session, moments), strict=True)]
+
+
+def _no_reader_active(session: Session, moments: list[datetime]) -> list[int]:
+    """The events of no reader (NULL: cut loose by a purge) count as one reader of their own, as
+    grouping by reader makes them; normally there are none."""
+    rows = session.execute(
+        select(SubscriberEvent.id, SubscriberEvent.kind, SubscriberEvent.at).where(
+            SubscriberEvent.subscriber_id.is_(None),
+            SubscriberEvent.kind.in_(STATES),
+            SubscriberEvent.at < moments[-1],
+        )
+    ).all()
+    result = []
+    for moment in moments:
+        before = [(row.id, row.kind) for row in rows if row.at < moment]
+        result.append(1 if before and max(before)[1] in JOINS else 0)
+    return result
