@@ -27,6 +27,7 @@ import os
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Callable
 from contextlib import contextmanager
@@ -161,34 +162,41 @@ def time_console(url: str, about: dict, runs: int) -> bool | None:
         "NEWSLETTER_LOG_LEVEL": "WARNING",
     }
     command = [sys.executable, "-m", "newsletter", "console", "--host", "127.0.0.1", "--port", str(port)]
-    server = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    base = f"http://127.0.0.1:{port}"
-    try:
-        with httpx.Client(base_url=base, timeout=60) as client:
-            for _ in range(300):
-                try:
-                    if client.get("/healthz").status_code == 200:
-                        break
-                except httpx.TransportError:
-                    time.sleep(0.1)
-            else:
-                print("  the console did not start: " + server.stderr.read1().decode(errors="replace")[-500:])
-                return False
-            ok = True
-            for name, path in (("(d) console: week page /", "/"), ("    console: report page", None)):
-                path = path or f"/issues/{about['week'].lower()}/report"
-                status = client.get(path).status_code
-                if status != 200:
-                    print(f"  FAIL  {name} answered {status} for {path}")
-                    ok = False
-                    continue
-                ok &= verdict(
-                    f"{name} {path}", timings(lambda _n, p=path: client.get(p).raise_for_status(), runs)
-                )
-            return ok
-    finally:
-        server.terminate()
-        server.wait(timeout=30)
+    with tempfile.TemporaryFile() as log:
+        server = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=log)
+        try:
+            return _time_pages(f"http://127.0.0.1:{port}", about, runs, log)
+        finally:
+            server.terminate()
+            server.wait(timeout=30)
+
+
+def _time_pages(base: str, about: dict, runs: int, log) -> bool:
+    with httpx.Client(base_url=base, timeout=60) as client:
+        for _ in range(300):
+            try:
+                if client.get("/healthz").status_code == 200:
+                    break
+            except httpx.TransportError:
+                time.sleep(0.1)
+        else:
+            log.seek(0)
+            print("  the console did not start: " + log.read().decode(errors="replace")[-500:])
+            return False
+        ok = True
+        for name, path in (
+            ("(d) console: week page", "/"),
+            ("    console: report page", f"/issues/{about['week'].lower()}/report"),
+        ):
+            status = client.get(path).status_code
+            if status != 200:
+                print(f"  FAIL  {name} {path} answered {status}")
+                ok = False
+                continue
+            ok &= verdict(
+                f"{name} {path}", timings(lambda _n, p=path: client.get(p).raise_for_status(), runs)
+            )
+        return ok
 
 
 def main() -> None:

@@ -30,6 +30,7 @@ import random
 import time
 from array import array
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo
@@ -146,6 +147,40 @@ def stamp(seconds: float) -> datetime:
     return datetime.fromtimestamp(seconds, UTC)
 
 
+@contextmanager
+def bare(engine: Engine, tables: list[str]) -> Iterator[None]:
+    """The tables without their secondary indexes and unique constraints while they are loaded:
+    building an index once at the end is several times faster than keeping it up row by row."""
+    with engine.connect() as connection:
+        indexes = connection.execute(
+            text(
+                "SELECT tablename, indexname, indexdef FROM pg_indexes WHERE tablename = ANY(:tables) "
+                "AND indexname NOT IN (SELECT conname FROM pg_constraint WHERE contype IN ('p', 'u'))"
+            ),
+            {"tables": tables},
+        ).all()
+        constraints = connection.execute(
+            text(
+                "SELECT conrelid::regclass::text, conname, pg_get_constraintdef(oid) FROM pg_constraint "
+                "WHERE contype = 'u' AND conrelid::regclass::text = ANY(:tables)"
+            ),
+            {"tables": tables},
+        ).all()
+        for _, name, _ in indexes:
+            connection.execute(text(f'DROP INDEX "{name}"'))
+        for table, name, _ in constraints:
+            connection.execute(text(f'ALTER TABLE "{table}" DROP CONSTRAINT "{name}"'))
+        connection.commit()
+    yield
+    with engine.connect() as connection:
+        connection.execute(text("SET maintenance_work_mem = '256MB'"))
+        for table, name, definition in constraints:
+            connection.execute(text(f'ALTER TABLE "{table}" ADD CONSTRAINT "{name}" {definition}'))
+        for _, _, definition in indexes:
+            connection.execute(text(definition))
+        connection.commit()
+
+
 def copy_rows(engine: Engine, statement: str, rows: Iterator[tuple]) -> int:
     raw = engine.raw_connection()
     count = 0
@@ -224,10 +259,17 @@ class SentIssue:
     links: dict[str, list[int]]  # link ids by kind
     first_delivery: int  # the id of its first ledger row (they are consecutive)
     hits: int
+    rows: list | None = None  # its ledger, while it is being written
 
 
-def ledger(readers: Readers, issue: SentIssue, seed: int) -> Iterator[tuple[int, str, float, str]]:
-    """(reader index, status, sent time, provider outcome) per ledger row, the same every call."""
+def ledger(readers: Readers, issue: SentIssue, seed: int) -> list[tuple[int, str, float, str]]:
+    """(reader index, status, sent time, provider outcome) per ledger row, made once per issue."""
+    if issue.rows is None:
+        issue.rows = list(_ledger(readers, issue, seed))
+    return issue.rows
+
+
+def _ledger(readers: Readers, issue: SentIssue, seed: int) -> Iterator[tuple[int, str, float, str]]:
     rng = random.Random(seed * 1000 + issue.id)
     order = 0
     for i in range(len(readers)):
@@ -427,40 +469,46 @@ def prepare(url: str, recipients: int, earlier: int, seed: int = 7, say=print) -
         count = copy_rows(engine, statement, rows)
         say(f"  {what}: {count:,} rows in {time.perf_counter() - started:.1f} s")
 
-    timed(
-        "subscriber",
-        "COPY subscriber (email, status, source, created_at, requested_at, confirmed_at, unsubscribed_at, "
-        "tracking, updated_at) FROM STDIN",
-        subscriber_rows(readers),
-    )
-    timed(
-        "subscriberevent",
-        "COPY subscriberevent (subscriber_id, kind, source, detail, issue_id, at) FROM STDIN",
-        event_rows(readers, main.id, random.Random(seed + 1)),
-    )
-    next_delivery = 1
-    for issue in issues:
-        issue.first_delivery = next_delivery
-        statement = (
-            "COPY delivery (issue_id, subscriber_id, status, batch_key, provider, provider_message_id, "
-            "attempts, last_error, created_at, updated_at, sent_at) FROM STDIN"
-        )
-        started = time.perf_counter()
-        count = copy_rows(engine, statement, delivery_rows(readers, issue, seed))
-        next_delivery += count
-        say(f"  delivery ({issue.week.label}): {count:,} rows in {time.perf_counter() - started:.1f} s")
+    started = time.perf_counter()
+    with bare(engine, ["subscriber", "subscriberevent", "delivery", "providerevent", "linkhit"]):
         timed(
-            f"providerevent ({issue.week.label})",
-            "COPY providerevent (provider, event_key, kind, delivery_id, subscriber_id, issue_id, "
-            "provider_message_id, occurred_at, received_at) FROM STDIN",
-            provider_event_rows(readers, issue, seed),
+            "subscriber",
+            "COPY subscriber (email, status, source, created_at, requested_at, confirmed_at, "
+            "unsubscribed_at, tracking, updated_at) FROM STDIN",
+            subscriber_rows(readers),
         )
         timed(
-            f"linkhit ({issue.week.label})",
-            "COPY linkhit (issue_id, subscriber_id, link_id, at, method, agent, prefetch, client_hash, "
-            "machine, reason) FROM STDIN",
-            hit_rows(readers, issue, seed),
+            "subscriberevent",
+            "COPY subscriberevent (subscriber_id, kind, source, detail, issue_id, at) FROM STDIN",
+            event_rows(readers, main.id, random.Random(seed + 1)),
         )
+        next_delivery = 1
+        for issue in issues:
+            issue.first_delivery = next_delivery
+            statement = (
+                "COPY delivery (issue_id, subscriber_id, status, batch_key, provider, provider_message_id, "
+                "attempts, last_error, created_at, updated_at, sent_at) FROM STDIN"
+            )
+            copied = time.perf_counter()
+            count = copy_rows(engine, statement, delivery_rows(readers, issue, seed))
+            next_delivery += count
+            say(f"  delivery ({issue.week.label}): {count:,} rows in {time.perf_counter() - copied:.1f} s")
+            timed(
+                f"providerevent ({issue.week.label})",
+                "COPY providerevent (provider, event_key, kind, delivery_id, subscriber_id, issue_id, "
+                "provider_message_id, occurred_at, received_at) FROM STDIN",
+                provider_event_rows(readers, issue, seed),
+            )
+            timed(
+                f"linkhit ({issue.week.label})",
+                "COPY linkhit (issue_id, subscriber_id, link_id, at, method, agent, prefetch, client_hash, "
+                "machine, reason) FROM STDIN",
+                hit_rows(readers, issue, seed),
+            )
+            issue.rows = None
+        loaded = time.perf_counter()
+    say(f"  indexes and unique constraints built again in {time.perf_counter() - loaded:.1f} s")
+    say(f"  the load in all: {time.perf_counter() - started:.0f} s")
     with session_scope(engine) as session:
         tools = [
             (comparison.id, tool)

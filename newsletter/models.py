@@ -350,7 +350,14 @@ class LinkCount(SQLModel, table=True):
 STATE_EVENTS = ("confirmed", "subscribed", "unsubscribed", "bounced", "complained", "erased")
 _state_events = "kind IN (" + ", ".join(f"'{kind}'" for kind in STATE_EVENTS) + ")"
 
-Index("ix_subscriberevent_at", SubscriberEvent.__table__.c.at)  # a week's events
+Index("ix_subscriberevent_at_kind", SubscriberEvent.__table__.c.at, SubscriberEvent.__table__.c.kind)  # weeks
+_signup_again = "kind = 'signup_requested' AND detail = 'already active'"
+Index(  # the few signups that an active reader asked for again: no signup
+    "ix_subscriberevent_signup_again",
+    SubscriberEvent.__table__.c.at,
+    postgresql_where=text(_signup_again),
+    sqlite_where=text(_signup_again),
+)
 Index(  # each reader's changes of state in id order: the list's size at a moment
     "ix_subscriberevent_state",
     *(SubscriberEvent.__table__.c[name] for name in ("subscriber_id", "id", "at", "kind")),

@@ -20,7 +20,16 @@ from newsletter.delivery import Sender
 from newsletter.editions import compose
 from newsletter.models import STATE_EVENTS, Delivery, IssueLink, ProviderEvent, Subscriber, SubscriberEvent
 from newsletter.providers import OutboxProvider
-from newsletter.reports import JOINS, LEAVES, issue_headline, issue_report, last_weeks, list_movements
+from newsletter.reports import (
+    ALREADY_ACTIVE,
+    JOINS,
+    LEAVES,
+    SIGNUP_REQUESTED,
+    issue_headline,
+    issue_report,
+    last_weeks,
+    list_movements,
+)
 from newsletter.samples import dated_into_week, sample_comparisons
 from newsletter.subscriptions import add_active, record_event, unsubscribe
 from newsletter.tracking.classify import Rules
@@ -199,10 +208,13 @@ def test_the_lists_movements_are_the_figures_of_the_week_by_week_queries(engine,
         assert len({row[1] for row in reference_movements(session, 16, settings.zone, now)}) > 5
 
 
-def test_the_partial_index_holds_exactly_the_changes_of_state_the_sizes_read():
-    """ix_subscriberevent_state serves the list sizes only if its kinds are the queries' kinds."""
+def test_the_partial_indexes_hold_exactly_the_rows_their_queries_read():
+    """A partial index serves a query only if its predicate is the query's: the changes of state
+    for the list sizes, the signups asked again for the weeks' signups."""
     assert set(STATE_EVENTS) == {*JOINS, *LEAVES}
-    index = next(i for i in SubscriberEvent.__table__.indexes if i.name == "ix_subscriberevent_state")
+    indexes = {index.name: index for index in SubscriberEvent.__table__.indexes}
     for dialect in ("postgresql", "sqlite"):
-        where = str(index.dialect_options[dialect]["where"])
+        where = str(indexes["ix_subscriberevent_state"].dialect_options[dialect]["where"])
         assert sorted(re.findall(r"'(\w+)'", where)) == sorted(STATE_EVENTS)
+        again = str(indexes["ix_subscriberevent_signup_again"].dialect_options[dialect]["where"])
+        assert re.findall(r"'([\w ]+)'", again) == [SIGNUP_REQUESTED, ALREADY_ACTIVE]
