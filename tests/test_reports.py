@@ -70,6 +70,17 @@ def busy(settings, engine):
                         occurred_at=now,
                     )
                 )
+        for key, kind, delivery in (("lost", "bounced", None), ("o", "opened", deliveries[readers[0]])):
+            session.add(  # an event tied to no delivery, and an open: neither is an outcome of one
+                ProviderEvent(
+                    provider="postmark",
+                    event_key=key,
+                    kind=kind,
+                    delivery_id=delivery,
+                    issue_id=issue_id,
+                    occurred_at=now,
+                )
+            )
         hits = []
         for n, reader in enumerate(readers[:6]):
             at = later + timedelta(minutes=n)
