@@ -19,7 +19,7 @@ from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import BigInteger, and_, case, cast, distinct, func, select, text
+from sqlalchemy import BigInteger, and_, case, cast, distinct, func, select, text, true
 from sqlalchemy.orm import aliased
 from sqlmodel import Session
 
@@ -311,12 +311,28 @@ def _link_figures(session: Session, issue_id: int) -> list[LinkFigures]:
     return list(links.values())
 
 
+def _on_links(session: Session, issue_id: int, *, opens: bool):
+    """The hits on the issue's pixel (`opens`) or on its other links, as a condition on the hit's
+    link id: none at all when the issue has no pixel, the usual case, so no join with the link
+    table is needed."""
+    pixel = list(
+        session.scalars(
+            select(IssueLink.id).where(IssueLink.issue_id == issue_id, IssueLink.kind == LinkKind.OPEN)
+        )
+    )
+    if opens:
+        return LinkHit.link_id.in_(pixel)
+    return LinkHit.link_id.not_in(pixel) if pixel else true()
+
+
 def _human_readers(session: Session, issue_id: int, *, opens: bool) -> int:
     kind = IssueLink.kind == LinkKind.OPEN if opens else IssueLink.kind != LinkKind.OPEN
     raw = session.execute(
-        select(func.count(distinct(LinkHit.subscriber_id)))
-        .join(IssueLink, IssueLink.id == LinkHit.link_id)
-        .where(LinkHit.issue_id == issue_id, LinkHit.machine.is_(False), kind)
+        select(func.count(distinct(LinkHit.subscriber_id))).where(
+            LinkHit.issue_id == issue_id,
+            LinkHit.machine.is_(False),
+            _on_links(session, issue_id, opens=opens),
+        )
     ).scalar_one()
     if opens:  # the pixel's folded readers are on its own row
         folded = session.execute(
@@ -341,8 +357,9 @@ def _machine_reasons(session: Session, issue_id: int) -> dict[str, int]:
     so the reasons always add up to the machine clicks."""
     query = (
         select(LinkHit.reason, func.count())
-        .join(IssueLink, IssueLink.id == LinkHit.link_id)
-        .where(LinkHit.issue_id == issue_id, LinkHit.machine.is_(True), IssueLink.kind != LinkKind.OPEN)
+        .where(
+            LinkHit.issue_id == issue_id, LinkHit.machine.is_(True), _on_links(session, issue_id, opens=False)
+        )
         .group_by(LinkHit.reason)
         .order_by(func.count().desc())
     )

@@ -229,3 +229,37 @@ def test_the_partial_indexes_hold_exactly_the_rows_their_queries_read():
         assert sorted(re.findall(r"'(\w+)'", where)) == sorted(STATE_EVENTS)
         again = str(indexes["ix_subscriberevent_signup_again"].dialect_options[dialect]["where"])
         assert re.findall(r"'([\w ]+)'", again) == [SIGNUP_REQUESTED, ALREADY_ACTIVE]
+
+
+def test_with_the_pixel_its_hits_are_opens_and_never_clicks(settings, engine):
+    """An issue with an open pixel: its hits count as opens (human readers among them), the other
+    links' hits as clicks, and the machine reasons add up to the machine clicks only."""
+    settings = settings.model_copy(update={"tracking": "clicks+opens"})
+    now = datetime.now(UTC)
+    with session_scope(engine) as session:
+        store_comparisons(session, dated_into_week(sample_comparisons(), now, settings.zone), settings.zone)
+        add_active(session, [f"p{n}@example.com" for n in range(4)], source="test", key=TEST_KEY.encode())
+        issue_id = compose(session, Week.containing(now, settings.zone), settings).issue.id
+    asyncio.run(Sender(engine, settings, OutboxProvider(settings.outbox_dir)).send(issue_id))
+    later = now + timedelta(hours=3)
+    with session_scope(engine) as session:
+        readers = list(session.exec(select(Subscriber.id).order_by(Subscriber.id)))
+        links = {link.kind: link.id for link in session.exec(select(IssueLink))}
+        assert "open" in links
+        hits = [
+            PendingHit(issue_id, readers[0], links["open"], "open", later, "GET", "browser", False, None),
+            PendingHit(issue_id, readers[1], links["open"], "open", later, "GET", "browser", False, None),
+            PendingHit(issue_id, readers[2], links["open"], "open", later, "HEAD", "browser", False, None),
+            PendingHit(
+                issue_id, readers[3], links["comparison"], "comparison", later, "GET", "browser", False, None
+            ),
+            PendingHit(issue_id, readers[1], links["web"], "web", later, "HEAD", "browser", False, None),
+        ]
+        store_hits(session, hits, Rules())
+    with session_scope(engine) as session:
+        report = issue_report(session, issue_id)
+        headline = issue_headline(session, issue_id)
+    assert (report.opens["human"], report.opens["machine"], report.opens["human_readers"]) == (2, 1, 2)
+    assert (report.clicks["human"], report.clicks["machine"], report.clicks["human_readers"]) == (1, 1, 1)
+    assert report.clicks["machine_reasons"] == {"method:HEAD": 1}  # the pixel's HEAD is an open's
+    assert headline.human_readers == 1
