@@ -14,7 +14,7 @@ events, unsubscribes and votes, and --earlier weekly issues before it; `--reuse`
 earlier run made with the same --readers and --earlier. Then, warm, it times --runs calls of each:
 
 (a) `reports.issue_report` of this week's issue, and `reports.issue_headline` (the week page's);
-(b) `reports.weekly_stats` and `audience.list_growth` for 12 weeks;
+(b) `weekly.weekly_stats` and `audience.list_growth` for 12 weeks;
 (c) `audience.find_reader` for sampled addresses;
 (d) where the console app is installed (`newsletter console`), its week page `/` and the issue's
     report page `/issues/<slug>/report` over HTTP through uvicorn.
@@ -51,7 +51,8 @@ from sqlmodel import Session
 from bench.console_store import KEY, prepare, prepared
 from newsletter.audience import find_reader, list_growth
 from newsletter.db import make_engine
-from newsletter.reports import issue_headline, issue_report, weekly_stats
+from newsletter.reports import issue_headline, issue_report
+from newsletter.weekly import weekly_stats
 from tests.web_server import free_port
 
 TARGET_MS = 300.0
@@ -145,7 +146,7 @@ def time_services(engine, about: dict, runs: int, queries: bool) -> bool:
     works: list[tuple[str, Callable[[Session], object]]] = [
         ("(a) reports.issue_report", lambda s: issue_report(s, issue_id, ZONE)),
         ("    reports.issue_headline", lambda s: issue_headline(s, issue_id)),
-        ("(b) reports.weekly_stats, 12 weeks", lambda s: weekly_stats(s, 12, ZONE)),
+        ("(b) weekly.weekly_stats, 12 weeks", lambda s: weekly_stats(s, 12, ZONE)),
         ("    audience.list_growth, 12 weeks", lambda s: list_growth(s, 12, ZONE)),
         ("(c) audience.find_reader", lambda s: find_reader(s, readers[0], KEY.encode())),
     ]

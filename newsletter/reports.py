@@ -1,10 +1,10 @@
-"""What an issue did, and how the list moves week by week: queries over the ledger, the hits, the
-votes and the events, never counters kept on the side, so every figure adds up with the ledger.
+"""What an issue did: queries over the ledger, the hits, the votes and the events, never counters
+kept on the side, so every figure adds up with the ledger.
 
-`issue_report(session, issue_id, zone)`, `issue_headline(session, issue_id)` (its few front-page
-figures, by the same queries), `weekly_stats(session, weeks, zone)` and `list_movements` (the list's
-side of it, which newsletter/audience.py charts) return plain data (dataclasses with `as_json()`, and
-`csv_rows()` where a CSV is offered) for the CLI and the editors' console alike.
+`issue_report(session, issue_id, zone)` and `issue_headline(session, issue_id)` (its few front-page
+figures, by the same queries) return plain data (dataclasses with `as_json()`, the report with
+`csv_rows()`) for the CLI and the editors' console alike. How the list moves week by week is in
+newsletter/weekly.py, which shares `recipients` and `human_readers` from here.
 
 Clicks are hits on the issue's tracked links (the hidden decoy link included: only machines follow
 it), opens are hits on its pixel; both are raw hits plus the counts that hits past their retention
@@ -15,17 +15,15 @@ of the fold: an upper bound for issues whose hits span it.
 from __future__ import annotations
 
 from collections import Counter, defaultdict
-from dataclasses import asdict, dataclass, field
-from datetime import UTC, datetime, timedelta
+from dataclasses import asdict, dataclass
+from datetime import UTC
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import BigInteger, and_, case, cast, distinct, func, select, text, true
-from sqlalchemy.orm import aliased
+from sqlalchemy import and_, distinct, func, select, true
 from sqlmodel import Session
 
 from newsletter.curation import Week
 from newsletter.models import (
-    STATE_EVENTS,
     Comparison,
     Delivery,
     DeliveryStatus,
@@ -176,7 +174,7 @@ def issue_report(session: Session, issue_id: int, zone: ZoneInfo = UTC) -> Issue
         clicks={
             "human": sum(link.human for link in clicks),
             "machine": sum(link.machine for link in clicks),
-            "human_readers": _human_readers(session, issue_id, opens=False),
+            "human_readers": human_readers(session, issue_id, opens=False),
             "machine_reasons": _machine_reasons(session, issue_id),
         },
         links=clicks,
@@ -186,7 +184,7 @@ def issue_report(session: Session, issue_id: int, zone: ZoneInfo = UTC) -> Issue
             "tracked": bool(opens),
             "human": sum(link.human for link in opens),
             "machine": sum(link.machine for link in opens),
-            "human_readers": _human_readers(session, issue_id, opens=True) if opens else 0,
+            "human_readers": human_readers(session, issue_id, opens=True) if opens else 0,
             **_provider_opens(session, issue_id),
         },
         signups=_signups(session, Week.parse(issue.week), zone),
@@ -227,9 +225,9 @@ def issue_headline(session: Session, issue_id: int) -> IssueHeadline:
         week=issue.week,
         status=issue.status,
         sent_at=issue.sent_at.isoformat() if issue.sent_at else None,
-        recipients=_sent(session, issue_id),
+        recipients=recipients(session, issue_id),
         delivered=events.get(EventKind.DELIVERED, 0),
-        human_readers=_human_readers(session, issue_id, opens=False),
+        human_readers=human_readers(session, issue_id, opens=False),
         unsubscribes=_unsubscribes(session, issue_id)["total"],
         bounces=events.get(EventKind.BOUNCED, 0) + events.get(EventKind.SOFT_BOUNCED, 0),
         complaints=events.get(EventKind.COMPLAINED, 0),
@@ -246,7 +244,7 @@ def _ledger(session: Session, issue_id: int) -> dict[str, int]:
     )
 
 
-def _sent(session: Session, issue_id: int) -> int:
+def recipients(session: Session, issue_id: int) -> int:
     """The recipients: the ledger's sent rows."""
     return session.execute(
         select(func.count()).where(Delivery.issue_id == issue_id, Delivery.status == DeliveryStatus.SENT)
@@ -325,7 +323,7 @@ def _on_links(session: Session, issue_id: int, *, opens: bool):
     return LinkHit.link_id.not_in(pixel) if pixel else true()
 
 
-def _human_readers(session: Session, issue_id: int, *, opens: bool) -> int:
+def human_readers(session: Session, issue_id: int, *, opens: bool) -> int:
     kind = IssueLink.kind == LinkKind.OPEN if opens else IssueLink.kind != LinkKind.OPEN
     raw = session.execute(
         select(func.count(distinct(LinkHit.subscriber_id))).where(
@@ -453,198 +451,3 @@ def _signups(session: Session, week: Week, zone: ZoneInfo) -> dict[str, int]:
     )
     counts = dict(session.execute(query).all())
     return {"requested": counts.get("signup_requested", 0), "confirmed": counts.get("confirmed", 0)}
-
-
-# --- week by week ------------------------------------------------------------------------------------
-
-
-@dataclass
-class WeekFigures:
-    week: str
-    list_size: int  # active readers at the week's end, from the event trail
-    signups: int
-    confirmations: int
-    leaves: dict[str, int] = field(default_factory=dict)
-    issue: str | None = None
-    recipients: int = 0
-    human_readers: int = 0
-
-    @property
-    def human_click_rate(self) -> float | None:
-        return round(self.human_readers / self.recipients, 4) if self.recipients else None
-
-    def as_json(self) -> dict:
-        return asdict(self) | {"human_click_rate": self.human_click_rate}
-
-    def csv_row(self) -> dict[str, object]:
-        row = {
-            "week": self.week,
-            "list_size": self.list_size,
-            "signups": self.signups,
-            "confirmations": self.confirmations,
-        }
-        row |= {f"left_{reason}": self.leaves.get(reason, 0) for reason in LEAVES}
-        rate = self.human_click_rate
-        return row | {
-            "issue": self.issue or "",
-            "recipients": self.recipients,
-            "human_readers": self.human_readers,
-            "human_click_rate": "" if rate is None else rate,
-        }
-
-
-JOINS = ("confirmed", "subscribed")
-
-
-def last_weeks(weeks: int, zone: ZoneInfo = UTC, now: datetime | None = None) -> list[Week]:
-    """The last `weeks` ISO weeks in `zone`, this one included, oldest first."""
-    current = Week.containing(now or datetime.now(UTC), zone)
-    mondays = [current.monday - timedelta(weeks=back) for back in range(weeks - 1, -1, -1)]
-    return [Week(*monday.isocalendar()[:2]) for monday in mondays]
-
-
-def list_movements(
-    session: Session, weeks: int, zone: ZoneInfo = UTC, now: datetime | None = None
-) -> list[WeekFigures]:
-    """How the list moved in each of the last `weeks` weeks, oldest first: its size at the week's
-    end, signups, confirmations and leaves by reason (the issue columns left empty). The same
-    queries however many weeks: two over the window's events, three for the sizes."""
-    chosen = last_weeks(weeks, zone, now)
-    bounds = [week.bounds(zone) for week in chosen]
-    ends = [end for _, end in bounds]
-    which = case(*[(SubscriberEvent.at < end, n) for n, end in enumerate(ends)], else_=len(ends))
-    window = and_(SubscriberEvent.at >= bounds[0][0], SubscriberEvent.at < ends[-1])
-    kinds: list[Counter] = [Counter() for _ in chosen]
-    counted = session.execute(  # index-only on (at, kind)
-        select(which, SubscriberEvent.kind, func.count()).where(window).group_by(which, SubscriberEvent.kind)
-    )
-    for n, kind, count in counted:
-        kinds[n][kind] += count
-    again = session.execute(  # an active reader asking again is no signup (a small partial index)
-        select(which, func.count())
-        .where(window, SubscriberEvent.kind == SIGNUP_REQUESTED, SubscriberEvent.detail == ALREADY_ACTIVE)
-        .group_by(which)
-    )
-    signups = [kinds[n][SIGNUP_REQUESTED] for n in range(len(chosen))]
-    for n, count in again:
-        signups[n] -= count
-    sizes = list_sizes_at(session, ends)
-    return [
-        WeekFigures(
-            week=week.label,
-            list_size=size,
-            signups=signups[n],
-            confirmations=kinds[n]["confirmed"],
-            leaves={reason: kinds[n][reason] for reason in LEAVES},
-        )
-        for n, (week, size) in enumerate(zip(chosen, sizes, strict=True))
-    ]
-
-
-def weekly_stats(
-    session: Session, weeks: int, zone: ZoneInfo = UTC, now: datetime | None = None
-) -> list[WeekFigures]:
-    """The last `weeks` ISO weeks (this one included), oldest first: the list's movements and each
-    week's issue with its recipients and human clickers."""
-    figures = list_movements(session, weeks, zone, now)
-    labels = [row.week for row in figures]
-    issues = dict(session.execute(select(Issue.week, Issue.id).where(Issue.week.in_(labels))).all())
-    for row in figures:
-        if row.week in issues:
-            row.issue, row.recipients = row.week, _sent(session, issues[row.week])
-            row.human_readers = _human_readers(session, issues[row.week], opens=False)
-    return figures
-
-
-def list_size_at(session: Session, moment: datetime) -> int:
-    """Readers whose latest change of state before `moment` made them active (a confirmation or an
-    owner's add). Erased readers keep no history, so they drop out of the past too."""
-    return list_sizes_at(session, [moment])[0]
-
-
-STATES = STATE_EVENTS  # (*JOINS, *LEAVES): the kinds the partial index ix_subscriberevent_state holds
-
-
-def list_sizes_at(session: Session, moments: list[datetime]) -> list[int]:
-    """`list_size_at` for each of `moments` (ascending), in three queries whatever their number.
-
-    A reader's latest change of state before a moment is their state event of highest id among
-    those before it. Readers with no state event between the first moment and the last have the
-    same latest one at every moment, so only the others ("touched") are looked at per moment:
-    size(m) = size(first) - touched active at first + touched active at m. One aggregate finds
-    both the latest event and whether it is a join: the maximum of id * 2 + (1 for a join)."""
-    if not moments:
-        return []
-    if session.get_bind().dialect.name == "postgresql":
-        # Compiling these plans (JIT) costs more than running them; until the transaction ends.
-        session.execute(text("SET LOCAL jit = off"))
-    first, last = moments[0], moments[-1]
-    event = SubscriberEvent
-    state = and_(event.kind.in_(STATES), event.subscriber_id.is_not(None))
-    packed = cast(event.id, BigInteger) * 2 + case((event.kind.in_(JOINS), 1), else_=0)
-    latest = (
-        select(func.max(packed).label("latest")).where(state, event.at < first).group_by(event.subscriber_id)
-    )
-    latest = latest.subquery()
-    base = session.execute(select(func.count()).where(latest.c.latest % 2 == 1)).scalar_one()
-    sizes = [base] * len(moments)
-    if len(moments) > 1:
-        changes = (  # OFFSET 0: each row's packed value made once, not once per moment below
-            select(event.subscriber_id.label("reader"), event.at.label("at"), packed.label("packed"))
-            .where(state, event.at >= first, event.at < last)
-            .offset(0)
-            .subquery()
-        )
-        window = (
-            select(
-                changes.c.reader,
-                *[
-                    func.max(case((changes.c.at < moment, changes.c.packed))).label(f"w{n}")
-                    for n, moment in enumerate(moments)
-                ],
-            )
-            .group_by(changes.c.reader)
-            .subquery()
-        )
-        earlier = aliased(SubscriberEvent)
-        before = (
-            select(
-                func.coalesce(
-                    func.max(cast(earlier.id, BigInteger) * 2 + case((earlier.kind.in_(JOINS), 1), else_=0)),
-                    0,
-                )
-            )
-            .where(earlier.subscriber_id == window.c.reader, earlier.kind.in_(STATES), earlier.at < first)
-            .scalar_subquery()
-        )
-        # OFFSET 0 keeps the planner from copying the subquery into each of the counts below
-        touched = (
-            select(before.label("w"), *[window.c[f"w{n}"] for n in range(len(moments))]).offset(0).subquery()
-        )
-
-        def active_at(n: int):
-            then = func.coalesce(touched.c[f"w{n}"], 0)
-            return case((touched.c.w > then, touched.c.w), else_=then) % 2 == 1
-
-        active = session.execute(
-            select(*[func.count().filter(active_at(n)) for n in range(len(moments))])
-        ).one()
-        sizes = [base - active[0] + active[n] for n in range(len(moments))]
-    return [size + joined for size, joined in zip(sizes, _no_reader_active(session, moments), strict=True)]
-
-
-def _no_reader_active(session: Session, moments: list[datetime]) -> list[int]:
-    """The events of no reader (NULL: cut loose by a purge) count as one reader of their own, as
-    grouping by reader makes them; normally there are none."""
-    rows = session.execute(
-        select(SubscriberEvent.id, SubscriberEvent.kind, SubscriberEvent.at).where(
-            SubscriberEvent.subscriber_id.is_(None),
-            SubscriberEvent.kind.in_(STATES),
-            SubscriberEvent.at < moments[-1],
-        )
-    ).all()
-    result = []
-    for moment in moments:
-        before = [(row.id, row.kind) for row in rows if row.at < moment]
-        result.append(1 if before and max(before)[1] in JOINS else 0)
-    return result

@@ -20,20 +20,12 @@ from newsletter.delivery import Sender
 from newsletter.editions import compose
 from newsletter.models import STATE_EVENTS, Delivery, IssueLink, ProviderEvent, Subscriber, SubscriberEvent
 from newsletter.providers import OutboxProvider
-from newsletter.reports import (
-    ALREADY_ACTIVE,
-    JOINS,
-    LEAVES,
-    SIGNUP_REQUESTED,
-    issue_headline,
-    issue_report,
-    last_weeks,
-    list_movements,
-)
+from newsletter.reports import ALREADY_ACTIVE, LEAVES, SIGNUP_REQUESTED, issue_headline, issue_report
 from newsletter.samples import dated_into_week, sample_comparisons
 from newsletter.subscriptions import add_active, record_event, unsubscribe
 from newsletter.tracking.classify import Rules
 from newsletter.tracking.recorder import PendingHit, store_hits
+from newsletter.weekly import JOINS, last_weeks, list_movements
 from tests.conftest import TEST_KEY
 
 READERS = 8
