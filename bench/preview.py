@@ -33,12 +33,12 @@ import httpx
 from common import bench_store
 
 from newsletter.config import Settings
+from newsletter.console import create_console as create_studio
 from newsletter.content import store_comparisons
 from newsletter.curation import Week
 from newsletter.db import session_scope
 from newsletter.editions import compose
 from newsletter.samples import dated_into_week, sample_comparisons
-from newsletter.studio import create_studio
 
 
 def comparisons(count: int) -> list:

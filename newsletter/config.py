@@ -26,6 +26,7 @@ from newsletter.headers import HeaderValueError, check_header_value, normalise_e
 from newsletter.key_strength import weakness
 from newsletter.local_secret import read_or_create
 from newsletter.locations import directory_problem, file_problem
+from newsletter.passwords import parse_hash
 from newsletter.redaction import environment_secrets, url_secrets
 from newsletter.smtp_url import parse_smtp_url
 
@@ -42,6 +43,8 @@ SECRET_FIELDS = (
     "postmark_webhook_password",
     "resend_webhook_secret",
     "mailgun_webhook_signing_key",
+    "editor_password_hash",
+    "editor_token",
 )
 # Settings that go into HTTP headers, URLs or signatures as one token: no spaces, no line breaks.
 TOKEN_FIELDS = (*SECRET_FIELDS, "postmark_webhook_user", "sendgrid_webhook_public_key")
@@ -247,6 +250,24 @@ class Settings(BaseSettings):
     retention_cron: str = Field(
         "45 3 * * *", description="When hits past NEWSLETTER_HIT_RETENTION_DAYS are folded into counts."
     )
+    webhook_timeout: float = Field(
+        10, gt=0, le=60, description="Seconds an outgoing webhook's receiver has to answer."
+    )
+    webhook_interval_seconds: float = Field(
+        5,
+        ge=1,
+        le=3600,
+        description="How often the scheduler and the sender workers deliver the outgoing webhooks due.",
+    )
+    webhook_disable_hours: float = Field(
+        24, gt=0, le=24 * 30, description="An endpoint failing this long without a success is disabled."
+    )
+    webhook_retention_days: int = Field(
+        30,
+        ge=1,
+        le=3650,
+        description="Delivered and given-up webhook messages and their attempts are kept this long.",
+    )
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field(
         "INFO", description="Log level of long-running processes."
     )
@@ -262,6 +283,27 @@ class Settings(BaseSettings):
     )
     mailgun_webhook_signing_key: str | None = Field(
         None, validation_alias="MAILGUN_WEBHOOK_SIGNING_KEY", description="Mailgun webhook signing key."
+    )
+    editor_name: str = Field(
+        "editor",
+        description="The editor's name: the login name when credentials are set, and who the console's "
+        "changes are recorded as.",
+    )
+    editor_password_hash: str | None = Field(
+        None, description="The editor's console password as scrypt:... (`newsletter console hash-password`)."
+    )
+    editor_token: str | None = Field(
+        None,
+        description="A long random token that logs the editor in instead of the password (or as Bearer).",
+    )
+    console_hosts: str = Field(
+        "", description="Comma-separated host names the console answers besides its own address (a proxy's)."
+    )
+    console_session_hours: float = Field(
+        12, gt=0, le=24 * 30, description="How long an editor's console login lasts."
+    )
+    console_login_rate: str = Field(
+        "10/minute", description="Login attempts one client may make, as COUNT/second|minute|hour|day."
     )
     debug: bool = Field(
         False, description="Show the traceback of an unexpected error (for a bug report) instead of one line."
@@ -362,7 +404,36 @@ class Settings(BaseSettings):
             raise ValueError("must be an absolute https:// URL (mail clients and spam filters expect https)")
         return value
 
-    @field_validator("signup_rate_per_client", "signup_rate_per_address")
+    @field_validator("editor_name")
+    @classmethod
+    def _editor_name(cls, value: str) -> str:
+        if not re.fullmatch(r"[\w.@+-]{1,60}", value):
+            raise ValueError("must be 1 to 60 letters, digits or . @ + - _ (a login name)")
+        return value
+
+    @field_validator("editor_password_hash")
+    @classmethod
+    def _password_hash(cls, value: str | None) -> str | None:
+        if value:
+            parse_hash(value)
+        return value or None
+
+    @field_validator("editor_token")
+    @classmethod
+    def _editor_token(cls, value: str | None) -> str | None:
+        if value and len(value) < MIN_SECRET_LENGTH:
+            raise ValueError(f"must be at least {MIN_SECRET_LENGTH} characters long; {KEY_ADVICE}")
+        return value or None
+
+    @field_validator("console_hosts")
+    @classmethod
+    def _console_hosts(cls, value: str) -> str:
+        for host in _split(value):
+            if not (_HOST_NAME.fullmatch(host) or host == "localhost"):
+                raise ValueError(f"{host[:60]!r} is not a host name like console.example.com")
+        return value
+
+    @field_validator("signup_rate_per_client", "signup_rate_per_address", "console_login_rate")
     @classmethod
     def _rate(cls, value: str) -> str:
         parse_rate(value)
@@ -463,6 +534,15 @@ class Settings(BaseSettings):
     def link_hosts(self) -> frozenset[str]:
         """Hosts an issue's links may point to: the site's own and the allowed ones, lower-cased."""
         return frozenset({self.site_host.lower(), *(h.lower() for h in _split(self.allowed_link_hosts))})
+
+    @property
+    def editor_credentials(self) -> bool:
+        """Whether the console has credentials: then every page of it needs a login."""
+        return bool(self.editor_password_hash or self.editor_token)
+
+    @property
+    def console_host_list(self) -> list[str]:
+        return [host.lower() for host in _split(self.console_hosts)]
 
     @property
     def embed_origin_set(self) -> frozenset[str]:

@@ -15,6 +15,7 @@ from sqlmodel import Session, create_engine
 
 from newsletter import models  # noqa: F401  (registers the tables on SQLModel.metadata)
 from newsletter.locations import parent_problem
+from newsletter.outgoing_webhooks import outbox  # noqa: F401  (every reader event reaches the webhook outbox)
 
 SQLITE_BUSY_TIMEOUT_MS = 30_000
 EXPECTED_URL = "sqlite:///path/to/store.db or postgresql+psycopg://user:password@host:5432/database"

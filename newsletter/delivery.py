@@ -37,6 +37,7 @@ from newsletter.editions import EditionError, issue_view, variant_comparisons
 from newsletter.ledger import Claimed
 from newsletter.mail import OutgoingMessage
 from newsletter.models import DeliveryStatus, Issue, IssueStatus, Subscriber, SubscriberStatus, utcnow
+from newsletter.outgoing_webhooks.outbox import issue_sent
 from newsletter.personalise import IssueMailer
 from newsletter.providers.base import Failure, Provider, ProviderError, ReconcileUnsupported, SendResult
 from newsletter.render import RenderedMessage, Renderer, RenderError
@@ -556,9 +557,27 @@ class Sender:
             counts = ledger.counts(session, issue_id)
             if counts.get(DeliveryStatus.QUEUED, 0) or counts.get(DeliveryStatus.SENDING, 0):
                 return
+            again = issue.sent_at is not None
             issue.status = IssueStatus.SENT
             issue.sent_at = issue.sent_at or utcnow()
             session.add(issue)
+            self._tell_webhooks(session, issue, counts, again)
+
+    def _tell_webhooks(self, session, issue: Issue, counts: dict[str, int], again: bool) -> None:
+        """`issue.sent` with the ledger's summary, in the transaction that marks the issue sent."""
+        try:
+            subject = issue_view(session, issue, self.settings).subject
+        except EditionError:
+            subject = None
+        issue_sent(
+            session,
+            issue,
+            subject_line=subject,
+            web_url=f"{self.settings.site_url}/issues/{issue.slug}",
+            counts=counts,
+            failures=ledger.failure_reasons(session, issue.id, limit=5),
+            again=again,
+        )
 
 
 def _short(error: ProviderError) -> str:

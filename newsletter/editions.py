@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import TYPE_CHECKING
 
-from sqlalchemy import delete
+from sqlalchemy import delete, update
 from sqlmodel import Session, col, select
 
 from newsletter.config import Settings
@@ -230,3 +230,107 @@ def cancel(session: Session, issue: Issue) -> Issue:
     issue.status, issue.updated_at = IssueStatus.CANCELLED, utcnow()
     session.add(issue)
     return issue
+
+
+def unapprove(session: Session, issue: Issue) -> Issue:
+    """approved -> draft: the scheduled send will not send it until it is approved again.
+
+    A conditional update, so that a send that opened the issue a moment earlier (the scheduler, a
+    worker, another editor) is seen and never turned back into a draft."""
+    moved = session.execute(
+        update(Issue)
+        .where(col(Issue.id) == issue.id, col(Issue.status) == IssueStatus.APPROVED)
+        .values(status=IssueStatus.DRAFT, approved_at=None, updated_at=utcnow())
+    ).rowcount
+    session.refresh(issue)
+    if not moved:
+        raise EditionError(f"issue {issue.week} is {issue.status}; only an approved issue can be unapproved")
+    return issue
+
+
+# --- an editor's changes to the pick (a draft's only) ------------------------------------------------
+
+
+def _hold_draft(session: Session, issue: Issue) -> None:
+    """Take the issue's row for this transaction, if it is still a draft (EditionError if not): the
+    write comes first, so an approve or a send racing this change waits for it or refuses it."""
+    held = session.execute(
+        update(Issue)
+        .where(col(Issue.id) == issue.id, col(Issue.status) == IssueStatus.DRAFT)
+        .values(updated_at=utcnow())
+    ).rowcount
+    session.refresh(issue)
+    if not held:
+        raise EditionError(
+            f"issue {issue.week} is {issue.status}; only a draft's comparisons can be changed "
+            "(unapprove it first)"
+        )
+
+
+def _items(session: Session, issue: Issue) -> list[IssueItem]:
+    query = select(IssueItem).where(IssueItem.issue_id == issue.id).order_by(col(IssueItem.position))
+    return list(session.exec(query))
+
+
+def _renumber(session: Session, items: list[IssueItem]) -> None:
+    for position, item in enumerate(items):
+        item.position = position
+        session.add(item)
+    session.flush()
+
+
+def move_item(session: Session, issue: Issue, comparison_id: int, offset: int) -> list[Comparison]:
+    """Move one comparison of a draft `offset` places down the pick (negative: up), within its
+    bounds; returns the new order."""
+    _hold_draft(session, issue)
+    items = _items(session, issue)
+    index = next((i for i, item in enumerate(items) if item.comparison_id == comparison_id), None)
+    if index is None:
+        raise EditionError(f"issue {issue.week} does not carry that comparison")
+    target = max(0, min(len(items) - 1, index + offset))
+    items.insert(target, items.pop(index))
+    _renumber(session, items)
+    return issue_comparisons(session, issue)
+
+
+def drop_item(session: Session, issue: Issue, comparison_id: int) -> Comparison:
+    """Take one comparison out of a draft (it becomes eligible again); the last one stays."""
+    _hold_draft(session, issue)
+    items = _items(session, issue)
+    item = next((item for item in items if item.comparison_id == comparison_id), None)
+    if item is None:
+        raise EditionError(f"issue {issue.week} does not carry that comparison")
+    if len(items) == 1:
+        raise EditionError(f"issue {issue.week} needs at least one comparison; add another first")
+    session.delete(item)
+    session.flush()
+    _renumber(session, [other for other in items if other is not item])
+    return session.get(Comparison, comparison_id)
+
+
+def addable(session: Session, issue: Issue, settings: Settings) -> list[Comparison]:
+    """Comparisons the editor may add to the draft: published in its week, not carried by another
+    approved, sending or sent issue, not in it already (in the pick's order)."""
+    carried = {item.comparison_id for item in _items(session, issue)}
+    everything = pick(session, Week.parse(issue.week), settings.zone, 10_000, for_issue_id=issue.id)
+    return [comparison for comparison in everything if comparison.id not in carried]
+
+
+def add_item(session: Session, issue: Issue, comparison_id: int, settings: Settings) -> Comparison:
+    """Put an eligible comparison at the end of a draft, within NEWSLETTER_ISSUE_SIZE."""
+    _hold_draft(session, issue)
+    items = _items(session, issue)
+    if len(items) >= settings.issue_size:
+        raise EditionError(
+            f"issue {issue.week} already has {len(items)} comparison(s), the most an issue carries "
+            "(NEWSLETTER_ISSUE_SIZE); drop one first"
+        )
+    chosen = next((c for c in addable(session, issue, settings) if c.id == comparison_id), None)
+    if chosen is None:
+        raise EditionError(
+            f"that comparison cannot go into {issue.week}: it is not published that week, or another "
+            "issue carries it, or this one does already"
+        )
+    session.add(IssueItem(issue_id=issue.id, comparison_id=chosen.id, position=len(items)))
+    session.flush()
+    return chosen

@@ -6,7 +6,9 @@ editor reaches a header without passing through one of these functions first.
 
 from __future__ import annotations
 
+import functools
 import re
+import sys
 import unicodedata
 from email.headerregistry import Address
 from email.utils import parseaddr
@@ -20,6 +22,27 @@ MAX_EMAIL_LENGTH = 254
 MAX_LOCAL_PART = 64
 MAX_DOMAIN = 255
 MAX_LABEL = 63
+
+
+def _memoise_domain_check() -> None:
+    """email_validator checks every address's domain afresh (IDNA rules: about 60% of its time), and
+    a list of 100,000 readers shares a few thousand domains. The same check is memoised per domain:
+    the same function gives the same answers (a refusal raises and is not cached); each caller gets
+    its own copy of the answer. Validating an imported list takes a third of the time."""
+    module = sys.modules.get("email_validator.validate_email")
+    check = getattr(module, "validate_email_domain_name", None)
+    if check is None or hasattr(check, "memoised"):
+        return
+    cached = functools.lru_cache(maxsize=4096)(check)
+
+    def memoised(domain, test_environment=False, globally_deliverable=True):
+        return dict(cached(domain, test_environment, globally_deliverable))
+
+    memoised.memoised = True
+    module.validate_email_domain_name = memoised
+
+
+_memoise_domain_check()
 
 
 class HeaderValueError(ValueError):

@@ -56,6 +56,7 @@ class SubscriberStatus(StrEnum):
     BOUNCED = "bounced"
     COMPLAINED = "complained"
     ERASED = "erased"
+    SUPPRESSED = "suppressed"  # left the list on another platform, by its export; `status_reason` says how
 
 
 class IssueStatus(StrEnum):
@@ -167,6 +168,8 @@ class Subscriber(SQLModel, table=True):
     paused_until: datetime | None = _time(nullable=True)
     tracking: bool = Field(default=True, sa_column_kwargs={"server_default": true()})
     updated_at: datetime = _time(default=utcnow)
+    # Why the reader is in their state where the state alone does not say ("imported: mailchimp cleaned").
+    status_reason: str | None = Field(default=None, max_length=80)
 
 
 class ErasedAddress(SQLModel, table=True):
@@ -239,6 +242,7 @@ class Delivery(SQLModel, table=True):
     __table_args__ = (
         UniqueConstraint("issue_id", "subscriber_id"),
         Index("ix_delivery_issue_status", "issue_id", "status", "id"),  # claims walk it in id order
+        Index("ix_delivery_issue_sent_at", "issue_id", "sent_at"),  # a send's rate over its last minute
     )
 
     id: int | None = Field(default=None, primary_key=True)
@@ -343,11 +347,90 @@ class LinkCount(SQLModel, table=True):
     updated_at: datetime = _time(default=utcnow)
 
 
+class WebhookEndpoint(SQLModel, table=True):
+    """A receiver of outgoing webhooks (newsletter/outgoing_webhooks). `events` is a comma-separated
+    list of event types, or `*` for all of them, later ones included. `secret` is the endpoint's
+    signing secret encrypted under a key derived from NEWSLETTER_SECRET_KEY: the store alone holds
+    nothing that signs. `failing_since` is the first failure after the last success; an endpoint
+    failing for NEWSLETTER_WEBHOOK_DISABLE_HOURS is disabled (`disabled_at`, `disabled_reason`)."""
+
+    id: int | None = Field(default=None, primary_key=True)
+    url: str = Field(max_length=2000)
+    events: str = Field(max_length=1000)
+    secret: str = Field(max_length=200)
+    enabled: bool = Field(default=True)
+    disabled_at: datetime | None = _time(nullable=True)
+    disabled_reason: str | None = Field(default=None, max_length=500)
+    failing_since: datetime | None = _time(nullable=True)
+    last_success_at: datetime | None = _time(nullable=True)
+    last_failure_at: datetime | None = _time(nullable=True)
+    last_error: str | None = Field(default=None, max_length=500)
+    created_at: datetime = _time(default=utcnow)
+    updated_at: datetime = _time(default=utcnow)
+
+
+class WebhookMessage(SQLModel, table=True):
+    """The outbox: one event for one endpoint, written in the transaction of the change it reports.
+
+    `msg_id` is the `webhook-id` (the same for every endpoint of one event and on every retry);
+    `subject` names what the event is about (`subscriber:12`, `issue:3`): an endpoint gets a
+    subject's events one at a time, in `id` order. `status` moves pending -> delivered | failed
+    (given up after the retry schedule); `lease_until` and `claimed_by` hold a message in flight."""
+
+    __table_args__ = (
+        UniqueConstraint("endpoint_id", "msg_id"),
+        Index("ix_webhookmessage_queue", "endpoint_id", "subject", "id"),
+        Index("ix_webhookmessage_due", "status", "next_attempt_at"),
+    )
+
+    id: int | None = Field(default=None, primary_key=True)
+    endpoint_id: int = Field(foreign_key="webhookendpoint.id")
+    msg_id: str = Field(max_length=40)
+    type: str = Field(max_length=60)
+    subject: str = Field(max_length=60)
+    payload: str = Field(sa_column=Column(Text, nullable=False))
+    status: str = Field(default="pending", max_length=20)
+    attempts: int = Field(default=0)
+    created_at: datetime = _time(default=utcnow)
+    next_attempt_at: datetime = _time(default=utcnow)
+    lease_until: datetime | None = _time(nullable=True)
+    claimed_by: str | None = Field(default=None, max_length=120)
+    delivered_at: datetime | None = _time(nullable=True)
+    last_error: str | None = Field(default=None, max_length=500)
+
+
+class WebhookAttempt(SQLModel, table=True):
+    """One try at delivering a message (or a `webhooks test`, without a message): kept for
+    NEWSLETTER_WEBHOOK_RETENTION_DAYS. `response` is the start of the receiver's answer, bounded."""
+
+    id: int | None = Field(default=None, primary_key=True)
+    endpoint_id: int = Field(foreign_key="webhookendpoint.id", index=True)
+    message_id: int | None = Field(default=None, foreign_key="webhookmessage.id", index=True)
+    at: datetime = _time(index=True)
+    status_code: int | None = Field(default=None)
+    duration_ms: int = Field(default=0)
+    error: str | None = Field(default=None, max_length=500)
+    response: str | None = Field(default=None, max_length=500)
+
+
+class EditorEvent(SQLModel, table=True):
+    """A change an editor made in the console (who, when, what, to which issue or comparison),
+    written in the same transaction as the change itself."""
+
+    id: int | None = Field(default=None, primary_key=True)
+    at: datetime = _time(default=utcnow, index=True)
+    editor: str = Field(max_length=120)
+    action: str = Field(max_length=40)
+    issue_id: int | None = Field(default=None, foreign_key="issue.id", index=True)
+    comparison_id: int | None = Field(default=None, foreign_key="comparison.id", index=True)
+    detail: str | None = Field(default=None, max_length=2000)
+
+
 # --- indexes for the console's reports at scale (migration 0009) ---------------------------------
 # Declared after the tables so that the classes above stay as they were. Each serves one query of
 # newsletter/reports.py (or audience.py) with an index-only walk in the order the query groups by.
 
-STATE_EVENTS = ("confirmed", "subscribed", "unsubscribed", "bounced", "complained", "erased")
+STATE_EVENTS = ("confirmed", "subscribed", "unsubscribed", "bounced", "complained", "erased", "suppressed")
 _state_events = "kind IN (" + ", ".join(f"'{kind}'" for kind in STATE_EVENTS) + ")"
 
 Index("ix_subscriberevent_at_kind", SubscriberEvent.__table__.c.at, SubscriberEvent.__table__.c.kind)  # weeks

@@ -5,6 +5,7 @@ Jobs (each a five-field crontab in NEWSLETTER_TIMEZONE, each its own setting):
   retry    failed deliveries of recent sends (hourly)  purge   signups never confirmed in time (daily)
   resume   sends interrupted by a stop or a crash (every ten minutes, and at start)
   retention  tracked-link hits past NEWSLETTER_HIT_RETENTION_DAYS folded into counts (daily)
+  webhooks  outgoing webhooks due, every NEWSLETTER_WEBHOOK_INTERVAL_SECONDS (in the process's memory)
 
 Sending an issue twice is impossible by construction, not by care: the ledger sends each reader once
 and a send holds a lease on the issue that a second scheduler cannot take. A send run missed by more
@@ -321,6 +322,30 @@ def purge_job(now: datetime | None = None) -> str:
     return message
 
 
+_last_prune: list[float] = []  # when this process last pruned the webhook log (monotonic seconds)
+WEBHOOK_PRUNE_SECONDS = 3600.0
+
+
+def webhooks_job() -> str:
+    """Deliver the outgoing webhooks due (every NEWSLETTER_WEBHOOK_INTERVAL_SECONDS); hourly, prune
+    what is past NEWSLETTER_WEBHOOK_RETENTION_DAYS."""
+    import time
+
+    from newsletter.outgoing_webhooks.sender import deliver_due, prune
+
+    ctx = context()
+    report = deliver_due(ctx.engine, ctx.settings, stop=ctx.stop)
+    if not _last_prune or time.monotonic() - _last_prune[-1] > WEBHOOK_PRUNE_SECONDS:
+        _last_prune[:] = [time.monotonic()]
+        prune(ctx.engine, ctx.settings)
+    message = f"webhooks: {report.delivered} delivered, {report.failed} failed, {report.gave_up} given up"
+    if report.failed or report.gave_up:
+        log.warning("%s (%s)", message, "; ".join(report.errors))
+    elif report.delivered:
+        log.info(message)
+    return message
+
+
 def retention_job(now: datetime | None = None) -> str:
     """Raw hits past their retention become per-link counts (see newsletter.tracking.retention)."""
     from newsletter.tracking.retention import fold_old_hits
@@ -360,7 +385,7 @@ def build_scheduler(settings: Settings, engine: Engine) -> BackgroundScheduler:
             # database could run and remove them first, and APScheduler's loop dies on the lookup.
             "process": MemoryJobStore(),
         },
-        executors={"default": ThreadPoolExecutor(2)},
+        executors={"default": ThreadPoolExecutor(3)},  # a send, another job, and the webhooks
         job_defaults={"coalesce": True, "max_instances": 1},
         timezone=settings.zone,
     )
@@ -413,6 +438,7 @@ def planned(settings: Settings, engine: Engine) -> list[tuple[str, str, str]]:
         else:
             first = parse_cron(expr, settings.zone).get_next_fire_time(None, datetime.now(settings.zone))
             rows.append((job_id, expr, _local(first, settings.zone) + " (when the scheduler starts)"))
+    rows.append(("webhooks", f"every {settings.webhook_interval_seconds:g} s", "while the scheduler runs"))
     return rows
 
 
@@ -445,12 +471,15 @@ def run(settings: Settings, engine: Engine) -> int:
                 )
         elif event.code == EVENT_JOB_ERROR:
             log.error("job %s failed: %s", event.job_id, event.exception)
-        finished.put(event.job_id)  # its next run is logged by the main thread: a listener runs in an
+        if event.job_id != "webhooks":  # every few seconds: its next run is not news
+            finished.put(event.job_id)  # its next run is logged by the main thread: a listener runs in an
         # executor thread, and calling back into the scheduler there deadlocks with a shutdown
 
     finished: queue.SimpleQueue[str] = queue.SimpleQueue()
 
     scheduler.add_listener(on_event, EVENT_JOB_EXECUTED | EVENT_JOB_ERROR | EVENT_JOB_MISSED)
+    # APScheduler logs every run; every few seconds for the webhooks would drown the other jobs' lines.
+    logging.getLogger("apscheduler.executors.default").addFilter(_not_the_webhooks_job)
 
     def on_signal(signum, _frame) -> None:
         log.info("received %s: finishing what is running, then stopping", signal.Signals(signum).name)
@@ -468,6 +497,19 @@ def run(settings: Settings, engine: Engine) -> int:
             replace_existing=True,
             misfire_grace_time=None,
         )
+        # Every few seconds, in this process's memory: in the shared store its next run time would be
+        # written every few seconds, and a second scheduler could remove it under this one (see above).
+        scheduler.add_job(
+            webhooks_job,
+            "interval",
+            seconds=settings.webhook_interval_seconds,
+            id="webhooks",
+            jobstore="process",
+            replace_existing=True,
+            coalesce=True,
+            max_instances=1,
+            misfire_grace_time=None,
+        )
         while not stop.wait(1.0):
             while not finished.empty():
                 job = scheduler.get_job(finished.get())
@@ -481,7 +523,11 @@ def run(settings: Settings, engine: Engine) -> int:
     return 0
 
 
+def _not_the_webhooks_job(record: logging.LogRecord) -> bool:
+    return record.levelno > logging.INFO or "webhooks_job" not in record.getMessage()
+
+
 def _log_next(scheduler: BackgroundScheduler, zone: ZoneInfo) -> None:
     for job_id, schedule, when in describe(scheduler, zone):
-        if job_id != "resume-at-start":
+        if job_id not in ("resume-at-start", "webhooks"):
             log.info("next %-7s %s  (%s)", job_id, when, schedule)

@@ -4,8 +4,9 @@ The list never holds an address that did not ask to be on it: a signup creates a
 only the confirmation (a POST with a signed link from their inbox) makes them active. The list owner may
 vouch for consent on import; even then, readers who left are never reactivated by anyone but themselves.
 
-Consent, precisely: a reader who unsubscribed, bounced, complained or was erased comes back only through
-`confirm`, with a confirmation link issued after they asked again. Asking again (anyone may type an
+Consent, precisely: a reader who unsubscribed, bounced, complained, was suppressed by an import (another
+platform's export says they left it) or was erased comes back only through `confirm`, with a
+confirmation link issued after they asked again. Asking again (anyone may type an
 address into the form) does not change their state: they stay unsubscribed, bounced or complained, with
 `requested_at` saying a confirmation is outstanding, so no import, `subscribers add` or later signup can
 mistake them for a new pending reader. An erased address leaves only a keyed hash (`ErasedAddress`);
@@ -39,10 +40,16 @@ from newsletter.models import (
     utcnow,
 )
 
-LEFT = (SubscriberStatus.UNSUBSCRIBED, SubscriberStatus.BOUNCED, SubscriberStatus.COMPLAINED)
+LEFT = (
+    SubscriberStatus.UNSUBSCRIBED,
+    SubscriberStatus.BOUNCED,
+    SubscriberStatus.COMPLAINED,
+    SubscriberStatus.SUPPRESSED,
+)
 LEFT_EVENTS = tuple(str(status) for status in LEFT)  # the event kinds recorded when a reader leaves
 MAX_PAUSE_WEEKS = 26
 SIGNUP_REQUESTED = "signup_requested"
+CONFIRMATION_LINK = "confirmation link"  # the source of a reader's own confirmation
 
 
 class RateLimited(Exception):
@@ -202,8 +209,9 @@ def confirm(
     now = utcnow()
     subscriber.status, subscriber.confirmed_at, subscriber.updated_at = SubscriberStatus.ACTIVE, now, now
     subscriber.paused_until = None
+    subscriber.status_reason = None
     session.add(subscriber)
-    record_event(session, subscriber, "confirmed", source="confirmation link", client=client, at=now)
+    record_event(session, subscriber, "confirmed", source=CONFIRMATION_LINK, client=client, at=now)
     # They came back by themselves: the guard against re-adding an erased address has done its job.
     session.exec(
         delete(ErasedAddress).where(col(ErasedAddress.email_hash) == email_hash(key, subscriber.email))
@@ -212,7 +220,7 @@ def confirm(
 
 
 def _left_at(session: Session, subscriber: Subscriber) -> datetime | None:
-    """When the reader last left (unsubscribed, bounced, complained); None if they never did."""
+    """When the reader last left (unsubscribed, bounced, complained, suppressed); None if they never did."""
     latest = session.exec(
         select(func.max(SubscriberEvent.at)).where(
             SubscriberEvent.subscriber_id == subscriber.id, col(SubscriberEvent.kind).in_(LEFT_EVENTS)
@@ -378,6 +386,7 @@ def erase(session: Session, subscriber: Subscriber, *, key: bytes) -> None:
     session.exec(update(Vote).where(col(Vote.subscriber_id) == subscriber.id).values(subscriber_id=None))
     subscriber.email = None
     subscriber.status = SubscriberStatus.ERASED
+    subscriber.status_reason = None
     subscriber.categories = None
     subscriber.paused_until = None
     subscriber.tracking = False  # a hit still in a web process's queue is never written
@@ -411,9 +420,9 @@ class AddResult:
 def add_active(session: Session, emails: Iterable[str], *, source: str, key: bytes) -> AddResult:
     """Add readers whose consent the list owner vouches for (an editor, a demo) as active at once.
 
-    Addresses that left (unsubscribed, bounced, complained) are not reactivated and erased ones are not
-    added back: only the reader can come back, through confirmation. Raises HeaderValueError on the
-    first invalid address, adding none.
+    Addresses that left (unsubscribed, bounced, complained, suppressed) are not reactivated and erased
+    ones are not added back: only the reader can come back, through confirmation. Raises
+    HeaderValueError on the first invalid address, adding none.
     """
     normalised = list(dict.fromkeys(normalise_email(e) for e in emails))
     result = AddResult()

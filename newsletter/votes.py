@@ -6,6 +6,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, select
 
 from newsletter.models import Comparison, Tool, Verdict, Vote, utcnow
+from newsletter.outgoing_webhooks.outbox import vote_recorded
 
 
 class UnknownTarget(LookupError):
@@ -34,7 +35,8 @@ def record_vote(
     verdict: str,
     issue_id: int | None = None,
 ) -> None:
-    """Insert or replace this reader's vote on this tool; `issue_id` is the issue whose link cast it."""
+    """Insert or replace this reader's vote on this tool; `issue_id` is the issue whose link cast it.
+    The `vote.recorded` webhook goes to the outbox in the same transaction."""
     voter = f"reader:{subscriber_id}"
     existing = session.exec(
         select(Vote).where(Vote.comparison_id == comparison.id, Vote.tool_id == tool.id, Vote.voter == voter)
@@ -44,6 +46,7 @@ def record_vote(
         existing.verdict, existing.updated_at, existing.subscriber_id = verdict, now, subscriber_id
         existing.issue_id = issue_id
         session.add(existing)
+        _tell_webhooks(session, subscriber_id, comparison, tool, verdict, issue_id)
         return
     try:
         with session.begin_nested():
@@ -61,3 +64,18 @@ def record_vote(
             )
     except IntegrityError:  # the same reader voted twice at once: the other request won; apply ours on top
         record_vote(session, subscriber_id, comparison, tool, verdict, issue_id)
+        return
+    _tell_webhooks(session, subscriber_id, comparison, tool, verdict, issue_id)
+
+
+def _tell_webhooks(
+    session: Session,
+    subscriber_id: int,
+    comparison: Comparison,
+    tool: Tool,
+    verdict: str,
+    issue_id: int | None,
+) -> None:
+    vote_recorded(
+        session, subscriber_id, comparison=comparison.slug, tool=tool.slug, verdict=verdict, issue_id=issue_id
+    )

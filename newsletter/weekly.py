@@ -123,11 +123,12 @@ def weekly_stats(
 
 def list_size_at(session: Session, moment: datetime) -> int:
     """Readers whose latest change of state before `moment` made them active (a confirmation or an
-    owner's add). Erased readers keep no history, so they drop out of the past too."""
+    owner's add). Erased readers keep no history, so they drop out of the past too. A reader an import
+    suppressed (another platform's export says they left) leaves the list at that import."""
     return list_sizes_at(session, [moment])[0]
 
 
-STATES = STATE_EVENTS  # (*JOINS, *LEAVES): the kinds the partial index ix_subscriberevent_state holds
+STATES = STATE_EVENTS  # joins, leaves and an import's suppression: what ix_subscriberevent_state holds
 
 
 def list_sizes_at(session: Session, moments: list[datetime]) -> list[int]:

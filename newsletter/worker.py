@@ -43,8 +43,13 @@ async def work(settings: Settings, engine: Engine, stop: threading.Event, *, exi
     senders: dict[int, Sender] = {}
     paused_until: dict[int, float] = {}
     sent_in_this_run = 0
+    webhooks_due_at = 0.0
+    webhooks: asyncio.Task | None = None  # the outgoing webhooks, in a thread beside the sending
     try:
         while not stop.is_set():
+            if (webhooks is None or webhooks.done()) and time.monotonic() >= webhooks_due_at:
+                webhooks_due_at = time.monotonic() + settings.webhook_interval_seconds
+                webhooks = asyncio.create_task(asyncio.to_thread(_deliver_webhooks, settings, engine, stop))
             issues = sending_issues(engine)
             if not issues and exit_when_idle:
                 break
@@ -76,9 +81,33 @@ async def work(settings: Settings, engine: Engine, stop: threading.Event, *, exi
             if not busy:
                 await asyncio.to_thread(stop.wait, settings.worker_poll_seconds)
     finally:
+        if webhooks is not None:
+            await webhooks  # it sees `stop` and ends after its batch in flight
         await provider.aclose()
     log.info("worker stopped; %d messages sent in this run", sent_in_this_run)
     return 0
+
+
+def _deliver_webhooks(settings: Settings, engine: Engine, stop: threading.Event) -> None:
+    """Workers share the webhook outbox with the scheduler and each other (claims and leases); a
+    failure here is logged and never stops the sending."""
+    from newsletter.outgoing_webhooks.sender import deliver_due
+
+    try:
+        report = deliver_due(engine, settings, stop=stop)
+    except Exception:
+        log.exception("delivering the outgoing webhooks failed; retried at the next poll")
+        return
+    if report.failed or report.gave_up:
+        log.warning(
+            "webhooks: %d delivered, %d failed, %d given up (%s)",
+            report.delivered,
+            report.failed,
+            report.gave_up,
+            "; ".join(report.errors),
+        )
+    elif report.delivered:
+        log.info("webhooks: %d delivered", report.delivered)
 
 
 def run(settings: Settings, engine: Engine, *, exit_when_idle: bool = False) -> int:

@@ -20,7 +20,7 @@ import httpx
 
 from tests.web_server import Server
 
-ANNOUNCED = re.compile(r"(?:Web app|Preview) on (http://[^\s/]+)/")
+ANNOUNCED = re.compile(r"(?:Web app|Console) on (http://[^\s/]+)/")
 
 
 @dataclass

@@ -395,7 +395,12 @@ def required_arguments(command: Any) -> list[str]:
     values = []
     for param in command.params:
         if param.param_type_name == "argument" and param.required:
-            values.append("reader@example.com" if param.name == "emails" else "x")
+            if param.name == "emails":
+                values.append("reader@example.com")
+            elif python_type(command, param.name) is int:  # an id
+                values.append("1")
+            else:
+                values.append("x")
     return values
 
 
@@ -576,9 +581,12 @@ def test_a_bad_address_adds_nobody(invoke):
 # -- looking creates nothing -------------------------------------------------------------------------------
 
 CREATORS = {("init",), ("demo",), ("db", "upgrade")}
+STORELESS = {("console", "hash-password")}  # makes a password hash: no store involved
 
 
-@pytest.mark.parametrize("words", [w for w, _ in LEAVES if w not in CREATORS | SERVERS], ids=" ".join)
+@pytest.mark.parametrize(
+    "words", [w for w, _ in LEAVES if w not in CREATORS | SERVERS | STORELESS], ids=" ".join
+)
 def test_a_command_on_a_missing_store_creates_nothing(tmp_path, monkeypatch, words):
     """Every command but those that make the store refuses a missing one and leaves it missing (on
     PostgreSQL: an empty database stays empty)."""
@@ -597,9 +605,24 @@ def test_a_command_on_a_missing_store_creates_nothing(tmp_path, monkeypatch, wor
         args += ["--to", f"sqlite:///{tmp_path / 'target.db'}"]
     if words == ("render",):
         args += ["--out", str(tmp_path / "rendered")]
+    if words == ("webhooks", "add"):
+        args = [*words, "https://hooks.example.com/newsletter", "--events", "all"]
     result = CliRunner().invoke(cli.app, args, env=env | {"NEWSLETTER_SECRET_KEY": TEST_KEY})
     assert result.exception is None or isinstance(result.exception, SystemExit), result.exception
     assert result.exit_code == 1, result.output
     assert "no store" in result.stderr, result.stderr
     assert not store_exists(directory), f"`newsletter {' '.join(words)}` created a store"
     assert not (tmp_path / "target.db").exists()
+
+
+def test_hash_password_prints_a_hash_that_checks_and_refuses_an_empty_password():
+    from newsletter.passwords import verify_password
+
+    made = CliRunner().invoke(cli.app, ["console", "hash-password"], input="a fine passphrase\n")
+    assert made.exit_code == 0, made.output
+    (line,) = made.stdout.strip().splitlines()
+    name, _, encoded = line.partition("=")
+    assert name == "NEWSLETTER_EDITOR_PASSWORD_HASH" and verify_password("a fine passphrase", encoded)
+    assert "a fine passphrase" not in made.stdout
+    empty = CliRunner().invoke(cli.app, ["console", "hash-password"], input="\n")
+    assert empty.exit_code == 1 and "password was refused" in empty.stderr

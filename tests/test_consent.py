@@ -1,6 +1,7 @@
-"""Consent holds: a reader who left (unsubscribed, one-click, bounced, complained, erased) comes back
-only by confirming their own address. No signup by someone else, no import, no `subscribers add` can
-make them active; the next issue does not reach them. Real app, real CLI, on SQLite and PostgreSQL."""
+"""Consent holds: a reader who left (unsubscribed, one-click, bounced, complained, suppressed by an
+import of another platform's export, erased) comes back only by confirming their own address. No
+signup by someone else, no import, no `subscribers add` can make them active; the next issue does not
+reach them. Real app, real CLI, on SQLite and PostgreSQL."""
 
 from __future__ import annotations
 
@@ -35,13 +36,15 @@ from tests.web_server import link_in, running_server
 KEY = TEST_KEY.encode()
 SIGNER = Signer(KEY)
 WEBHOOK_USER, WEBHOOK_PASSWORD = "hooks", "webhook-password-for-tests"
-LEAVING = ["unsubscribe-page", "one-click", "bounced", "complained", "erased"]
+LEAVING = ["unsubscribe-page", "one-click", "bounced", "complained", "suppressed", "erased"]
 EXPECTED = {
     "unsubscribe-page": "unsubscribed",
     "one-click": "unsubscribed",
     "bounced": "bounced",
     "complained": "complained",
+    "suppressed": "suppressed",
 }
+SUBSTACK_HEADER = "email,active_subscription,expiry,plan,email_disabled,created_at,first_payment_at\n"
 
 
 @pytest.fixture(scope="module")
@@ -112,6 +115,11 @@ def leave(server, http: httpx.Client, address: str, how: str) -> None:
                 "BouncedAt": "2026-11-30T10:00:00Z",
             },
         )
+    elif how == "suppressed":  # the Substack export says they turned emails off there
+        export = server.directory / "email_list.verdicts.csv"
+        export.write_text(SUBSTACK_HEADER + f"{address},false,,,true,2024-01-15T10:00:00.000Z,\n")
+        imported = server.cli("subscribers", "import", str(export))
+        assert imported.returncode == 0, imported.stderr
     else:
         assert http.post(f"/preferences/{token}/erase", data={"confirm": "yes"}).status_code == 200
 
@@ -126,6 +134,10 @@ def test_a_reader_who_left_comes_back_only_by_confirming_themselves(server):
         time.sleep(1.1)  # links carry whole seconds: the strangers' requests come in a later second
         for how, address in readers.items():
             assert status_of(server, address) == EXPECTED.get(how), how
+            if how != "erased":  # their unsubscribe link says they left, and offers the way back
+                token = SIGNER.sign("reader", reader_id(server, address), int(time.time()) + 3600)
+                page = http.get(f"/unsubscribe/{token}")
+                assert page.status_code == 200 and "You have left the list" in page.text, how
             # A stranger types the address into the form and the JSON endpoint, twice.
             for _ in range(2):
                 assert http.post("/api/subscribe", json={"email": address}).status_code in (200, 202)
@@ -170,9 +182,14 @@ def _reader(session: Session, address: str, status: str = SubscriberStatus.ACTIV
     return row
 
 
-def _left(session: Session, address: str, how: str) -> Subscriber:
+def _left(session: Session, address: str, how: str, tmp_path=None) -> Subscriber:
     reader = _reader(session, address)
-    if how == "erased":
+    if how == "suppressed":  # an export from the platform they came from says they left it
+        export = tmp_path / "email_list.csv"
+        export.write_text(SUBSTACK_HEADER + f"{address},false,,,true,2024-01-15T10:00:00.000Z,\n")
+        report = import_csv(session, export, key=KEY, confirm=False, skip_invalid=False)
+        assert report.suppressed == 1
+    elif how == "erased":
         erase(session, reader, key=KEY)
     elif how == "unsubscribed":
         unsubscribe(session, reader.id, source="test", client=None)
@@ -190,10 +207,10 @@ def _ask_again(session: Session, address: str) -> int:
     return result.subscriber_id
 
 
-@pytest.mark.parametrize("how", ["unsubscribed", "bounced", "complained", "erased"])
+@pytest.mark.parametrize("how", ["unsubscribed", "bounced", "complained", "suppressed", "erased"])
 def test_no_owner_path_activates_a_reader_who_left_after_a_strangers_signup(session, tmp_path, how):
     address = f"{how}@example.com"
-    _left(session, address, how)
+    _left(session, address, how, tmp_path)
     again = _ask_again(session, address)
     row = session.get(Subscriber, again)
     assert row.status == (SubscriberStatus.PENDING if how == "erased" else how)
@@ -218,10 +235,10 @@ def test_no_owner_path_activates_a_reader_who_left_after_a_strangers_signup(sess
     assert session.get(ErasedAddress, email_hash(KEY, address)) is None
 
 
-@pytest.mark.parametrize("how", ["unsubscribed", "bounced", "complained"])
-def test_a_confirmation_link_from_before_leaving_or_before_the_new_request_is_stale(session, how):
+@pytest.mark.parametrize("how", ["unsubscribed", "bounced", "complained", "suppressed"])
+def test_a_confirmation_link_from_before_leaving_or_before_the_new_request_is_stale(session, tmp_path, how):
     address = f"stale-{how}@example.com"
-    reader = _left(session, address, how)
+    reader = _left(session, address, how, tmp_path)
     before_leaving = utcnow() - timedelta(days=1)
     assert confirm(session, reader.id, before_leaving, client=None, key=KEY) == Outcome.STALE, (
         "no new request: nothing to confirm"
@@ -296,4 +313,4 @@ def test_the_upgrade_puts_readers_wrongly_made_pending_back_where_they_left(sett
 
 def test_every_left_state_is_covered_here():
     """A new way of leaving must be added to these tests (and to the consent rule) deliberately."""
-    assert {str(s) for s in LEFT} == {"unsubscribed", "bounced", "complained"}
+    assert {str(s) for s in LEFT} == {"unsubscribed", "bounced", "complained", "suppressed"}

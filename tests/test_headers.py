@@ -47,3 +47,40 @@ def test_addresses_at_the_bounds_are_accepted(address):
 def test_addresses_past_the_bounds_are_refused_with_the_reason(address, reason):
     with pytest.raises(HeaderValueError, match=reason):
         normalise_email(address)
+
+
+MEMO_CASES = [
+    "Ann@Example.COM",
+    "ann@example.com",
+    "bücher@example.com",
+    "ann@bücher.example",
+    "ann@xn--bcher-kva.example",
+    "ann@example",
+    "ann@-bad-.example.com",
+    "ann@exa_mple.com",
+    "ann@" + "a" * 64 + ".com",
+    "ann@localhost",
+    "ann@example..com",
+]
+
+
+def _outcome(address: str) -> str:
+    try:
+        return normalise_email(address)
+    except HeaderValueError as exc:
+        return f"refused: {exc}"
+
+
+def test_the_memoised_domain_check_answers_exactly_as_email_validator_does(monkeypatch):
+    """Each domain is checked once per process (imports of long lists); the answers must not change."""
+    import sys
+
+    from email_validator import syntax
+
+    module = sys.modules["email_validator.validate_email"]
+    assert getattr(module.validate_email_domain_name, "memoised", False), "the memo is in place"
+    memoised = [[_outcome(a) for a in MEMO_CASES] for _ in range(2)]  # the second round from the memo
+    monkeypatch.setattr(module, "validate_email_domain_name", syntax.validate_email_domain_name)
+    plain = [_outcome(a) for a in MEMO_CASES]
+    assert memoised == [plain, plain]
+    assert sum(o.startswith("refused") for o in plain) >= 4

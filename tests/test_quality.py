@@ -91,7 +91,7 @@ def broken(name: str, old: str, new: str) -> Callable:
     return build
 
 
-_no_utm = broken("issue.mjml.j2", 'href="{{ comparison_url(comparison) }}"', 'href="{{ comparison.url }}"')
+_no_utm = broken("issue.mjml.j2", "button(comparison_url(comparison),", "button(comparison.url,")
 _image = broken(
     "issue.mjml.j2", "{% if intro %}", '<img src="https://verdicts.example.com/logo.png">{% if intro %}'
 )

@@ -131,7 +131,7 @@ def reference_movements(session, weeks: int, zone, now) -> list[tuple]:
     the optimised `list_movements` must give exactly these."""
 
     def size_at(moment):
-        states = ("confirmed", "subscribed", *LEAVES)
+        states = ("confirmed", "subscribed", *LEAVES, "suppressed")
         latest = (
             select(SubscriberEvent.subscriber_id, func.max(SubscriberEvent.id).label("last"))
             .where(SubscriberEvent.at < moment, SubscriberEvent.kind.in_(states))
@@ -175,7 +175,7 @@ def test_the_lists_movements_are_the_figures_of_the_week_by_week_queries(engine,
     events of no reader, and weeks across a change of daylight saving time."""
     rng = random.Random(13)
     now = datetime(2026, 4, 15, 12, tzinfo=UTC)  # 2026-W16; Europe/Berlin moved its clocks in W13
-    kinds = ["confirmed", "subscribed", "unsubscribed", "bounced", "complained", "erased"]
+    kinds = ["confirmed", "subscribed", "unsubscribed", "bounced", "complained", "erased", "suppressed"]
     kinds += ["signup_requested", "paused", "categories"]
     boundaries = [w.bounds(settings.zone)[1] for w in last_weeks(16, settings.zone, now)]
     planned = []
@@ -214,7 +214,7 @@ def test_the_lists_movements_are_the_figures_of_the_week_by_week_queries(engine,
 def test_the_partial_indexes_hold_exactly_the_rows_their_queries_read():
     """A partial index serves a query only if its predicate is the query's: the changes of state
     for the list sizes, the signups asked again for the weeks' signups."""
-    assert set(STATE_EVENTS) == {*JOINS, *LEAVES}
+    assert set(STATE_EVENTS) == {*JOINS, *LEAVES, "suppressed"}
     indexes = {index.name: index for index in SubscriberEvent.__table__.indexes}
     for dialect in ("postgresql", "sqlite"):
         where = str(indexes["ix_subscriberevent_state"].dialect_options[dialect]["where"])

@@ -205,7 +205,7 @@ def test_no_votes_reads_as_words_and_the_vendor_is_shown(samples):
     assert shown.count("No votes yet Community") == 2
     assert "—" not in re.sub(r"<[^>]+>", "", page.split("<body", 1)[1]).replace("— ", "").replace(" —", "")
     assert text.count("Community:   No votes yet") == 2
-    assert "82% Community · 50 votes" in shown, "a figure with votes stays a figure"
+    assert "82% 50 votes Community" in shown, "a figure with votes stays a figure, its count beside it"
     for vendor in ("Anthropic", "Google DeepMind"):
         assert f"by {vendor}" in shown
 
@@ -285,3 +285,22 @@ def test_the_setting_is_read_from_the_environment_and_checked(monkeypatch):
     monkeypatch.setenv("NEWSLETTER_SCORECARD", "short")
     with pytest.raises(ValidationError, match="scorecard"):
         Settings(_env_file=None)
+
+
+def test_every_button_keeps_its_padding_in_outlook_for_windows(samples):
+    """Outlook for Windows ignores padding on a link: a button's cell carries the same padding in
+    `mso-padding-alt`, which only Outlook reads, so the button stays a button there (caniemail)."""
+    _, _, page, _ = render(samples[:3])
+    notices = Notices(settings_with())
+    pages = [page] + [
+        notices.message(kind, subscriber_id=1, email="a@example.com").html for kind in NoticeKind
+    ]
+    for markup in pages:
+        buttons = re.findall(
+            r'<td bgcolor="#4338ca" style="([^"]*)"><a class="button" [^>]*style="([^"]*)"', markup
+        )
+        assert buttons, "every email here has a button"
+        for cell, link in buttons:
+            padding = re.search(r"(?:^|;)\s*padding:\s*([^;]+)", link)[1].strip()
+            assert re.search(rf"(?:^|;)\s*mso-padding-alt:\s*{padding}\s*(?:;|$)", cell), (cell, link)
+    assert len(re.findall(r'class="button"', page)) == 3, "one button per comparison"

@@ -32,16 +32,16 @@ def write_issue(directory, name: str, **settings) -> object:
 @pytest.fixture(scope="module")
 def files(tmp_path_factory):
     directory = tmp_path_factory.mktemp("scorecard")
-    notice = Notices(Settings(_env_file=None, secret_key=TEST_KEY)).message(
-        NoticeKind.CONFIRM, subscriber_id=1, email="reader@example.com"
-    )
-    confirm = directory / "confirm.html"
-    confirm.write_text(notice.html, encoding="utf-8")
-    return {
+    notices = Notices(Settings(_env_file=None, secret_key=TEST_KEY))
+    files = {
         "issue": write_issue(directory, "issue"),
         "issue-excerpt": write_issue(directory, "issue-excerpt", scorecard="excerpt"),
-        "confirm": confirm,
     }
+    for kind in NoticeKind:  # every email a reader can get besides the issue
+        path = directory / f"{kind}.html"
+        path.write_text(notices.message(kind, subscriber_id=1, email="reader@example.com").html, "utf-8")
+        files[str(kind)] = path
+    return files
 
 
 def open_email(browser, path, width: int, scheme: str = "light"):
@@ -53,24 +53,26 @@ def open_email(browser, path, width: int, scheme: str = "light"):
     return page
 
 
-# Every quote card of the first comparison: its box, and the lens and tool its quote belongs to.
+# Every quote card of the issue: its box, and the comparison, lens and tool its quote belongs to.
 QUOTE_CARDS = """(reviews) => Array.from(document.querySelectorAll('.quote')).flatMap((cell) => {
     const text = cell.textContent.replace(/\\s+/g, ' ');
     const review = reviews.find((r) => text.includes(r.start));
     if (!review) return [];
     const box = cell.closest('.half').getBoundingClientRect();
-    return [{ lens: review.lens, tool: review.tool, x: box.x, y: box.y + scrollY, width: box.width,
-              height: box.height }];
+    return [{ comparison: review.comparison, lens: review.lens, tool: review.tool, x: box.x,
+              y: box.y + scrollY, width: box.width, height: box.height }];
 })"""
 
 
 def quote_cards(page) -> list[dict]:
-    seed = sample_comparisons()[0]
+    """The quote cards of all three comparisons of the issue, top to bottom, left to right."""
     reviews = [
-        {"lens": r.lens, "tool": r.tool, "start": " ".join(r.quote.split())[:60]} for r in seed.reviews
+        {"comparison": index, "lens": r.lens, "tool": r.tool, "start": " ".join(r.quote.split())[:60]}
+        for index, comparison in enumerate(sample_comparisons()[:3])
+        for r in comparison.reviews
     ]
     cards = page.evaluate(QUOTE_CARDS, reviews)
-    assert len(cards) == len(reviews), "every quote of the seed has its card"
+    assert len(cards) == len(reviews), "every quote of every comparison has its card"
     return sorted(cards, key=lambda card: (card["y"], card["x"]))
 
 
@@ -78,12 +80,13 @@ def quote_cards(page) -> list[dict]:
 def test_on_a_phone_each_lens_shows_the_left_tools_quote_then_the_right_tools(browser, files, scheme):
     page = open_email(browser, files["issue"], 375, scheme)
     cards = quote_cards(page)
-    lenses = list(dict.fromkeys(card["lens"] for card in cards))
-    expected = [(lens, side) for lens in lenses for side in ("left", "right")]
-    assert [(card["lens"], card["tool"]) for card in cards] == expected
+    lenses = list(dict.fromkeys((card["comparison"], card["lens"]) for card in cards))
+    expected = [(*lens, side) for lens in lenses for side in ("left", "right")]
+    assert [(card["comparison"], card["lens"], card["tool"]) for card in cards] == expected
     for above, below in itertools.pairwise(cards):
         assert below["y"] >= above["y"] + above["height"] - 1, "stacked: each card below the one before"
-        assert below["y"] - (above["y"] + above["height"]) < 60, "nothing else stands between them"
+    for left, right in zip(cards[0::2], cards[1::2], strict=True):
+        assert right["y"] - (left["y"] + left["height"]) < 60, "nothing stands between a lens's two quotes"
     assert all(card["width"] > 300 for card in cards), "each card takes the phone's width"
     assert page.evaluate("document.documentElement.scrollWidth") <= 375
     screenshot_scorecard(page, f"scorecard-375-{scheme}.png")
@@ -95,12 +98,8 @@ def test_on_a_desktop_a_lenss_two_quotes_share_a_row_and_end_level(browser, file
     page = open_email(browser, files["issue"], 600, scheme)
     cards = quote_cards(page)
     for left, right in zip(cards[0::2], cards[1::2], strict=True):
-        assert (left["lens"], left["tool"], right["lens"], right["tool"]) == (
-            left["lens"],
-            "left",
-            left["lens"],
-            "right",
-        )
+        assert (left["comparison"], left["lens"]) == (right["comparison"], right["lens"]), "one lens a row"
+        assert (left["tool"], right["tool"]) == ("left", "right")
         assert abs(left["y"] - right["y"]) < 1, "one row"
         assert right["x"] >= left["x"] + left["width"], "side by side"
         assert abs(left["height"] - right["height"]) < 1, "the two cards end level"
@@ -110,15 +109,17 @@ def test_on_a_desktop_a_lenss_two_quotes_share_a_row_and_end_level(browser, file
     page.close()
 
 
-def test_paired_tool_cards_end_level_on_a_desktop(browser, files):
-    page = open_email(browser, files["issue"], 600)
-    names = ("Claude Haiku Open Weights", "Gemini 2.5 Flash Lite")
-    left, right = (
-        page.locator(".card", has=page.locator(".tool-name", has_text=name)).first.bounding_box()
-        for name in names
-    )
-    assert abs(left["y"] - right["y"]) < 1 and abs(left["height"] - right["height"]) < 1
-    assert abs(left["width"] - right["width"]) < 1
+@pytest.mark.parametrize("scheme", SCHEMES)
+def test_paired_tool_cards_end_level_on_a_desktop(browser, files, scheme):
+    page = open_email(browser, files["issue"], 600, scheme)
+    for comparison in sample_comparisons()[:3]:
+        left, right = (
+            page.locator(".card", has=page.locator(".tool-name", has_text=tool.name)).first.bounding_box()
+            for tool in (comparison.tools.left, comparison.tools.right)
+        )
+        assert abs(left["y"] - right["y"]) < 1 and abs(left["height"] - right["height"]) < 1, comparison.slug
+        assert abs(left["width"] - right["width"]) < 1
+        assert right["x"] >= left["x"] + left["width"], "side by side"
     page.close()
 
 
@@ -149,7 +150,7 @@ def test_dark_mode_keeps_a_colour_per_role_and_the_button_white_on_indigo(browse
 
 CASES = [
     (name, width, scheme)
-    for name in ("issue", "issue-excerpt", "confirm")
+    for name in ("issue", "issue-excerpt", *map(str, NoticeKind))
     for width in WIDTHS
     for scheme in SCHEMES
 ]

@@ -17,7 +17,8 @@ from sqlalchemy.exc import DataError
 from starlette.applications import Starlette
 from starlette.routing import Route
 
-from newsletter.studio.app import STUDIO_CSRF_COOKIE, STUDIO_CSRF_LABEL
+from newsletter.console.app import CONSOLE_CSRF_COOKIE as STUDIO_CSRF_COOKIE
+from newsletter.console.app import CONSOLE_CSRF_LABEL as STUDIO_CSRF_LABEL
 from newsletter.tokens import Signer
 from newsletter.web import create_app
 from newsletter.web.input_guard import (

@@ -12,7 +12,16 @@ from __future__ import annotations
 
 import os
 
-from newsletter.cli import content, demo, issues, readers, reports, services, store  # noqa: F401  (registers)
+from newsletter.cli import (  # noqa: F401  (registers)
+    content,
+    demo,
+    issues,
+    readers,
+    reports,
+    services,
+    store,
+    webhooks,
+)
 from newsletter.cli.apps import app
 from newsletter.cli.common import DEBUG_VARIABLE, errors, loaded_settings
 

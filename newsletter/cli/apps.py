@@ -24,4 +24,11 @@ app.add_typer(issue_app, name="issue")
 app.add_typer(comparisons_app, name="comparisons")
 app.add_typer(subscribers_app, name="subscribers")
 app.add_typer(schedule_app, name="schedule")
+webhooks_app = typer.Typer(
+    help="Outgoing webhooks: tell other systems when readers join or leave, vote, or an issue is sent.",
+    no_args_is_help=True,
+)
+app.add_typer(webhooks_app, name="webhooks")
+console_app = typer.Typer(help="The editors' console (also `newsletter preview`).")
 app.add_typer(db_app, name="db")
+app.add_typer(console_app, name="console")

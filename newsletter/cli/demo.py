@@ -50,8 +50,8 @@ def demo() -> None:
     for index, comparison in enumerate(view.comparisons, 1):
         console.print(
             f"  {index}. {comparison.title}: panel ship {comparison.left.panel.label} vs "
-            f"{comparison.right.panel.label}, community {comparison.left.community.label} vs "
-            f"{comparison.right.community.label}",
+            f"{comparison.right.panel.label}, community {comparison.left.community_label} vs "
+            f"{comparison.right.community_label}",
             markup=False,
         )
     print_send_report(report, settings)

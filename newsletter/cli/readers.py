@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import os
 import sys
+from collections import Counter
 from contextlib import suppress
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
@@ -19,6 +20,7 @@ if TYPE_CHECKING:
     from sqlalchemy.engine import Engine
 
     from newsletter.config import Settings
+    from newsletter.subscriber_files import ImportReport
 
 
 @subscribers_app.command("add")
@@ -72,29 +74,59 @@ def refuse_bad_addresses(emails: list[str]) -> None:
 
 @subscribers_app.command("import")
 def subscribers_import(
-    path: Annotated[Path, typer.Argument(help="CSV with an 'email' column; other columns are ignored.")],
+    path: Annotated[
+        Path,
+        typer.Argument(
+            help="A platform's subscriber export (CSV, or Mailchimp's or Substack's zip), or a CSV with "
+            "an 'email' column.",
+            show_default=False,
+        ),
+    ],
+    source: Annotated[
+        str,
+        typer.Option(
+            "--from",
+            help="The platform the file comes from: auto (recognised from the header), substack, mailchimp, "
+            "beehiiv, ghost, listmonk, buttondown, kit or csv (every row a reader you vouch for).",
+        ),
+    ] = "auto",
     confirm: Annotated[
         bool, typer.Option("--confirm", help="Add as pending and email each a confirmation.")
     ] = False,
     skip_invalid: Annotated[
         bool, typer.Option("--skip-invalid", help="Import the valid rows, report the rest.")
     ] = False,
+    dry_run: Annotated[
+        bool, typer.Option("--dry-run", help="Print what the import would do, per outcome; store nothing.")
+    ] = False,
 ) -> None:
-    """Import a list: rows become active (you vouch for their consent) or pending with --confirm.
+    """Import a list: readers the export says are subscribed become active (you vouch for their consent),
+    or pending with --confirm; readers it says left are stored as suppressed and never made active.
 
-    Readers who unsubscribed, bounced, complained or were erased are never added back."""
+    Readers who unsubscribed, bounced, complained or were erased here are never added back."""
     from newsletter.db import session_scope
+    from newsletter.import_formats import CHOICES
     from newsletter.providers import ProviderError
-    from newsletter.subscriber_files import CsvRefused, import_csv
+    from newsletter.subscriber_files import FileRefused, import_file
 
+    if source not in CHOICES:
+        fail(f"--from {shown(source)}: not a format; choose one of {', '.join(CHOICES)}")
     settings = load_settings()
     engine = open_store(settings)
     try:
         with session_scope(engine) as session:
-            report = import_csv(
-                session, path, key=settings.signing_key(), confirm=confirm, skip_invalid=skip_invalid
+            report = import_file(
+                session,
+                path,
+                key=settings.signing_key(),
+                confirm=confirm,
+                skip_invalid=skip_invalid,
+                wanted=source,
+                dry_run=dry_run,
             )
-    except CsvRefused as refused:
+            if dry_run:
+                session.rollback()
+    except FileRefused as refused:
         errors.print(
             f"[bold red]import refused[/], nothing was stored: {escape(str(refused))}", soft_wrap=True
         )
@@ -105,21 +137,8 @@ def subscribers_import(
         if refused.problems:
             errors.print("Fix those rows, or pass --skip-invalid to import the valid ones.")
         raise typer.Exit(1) from None
-    state = "pending (confirmation emails follow)" if confirm else "active"
-    console.print(
-        f"{report.rows} row(s): {len(report.added)} added as {state}, "
-        f"{report.activated} pending made active, {report.already} already on the list, "
-        f"{report.duplicates} duplicate row(s) merged."
-    )
-    if report.not_reactivated:
-        console.print(f"{len(report.not_reactivated)} left earlier and were not reactivated.")
-    if report.erased:
-        console.print(f"{report.erased} were erased at their request and were not added.")
-    if report.skipped:
-        console.print(f"{len(report.skipped)} invalid row(s) skipped:")
-        for problem in report.skipped[:50]:
-            console.print(f"  {problem}", markup=False)
-    if confirm and report.to_confirm:
+    print_import_report(report, path, source, confirm)
+    if confirm and report.to_confirm and not dry_run:
         try:
             with refusals():
                 sent = asyncio.run(send_confirmations(settings, engine, report.to_confirm))
@@ -129,6 +148,55 @@ def subscribers_import(
                 "is fixed, run the same import again: it sends only the confirmations still owed"
             )
         console.print(f"Sent {sent} confirmation email(s) through {settings.provider}.")
+
+
+def print_import_report(report: ImportReport, path: Path, source: str, confirm: bool) -> None:
+    """Which format was read, the summary line, and the table of outcomes by reason."""
+    for part in report.parts:
+        name = f"{part.name} in {path}" if part.name else str(path)
+        detail = f" ({part.detail})" if part.detail else ""
+        how = "recognised" if source == "auto" else "read"
+        what = "a plain CSV" if part.format.name == "csv" else f"{part.format.title}'s export"
+        console.print(
+            f"{name}: {how} as {what}{detail} (--from {part.format.name}), {part.rows} row(s).",
+            markup=False,
+        )
+    for name in report.ignored:
+        console.print(f"{name} in {path}: not a subscriber export, ignored.", markup=False)
+    if report.dry_run:
+        console.print("Dry run: nothing was stored. The import would do this:")
+    totals = Counter()
+    for (outcome, _), count in report.outcomes.items():
+        totals[outcome] += count
+    if confirm:
+        added = f"{totals['add as pending']} added as pending (confirmation emails follow)"
+    else:
+        added = f"{totals['add as active']} added as active"
+    pending = (
+        f", {totals['add as pending']} added as pending" if totals["add as pending"] and not confirm else ""
+    )
+    console.print(
+        f"{report.rows} row(s): {added}, {report.activated} pending made active{pending}, "
+        f"{report.already} already on the list, {report.duplicates} duplicate row(s) merged."
+    )
+    width = max((len(f"{outcome}: {reason}") for outcome, reason, _ in report.table()), default=0)
+    for outcome, reason, count in report.table():
+        label = f"{outcome}: {reason}" if reason else outcome
+        console.print(f"  {label.ljust(width)}  {count:>7,}", markup=False)
+    if report.not_reactivated:
+        console.print(f"{len(report.not_reactivated)} left earlier and were not reactivated.")
+    if report.erased:
+        console.print(f"{report.erased} were erased at their request and were not added.")
+    if report.suppressed:
+        verb = "would be" if report.dry_run else "were"
+        console.print(
+            f"{report.suppressed} {verb} stored as suppressed: their export says they left; only their "
+            "own confirmation brings them back."
+        )
+    if report.skipped:
+        console.print(f"{len(report.skipped)} invalid row(s) skipped:")
+        for problem in report.skipped[:50]:
+            console.print(f"  {problem}", markup=False)
 
 
 async def send_confirmations(settings: Settings, engine: Engine, readers: list[tuple[int, str]]) -> int:

@@ -11,11 +11,10 @@ from typing import Annotated
 
 import typer
 
-from newsletter.cli.apps import app, schedule_app
+from newsletter.cli.apps import app, console_app, schedule_app
 from newsletter.cli.common import (
     configure_logging,
     console,
-    errors,
     fail,
     load_settings,
     open_store,
@@ -146,47 +145,92 @@ def schedule_show() -> None:
     console.print(table)
 
 
+ConsoleHost = Annotated[
+    str,
+    typer.Option(
+        help="Address to listen on. Anything but loopback needs editor credentials "
+        "(NEWSLETTER_EDITOR_PASSWORD_HASH or NEWSLETTER_EDITOR_TOKEN) and TLS in front."
+    ),
+]
+ConsolePort = Annotated[
+    int, typer.Option(help="Port to listen on (0: any free port; the one taken is printed).")
+]
+ConsoleTemplates = Annotated[
+    Path | None,
+    typer.Option(
+        help="A templates directory (with email/) to work on instead of the package's; sends still "
+        "use the package's.",
+        exists=True,
+        file_okay=False,
+    ),
+]
+
+
 @app.command()
 def preview(
-    host: Annotated[
-        str, typer.Option(help="Address to listen on; keep it local (the studio has no login).")
-    ] = ("127.0.0.1"),
-    port: Annotated[
-        int, typer.Option(help="Port to listen on (0: any free port; the one taken is printed).")
-    ] = 8001,
-    templates: Annotated[
-        Path | None,
-        typer.Option(
-            help="A templates directory (with email/) to work on instead of the package's; sends still "
-            "use the package's.",
-            exists=True,
-            file_okay=False,
-        ),
-    ] = None,
+    host: ConsoleHost = "127.0.0.1", port: ConsolePort = 8001, templates: ConsoleTemplates = None
 ) -> None:
-    """The editors' preview studio: every issue at 600 and 375 px, dark mode, the text part, the quality
-    checks and test sends; it reloads when a template or the content changes."""
+    """The editors' console: the week's issue and its actions (reorder, edit, approve, send), a send's
+    ledger live, each issue's report, the readers and the content, and the preview studio (every issue
+    at 600 and 375 px, dark mode, the text part, the checks, test sends). `newsletter console` too."""
+    run_console(host, port, templates)
+
+
+@console_app.callback(invoke_without_command=True)
+def console_command(
+    context: typer.Context,
+    host: ConsoleHost = "127.0.0.1",
+    port: ConsolePort = 8001,
+    templates: ConsoleTemplates = None,
+) -> None:
+    """The editors' console (the same as `newsletter preview`); `hash-password` makes a login."""
+    if context.invoked_subcommand is None:
+        run_console(host, port, templates)
+
+
+@console_app.command("hash-password")
+def hash_password() -> None:
+    """Print NEWSLETTER_EDITOR_PASSWORD_HASH for a password typed twice (or read from standard input
+    when it is not a terminal); the password itself is never shown or stored."""
+    import sys
+
+    from newsletter.passwords import hash_password as make_hash
+
+    if sys.stdin.isatty():
+        password = typer.prompt("Password", hide_input=True, confirmation_prompt=True)
+    else:
+        password = sys.stdin.readline().rstrip("\r\n")
+    try:
+        encoded = make_hash(password)
+    except ValueError as exc:
+        fail(f"the password was refused: {exc}")
+    typer.echo(f"NEWSLETTER_EDITOR_PASSWORD_HASH={encoded}")
+
+
+def run_console(host: str, port: int, templates: Path | None) -> None:
+    from newsletter.console import LOCAL_HOSTS, create_console
+    from newsletter.console.access import check_binding
     from newsletter.db import sqlite_path
-    from newsletter.studio import LOCAL_HOSTS, create_studio
     from newsletter.web import server
 
     settings = load_settings()
+    with refusals():
+        check_binding(settings, host)
     server.configure_logging(settings.log_level, uvicorn_level="WARNING")
     path = sqlite_path(settings.database_url)
     engine = open_store(settings) if path is None or path.exists() else None  # no file: the sample only
-    if host not in LOCAL_HOSTS:
-        errors.print(
-            f"[bold yellow]warning:[/] the preview has no login and listens on {host}; reach it through an "
-            "SSH tunnel to 127.0.0.1 instead where you can. Tests can be sent from this machine only."
-        )
     with refusals():
-        studio = create_studio(settings, engine, templates=templates, hosts=(*LOCAL_HOSTS, host))
+        app_ = create_console(settings, engine, templates=templates, hosts=(*LOCAL_HOSTS, host))
+    login = "a login" if settings.editor_credentials else "no login (this machine only)"
     server.run(
-        studio,
+        app_,
         host=host,
         port=port,
         uvicorn_level="WARNING",
-        on_ready=lambda bound: console.print(f"Preview on {server.url_for(host, bound)}", markup=False),
+        forwarded_allow_ips=settings.trusted_proxies,
+        on_ready=lambda bound: console.print(
+            f"Console on {server.url_for(host, bound)} ({login})", markup=False
+        ),
     )
 
 

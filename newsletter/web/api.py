@@ -10,8 +10,8 @@ from fastapi import APIRouter, BackgroundTasks, Request
 from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel, ConfigDict, Field
 
-from newsletter.web.common import error_response
-from newsletter.web.pages import State, signup
+from newsletter.web.common import State, error_response
+from newsletter.web.pages import signup
 
 router = APIRouter(prefix="/api")
 

@@ -25,7 +25,7 @@ from newsletter.render import Renderer, masthead_from
 from newsletter.tokens import Signer
 from newsletter.tracking.classify import Rules
 from newsletter.tracking.recorder import HitRecorder, LinkResolver, client_hasher
-from newsletter.web import api, archive, pages, redirects
+from newsletter.web import api, archive, pages, redirects, webhooks
 from newsletter.web.common import (
     REASONS,
     WebState,
@@ -84,8 +84,6 @@ def create_app(settings: Settings, engine: Engine | None = None, provider: Provi
         title=settings.name, docs_url=None, redoc_url=None, openapi_url="/api/openapi.json", lifespan=lifespan
     )
     app.state.web = state
-    from newsletter.web import webhooks  # here: webhooks.py takes `error_response` from this module
-
     relative_slash_redirects(app.router)
 
     app.router.routes[:0] = redirects.routes()  # first: the hottest paths, matched before any other

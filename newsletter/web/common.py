@@ -1,14 +1,16 @@
-"""What the readers' app and its routers share: the app's state, the page environment, the error
-answer and the trailing-slash redirect (the studio uses the environment and the redirect too). The
-routers import this module, never `app`, so building the app imports them freely."""
+"""What the readers' app and its routers share: the app's state and its dependency (`State`), the
+page environment, the error answer and the trailing-slash redirect (the console uses the environment
+and the redirect too). The routers import this module, never `app`: `app` imports the routers, so
+anything they need from it would close an import circle."""
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Annotated
 from urllib.parse import quote
 
-from fastapi import Request
+from fastapi import Depends, Request
 from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
 from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoescape
 from sqlalchemy.engine import Engine
@@ -55,6 +57,14 @@ class WebState:
     links: LinkResolver  # tracked tokens to the links of their issue
     hits: HitRecorder  # the hits on them, written in batches
     client_hash: Callable[[str | None], str | None]
+
+
+def web(request: Request) -> WebState:
+    """The app's state, for routes (`state: State`)."""
+    return request.app.state.web
+
+
+State = Annotated[WebState, Depends(web)]
 
 
 def page_environment() -> Environment:

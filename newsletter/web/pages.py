@@ -8,7 +8,7 @@ import logging
 from datetime import UTC, datetime, timedelta
 from typing import Annotated
 
-from fastapi import APIRouter, BackgroundTasks, Depends, Form, Request
+from fastapi import APIRouter, BackgroundTasks, Form, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from sqlmodel import Session, col, select
 from starlette.concurrency import run_in_threadpool
@@ -39,7 +39,7 @@ from newsletter.subscriptions import (
 from newsletter.tokens import Claims, TokenError
 from newsletter.tracking.issue_links import issue_for_token
 from newsletter.votes import UnknownTarget, record_vote, vote_target
-from newsletter.web.common import WebState, error_response, wants_json
+from newsletter.web.common import State, WebState, error_response, wants_json
 from newsletter.web.security import CSRF_MAX_AGE, origin_allowed
 
 router = APIRouter()
@@ -73,13 +73,6 @@ PREFERENCES_FORM = {
 def form_body(fields: dict) -> dict:
     schema = {"type": "object", "properties": fields}
     return {"requestBody": {"content": {"application/x-www-form-urlencoded": {"schema": schema}}}}
-
-
-def web(request: Request) -> WebState:
-    return request.app.state.web
-
-
-State = Annotated[WebState, Depends(web)]
 
 
 def site_origin(site_url: str) -> str:
@@ -383,6 +376,8 @@ LEFT_LINES = {
     SubscriberStatus.UNSUBSCRIBED: "{email} unsubscribed{since} and gets no issue of {name}.",
     SubscriberStatus.BOUNCED: "Mail to {email} bounced{since}, so we stopped sending {name} there.",
     SubscriberStatus.COMPLAINED: "{email} marked an issue as spam{since}, so we stopped sending {name}.",
+    SubscriberStatus.SUPPRESSED: "{email} had left our list on the platform we moved from, so we do not "
+    "send {name} there.",
 }
 
 

@@ -188,6 +188,15 @@ class SlidingWindowLimiter:
         self._hits: OrderedDict[str, deque[float]] = OrderedDict()
         self._lock = threading.Lock()
 
+    def retry_after(self, key: str, now: float | None = None) -> int | None:
+        """Whether `key` is over its limit now (the seconds until it is not), recording nothing."""
+        now = time.monotonic() if now is None else now
+        with self._lock:
+            hits = [at for at in self._hits.get(key, ()) if at > now - self.window]
+            if len(hits) >= self.count:
+                return max(1, int(hits[0] + self.window - now) + 1)
+            return None
+
     def hit(self, key: str, now: float | None = None) -> int | None:
         """Record a hit; None if allowed, else the seconds until the next one would be."""
         now = time.monotonic() if now is None else now

@@ -19,8 +19,7 @@ from newsletter.db import session_scope
 from newsletter.events.base import PROBLEMS_KEPT, NormalisedEvent, PayloadError, SignatureError
 from newsletter.events.intake import IntakeReport, store_events
 from newsletter.events.registry import WEBHOOKS
-from newsletter.web.app import error_response
-from newsletter.web.pages import State
+from newsletter.web.common import State, error_response
 
 log = logging.getLogger("newsletter.web")
 router = APIRouter(prefix="/webhooks")

@@ -13,7 +13,7 @@ an index-only walk in the order it groups by (see bench/console.py for the figur
   verdict, human readers, machine reasons.
 
 Revision ID: 0009
-Revises: 0004
+Revises: 0008
 Create Date: 2026-12-09 12:00:00
 """
 
@@ -23,12 +23,14 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = "0009"
-down_revision = "0004"
+down_revision = "0008"
 branch_labels = None
 depends_on = None
 
 SIGNUP_AGAIN = "kind = 'signup_requested' AND detail = 'already active'"
-STATE_EVENTS = "kind IN ('confirmed', 'subscribed', 'unsubscribed', 'bounced', 'complained', 'erased')"
+STATE_EVENTS = (
+    "kind IN ('confirmed', 'subscribed', 'unsubscribed', 'bounced', 'complained', 'erased', 'suppressed')"
+)
 
 
 def upgrade() -> None:

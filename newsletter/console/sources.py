@@ -1,4 +1,4 @@
-"""What the studio previews, and when it must show it again.
+"""What the console previews (the preview studio it grew from), and when it must show it again.
 
 An entry is the package's sample issue, this week's draft (or the pick it would get), or a stored
 issue. Each preview is rendered once per fingerprint: the email templates' names, sizes and mtimes
@@ -39,7 +39,7 @@ _DARK_QUERY = re.compile(r"@media\s*\(\s*prefers-color-scheme\s*:\s*dark\s*\)", 
 
 @dataclass(frozen=True)
 class Entry:
-    """A line of the studio's list."""
+    """A line of the console's list of issues."""
 
     key: str
     label: str
@@ -73,7 +73,7 @@ class Preview:
 
 
 class Sources:
-    """The studio's data: entries, fingerprints and cached previews. Reads the store, never writes."""
+    """The console's previews: entries, fingerprints and cached renders. Reads the store only."""
 
     def __init__(self, settings: Settings, engine: Engine | None, templates: Path | None = None):
         self.settings = settings
