@@ -16,8 +16,8 @@ earlier run made with the same --readers and --earlier. Then, warm, it times --r
 (a) `reports.issue_report` of this week's issue, and `reports.issue_headline` (the week page's);
 (b) `weekly.weekly_stats` and `audience.list_growth` for 12 weeks;
 (c) `audience.find_reader` for sampled addresses;
-(d) where the console app is installed (`newsletter console`), its week page `/` and the issue's
-    report page `/issues/<slug>/report` over HTTP through uvicorn.
+(d) where the console app is installed (`newsletter console`), its week page `/`, the issue's
+    report page `/issues/<slug>/report` and the readers page `/readers` over HTTP through uvicorn.
 
 Prints the fastest, median and p95 of each against the target (issue 13, this 2-core machine:
 < 300 ms each), PASS or FAIL on the p95, and the load average. On a machine shared with other work
@@ -213,6 +213,7 @@ def _time_pages(base: str, about: dict, runs: int, log) -> bool:
         for name, path in (
             ("(d) console: week page", "/"),
             ("    console: report page", f"/issues/{about['week'].lower()}/report"),
+            ("    console: readers page", "/readers"),
         ):
             status = client.get(path).status_code
             if status != 200:
