@@ -6,7 +6,7 @@ week by week.
 from, their choices, and what they did. An address whose owner erased it is found only through its
 keyed hash (`ErasedAddress`): the answer says when it was erased and holds nothing else.
 
-`list_growth` is `reports.list_movements` (the same figures `newsletter stats` prints) shaped for a
+`list_growth` is `weekly.list_movements` (the same figures `newsletter stats` prints) shaped for a
 chart: one row per ISO week, oldest first.
 """
 
@@ -31,8 +31,9 @@ from newsletter.models import (
     ProviderEvent,
     SubscriberEvent,
 )
-from newsletter.reports import LEAVES, list_movements
+from newsletter.reports import LEAVES
 from newsletter.subscriptions import chosen_categories, find_by_email
+from newsletter.weekly import list_movements
 
 LIMIT = 200  # rows of each kind a reader's record shows, newest first
 

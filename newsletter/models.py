@@ -9,7 +9,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from enum import StrEnum
 
-from sqlalchemy import BigInteger, Column, DateTime, Index, Text, TypeDecorator, UniqueConstraint, true
+from sqlalchemy import BigInteger, Column, DateTime, Index, Text, TypeDecorator, UniqueConstraint, text, true
 from sqlmodel import Field, SQLModel
 
 from newsletter.tracking.links import LinkKind  # noqa: F401  (the kinds an IssueLink has)
@@ -484,3 +484,34 @@ class FoldedClick(SQLModel, table=True):
     issue_id: int = Field(foreign_key="issue.id", primary_key=True)
     subscriber_id: int = Field(foreign_key="subscriber.id", primary_key=True, index=True)
     link_id: int = Field(foreign_key="issuelink.id", primary_key=True, index=True)
+
+
+# --- indexes for the console's reports at scale (migration 0011) ---------------------------------
+# Declared after the tables so that the classes above stay as they were. Each serves one query of
+# newsletter/reports.py (or audience.py) with an index-only walk in the order the query groups by.
+
+STATE_EVENTS = ("confirmed", "subscribed", "unsubscribed", "bounced", "complained", "erased", "suppressed")
+_state_events = "kind IN (" + ", ".join(f"'{kind}'" for kind in STATE_EVENTS) + ")"
+
+Index("ix_subscriberevent_at_kind", SubscriberEvent.__table__.c.at, SubscriberEvent.__table__.c.kind)  # weeks
+_signup_again = "kind = 'signup_requested' AND detail = 'already active'"
+Index(  # the few signups that an active reader asked for again: no signup
+    "ix_subscriberevent_signup_again",
+    SubscriberEvent.__table__.c.at,
+    postgresql_where=text(_signup_again),
+    sqlite_where=text(_signup_again),
+)
+Index(  # each reader's changes of state in id order: the list's size at a moment
+    "ix_subscriberevent_state",
+    *(SubscriberEvent.__table__.c[name] for name in ("subscriber_id", "id", "at", "kind")),
+    postgresql_where=text(_state_events),
+    sqlite_where=text(_state_events),
+)
+Index(  # deliveries with an event of each kind
+    "ix_providerevent_issue_kind_delivery",
+    *(ProviderEvent.__table__.c[name] for name in ("issue_id", "kind", "delivery_id")),
+)
+Index(  # hits and readers per link and verdict, machine reasons, human readers
+    "ix_linkhit_issue_machine_link",
+    *(LinkHit.__table__.c[name] for name in ("issue_id", "machine", "link_id", "subscriber_id", "reason")),
+)

@@ -1,10 +1,10 @@
-"""What an issue did, and how the list moves week by week: queries over the ledger, the hits, the
-votes and the events, never counters kept on the side, so every figure adds up with the ledger.
+"""What an issue did: queries over the ledger, the hits, the votes and the events, never counters
+kept on the side, so every figure adds up with the ledger.
 
-`issue_report(session, issue_id, zone)`, `issue_headline(session, issue_id)` (its few front-page
-figures, by the same queries), `weekly_stats(session, weeks, zone)` and `list_movements` (the list's
-side of it, which newsletter/audience.py charts) return plain data (dataclasses with `as_json()`, and
-`csv_rows()` where a CSV is offered) for the CLI and the editors' console alike.
+`issue_report(session, issue_id, zone)` and `issue_headline(session, issue_id)` (its few front-page
+figures, by the same queries) return plain data (dataclasses with `as_json()`, the report with
+`csv_rows()`) for the CLI and the editors' console alike. How the list moves week by week is in
+newsletter/weekly.py, which shares `recipients` and `human_readers` from here.
 
 Clicks are hits on the issue's tracked links (the hidden decoy link included: only machines follow
 it), opens are hits on its pixel; both are raw hits plus the counts that hits past their retention
@@ -16,10 +16,10 @@ from __future__ import annotations
 
 from collections import Counter, defaultdict
 from dataclasses import asdict, dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import UTC
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import and_, distinct, func, select, union
+from sqlalchemy import and_, distinct, func, select, true, union
 from sqlmodel import Session
 
 from newsletter.curation import Week
@@ -43,6 +43,8 @@ from newsletter.tracking.links import LinkKind
 
 UNSUBSCRIBE_SOURCES = {"unsubscribe page": "link", "one-click": "list_unsubscribe"}
 LEAVES = ("unsubscribed", "bounced", "complained", "erased")
+SIGNUP_REQUESTED = "signup_requested"
+ALREADY_ACTIVE = "already active"  # the detail of a signup an active reader asked for again
 CSV_COLUMNS = ("section", "name", "url", "value", "human", "machine", "ship", "skip")
 
 
@@ -178,7 +180,7 @@ def issue_report(session: Session, issue_id: int, zone: ZoneInfo = UTC) -> Issue
         clicks={
             "human": sum(link.human for link in clicks),
             "machine": sum(link.machine for link in clicks),
-            "human_readers": _human_readers(session, issue_id, opens=False),
+            "human_readers": human_readers(session, issue_id, opens=False),
             "machine_reasons": _machine_reasons(session, issue_id),
         },
         links=clicks,
@@ -188,7 +190,7 @@ def issue_report(session: Session, issue_id: int, zone: ZoneInfo = UTC) -> Issue
             "tracked": bool(opens),
             "human": sum(link.human for link in opens),
             "machine": sum(link.machine for link in opens),
-            "human_readers": _human_readers(session, issue_id, opens=True) if opens else 0,
+            "human_readers": human_readers(session, issue_id, opens=True) if opens else 0,
             **_provider_opens(session, issue_id),
         },
         signups=_signups(session, Week.parse(issue.week), zone),
@@ -230,16 +232,16 @@ def issue_headline(session: Session, issue_id: int) -> IssueHeadline:
         week=issue.week,
         status=issue.status,
         sent_at=issue.sent_at.isoformat() if issue.sent_at else None,
-        recipients=_sent(session, issue_id),
+        recipients=recipients(session, issue_id),
         delivered=events.get(EventKind.DELIVERED, 0),
-        human_readers=_human_readers(session, issue_id, opens=False),
+        human_readers=human_readers(session, issue_id, opens=False),
         unsubscribes=_unsubscribes(session, issue_id)["total"],
         bounces=events.get(EventKind.BOUNCED, 0) + events.get(EventKind.SOFT_BOUNCED, 0),
         complaints=events.get(EventKind.COMPLAINED, 0),
     )
 
 
-def _tracked(session: Session, issue_id: int) -> bool:
+def tracked(session: Session, issue_id: int) -> bool:
     """Whether the issue carried tracked links or a pixel (it was sent with NEWSLETTER_TRACKING on)."""
     first = session.execute(select(IssueLink.id).where(IssueLink.issue_id == issue_id).limit(1)).first()
     return first is not None
@@ -255,21 +257,37 @@ def _ledger(session: Session, issue_id: int) -> dict[str, int]:
     )
 
 
-def _sent(session: Session, issue_id: int) -> int:
+def recipients(session: Session, issue_id: int) -> int:
     """The recipients: the ledger's sent rows."""
     return session.execute(
         select(func.count()).where(Delivery.issue_id == issue_id, Delivery.status == DeliveryStatus.SENT)
     ).scalar_one()
 
 
+OUTCOMES = (EventKind.DELIVERED, EventKind.BOUNCED, EventKind.SOFT_BOUNCED, EventKind.COMPLAINED)
+
+
 def _events_by_kind(session: Session, issue_id: int) -> dict[str, int]:
-    """Deliveries of the issue with at least one event of each kind (a provider may post twice)."""
-    query = (
-        select(ProviderEvent.kind, func.count(distinct(ProviderEvent.delivery_id)))
-        .where(ProviderEvent.issue_id == issue_id)
-        .group_by(ProviderEvent.kind)
-    )
-    return dict(session.execute(query).all())
+    """Deliveries of the issue with at least one event of each outcome's kind (a provider may post
+    twice). Only the kinds the figures use (a provider's opens and clicks can outnumber them all),
+    each counted off its own stretch of the (issue_id, kind, delivery_id) index: a walk that skips
+    repeats, where counting distinct ids per group would sort them."""
+
+    def deliveries_with(kind: str):
+        ids = (
+            select(ProviderEvent.delivery_id)
+            .where(
+                ProviderEvent.issue_id == issue_id,
+                ProviderEvent.kind == kind,
+                ProviderEvent.delivery_id.is_not(None),
+            )
+            .distinct()
+            .subquery()
+        )
+        return select(func.count()).select_from(ids).scalar_subquery()
+
+    counts = session.execute(select(*[deliveries_with(kind) for kind in OUTCOMES])).one()
+    return dict(zip(OUTCOMES, counts, strict=True))
 
 
 def _link_figures(session: Session, issue_id: int) -> list[LinkFigures]:
@@ -279,24 +297,28 @@ def _link_figures(session: Session, issue_id: int) -> list[LinkFigures]:
             select(IssueLink).where(IssueLink.issue_id == issue_id).order_by(IssueLink.id)
         )
     }
-    raw = session.execute(
-        select(LinkHit.link_id, LinkHit.machine, func.count())
+    raw = session.execute(  # grouped in the order of the (issue_id, machine, link_id, ...) index
+        select(LinkHit.link_id, LinkHit.machine, func.count(), func.count(distinct(LinkHit.subscriber_id)))
         .where(LinkHit.issue_id == issue_id)
-        .group_by(LinkHit.link_id, LinkHit.machine)
+        .group_by(LinkHit.machine, LinkHit.link_id)
     )
-    for link_id, machine, hits in raw:
+    folds = _has_folded_clicks(session, issue_id)
+    for link_id, machine, hits, readers in raw:
+        figures = links[link_id]
         if machine:
-            links[link_id].machine += hits
+            figures.machine += hits
         else:
-            links[link_id].human += hits
-    clickers = _human_clickers(issue_id).subquery()
-    readers = session.execute(
-        select(clickers.c.link_id, func.count(distinct(clickers.c.subscriber_id))).group_by(
-            clickers.c.link_id
+            figures.human += hits
+            figures.human_readers += 0 if folds else readers
+    if folds:  # stored and folded readers together, so a reader is counted once per link
+        clickers = _human_clickers(issue_id).subquery()
+        readers = session.execute(
+            select(clickers.c.link_id, func.count(distinct(clickers.c.subscriber_id))).group_by(
+                clickers.c.link_id
+            )
         )
-    )
-    for link_id, count in readers:
-        links[link_id].human_readers += count
+        for link_id, count in readers:
+            links[link_id].human_readers += count
     folded = session.execute(
         select(LinkCount.link_id, LinkCount.human, LinkCount.machine, LinkCount.human_readers).where(
             LinkCount.issue_id == issue_id, LinkCount.link_id.is_not(None)
@@ -320,14 +342,44 @@ def _human_clickers(issue_id: int):
     return union(stored, folded)
 
 
-def _human_readers(session: Session, issue_id: int, *, opens: bool) -> int:
+def _has_folded_clicks(session: Session, issue_id: int) -> bool:
+    """Whether retention folded any of the issue's human hits (none in its first 90 days)."""
+    first = session.execute(select(FoldedClick.link_id).where(FoldedClick.issue_id == issue_id).limit(1))
+    return first.first() is not None
+
+
+def _on_links(session: Session, issue_id: int, *, opens: bool):
+    """The hits on the issue's pixel (`opens`) or on its other links, as a condition on the hit's
+    link id: none at all when the issue has no pixel, the usual case, so no join with the link
+    table is needed."""
+    pixel = list(
+        session.scalars(
+            select(IssueLink.id).where(IssueLink.issue_id == issue_id, IssueLink.kind == LinkKind.OPEN)
+        )
+    )
+    if opens:
+        return LinkHit.link_id.in_(pixel)
+    return LinkHit.link_id.not_in(pixel) if pixel else true()
+
+
+def human_readers(session: Session, issue_id: int, *, opens: bool) -> int:
+    """Readers with a human hit on the issue's pixel (`opens`) or on its other links."""
     kind = IssueLink.kind == LinkKind.OPEN if opens else IssueLink.kind != LinkKind.OPEN
-    clickers = _human_clickers(issue_id).subquery()
-    readers = session.execute(
-        select(func.count(distinct(clickers.c.subscriber_id)))
-        .join(IssueLink, IssueLink.id == clickers.c.link_id)
-        .where(kind)
-    ).scalar_one()
+    if _has_folded_clicks(session, issue_id):  # stored and folded together: one reader is one reader
+        clickers = _human_clickers(issue_id).subquery()
+        readers = session.execute(
+            select(func.count(distinct(clickers.c.subscriber_id)))
+            .join(IssueLink, IssueLink.id == clickers.c.link_id)
+            .where(kind)
+        ).scalar_one()
+    else:  # the usual case, on the (issue_id, machine, link_id, subscriber_id) index alone
+        readers = session.execute(
+            select(func.count(distinct(LinkHit.subscriber_id))).where(
+                LinkHit.issue_id == issue_id,
+                LinkHit.machine.is_(False),
+                _on_links(session, issue_id, opens=opens),
+            )
+        ).scalar_one()
     # Folds before revision 0010 kept readers as counts: the pixel's on its own row, clicks on the
     # issue's row (`link_id` None). New folds add nothing there.
     if opens:
@@ -353,8 +405,9 @@ def _machine_reasons(session: Session, issue_id: int) -> dict[str, int]:
     so the reasons always add up to the machine clicks."""
     query = (
         select(LinkHit.reason, func.count())
-        .join(IssueLink, IssueLink.id == LinkHit.link_id)
-        .where(LinkHit.issue_id == issue_id, LinkHit.machine.is_(True), IssueLink.kind != LinkKind.OPEN)
+        .where(
+            LinkHit.issue_id == issue_id, LinkHit.machine.is_(True), _on_links(session, issue_id, opens=False)
+        )
         .group_by(LinkHit.reason)
         .order_by(func.count().desc())
     )
@@ -448,129 +501,3 @@ def _signups(session: Session, week: Week, zone: ZoneInfo) -> dict[str, int]:
     )
     counts = dict(session.execute(query).all())
     return {"requested": counts.get("signup_requested", 0), "confirmed": counts.get("confirmed", 0)}
-
-
-# --- week by week ------------------------------------------------------------------------------------
-
-
-@dataclass
-class WeekFigures:
-    week: str
-    list_size: int  # active readers at the week's end, from the event trail
-    signups: int
-    confirmations: int
-    leaves: dict[str, int] = field(default_factory=dict)
-    issue: str | None = None
-    recipients: int = 0
-    human_readers: int = 0
-    tracked: bool = False  # the issue carried tracked links (sent with NEWSLETTER_TRACKING on)
-
-    @property
-    def human_click_rate(self) -> float | None:
-        """None when there is nothing to divide, or nothing was measured: an issue sent with tracking
-        off has no clicks to count, which is not a rate of 0."""
-        if not (self.tracked and self.recipients):
-            return None
-        return round(self.human_readers / self.recipients, 4)
-
-    def as_json(self) -> dict:
-        return asdict(self) | {"human_click_rate": self.human_click_rate}
-
-    def csv_row(self) -> dict[str, object]:
-        row = {
-            "week": self.week,
-            "list_size": self.list_size,
-            "signups": self.signups,
-            "confirmations": self.confirmations,
-        }
-        row |= {f"left_{reason}": self.leaves.get(reason, 0) for reason in LEAVES}
-        rate = self.human_click_rate
-        return row | {
-            "issue": self.issue or "",
-            "recipients": self.recipients,
-            "human_readers": self.human_readers,
-            "tracked": self.tracked if self.issue else "",
-            "human_click_rate": "" if rate is None else rate,
-        }
-
-
-JOINS = ("confirmed", "subscribed")
-
-
-def last_weeks(weeks: int, zone: ZoneInfo = UTC, now: datetime | None = None) -> list[Week]:
-    """The last `weeks` ISO weeks in `zone`, this one included, oldest first."""
-    current = Week.containing(now or datetime.now(UTC), zone)
-    mondays = [current.monday - timedelta(weeks=back) for back in range(weeks - 1, -1, -1)]
-    return [Week(*monday.isocalendar()[:2]) for monday in mondays]
-
-
-def list_movements(
-    session: Session, weeks: int, zone: ZoneInfo = UTC, now: datetime | None = None
-) -> list[WeekFigures]:
-    """How the list moved in each of the last `weeks` weeks, oldest first: its size at the week's
-    end, signups, confirmations and leaves by reason (the issue columns left empty)."""
-    figures = []
-    for week in last_weeks(weeks, zone, now):
-        start, end = week.bounds(zone)
-        kinds = dict(
-            session.execute(
-                select(SubscriberEvent.kind, func.count())
-                .where(SubscriberEvent.at >= start, SubscriberEvent.at < end)
-                .group_by(SubscriberEvent.kind)
-            ).all()
-        )
-        requested = session.execute(
-            select(func.count()).where(
-                SubscriberEvent.at >= start,
-                SubscriberEvent.at < end,
-                SubscriberEvent.kind == "signup_requested",
-                SubscriberEvent.detail.is_distinct_from("already active"),
-            )
-        ).scalar_one()
-        figures.append(
-            WeekFigures(
-                week=week.label,
-                list_size=list_size_at(session, end),
-                signups=requested,
-                confirmations=kinds.get("confirmed", 0),
-                leaves={reason: kinds.get(reason, 0) for reason in LEAVES},
-            )
-        )
-    return figures
-
-
-def weekly_stats(
-    session: Session, weeks: int, zone: ZoneInfo = UTC, now: datetime | None = None
-) -> list[WeekFigures]:
-    """The last `weeks` ISO weeks (this one included), oldest first: the list's movements and each
-    week's issue with its recipients and human clickers."""
-    figures = list_movements(session, weeks, zone, now)
-    labels = [row.week for row in figures]
-    issues = dict(session.execute(select(Issue.week, Issue.id).where(Issue.week.in_(labels))).all())
-    for row in figures:
-        if row.week in issues:
-            headline = issue_headline(session, issues[row.week])
-            row.issue, row.recipients = row.week, headline.recipients
-            row.human_readers = headline.human_readers
-            row.tracked = _tracked(session, issues[row.week])
-    return figures
-
-
-def list_size_at(session: Session, moment: datetime) -> int:
-    """Readers whose latest change of state before `moment` made them active (a confirmation or an
-    owner's add). Erased readers keep no history, so they drop out of the past too. A reader an import
-    suppressed (another platform's export says they left) leaves the list at that import."""
-    states = ("confirmed", "subscribed", *LEAVES, "suppressed")
-    latest = (
-        select(SubscriberEvent.subscriber_id, func.max(SubscriberEvent.id).label("last"))
-        .where(SubscriberEvent.at < moment, SubscriberEvent.kind.in_(states))
-        .group_by(SubscriberEvent.subscriber_id)
-        .subquery()
-    )
-    query = (
-        select(func.count())
-        .select_from(latest)
-        .join(SubscriberEvent, SubscriberEvent.id == latest.c.last)
-        .where(SubscriberEvent.kind.in_(JOINS))
-    )
-    return session.execute(query).scalar_one()

@@ -21,7 +21,6 @@ from newsletter.editions import compose
 from newsletter.headers import HeaderValueError
 from newsletter.models import Delivery, Issue, IssueLink, ProviderEvent, Subscriber, SubscriberStatus
 from newsletter.providers import OutboxProvider
-from newsletter.reports import weekly_stats
 from newsletter.samples import dated_into_week, sample_comparisons
 from newsletter.subscriptions import (
     add_active,
@@ -35,6 +34,7 @@ from newsletter.subscriptions import (
 )
 from newsletter.tracking.classify import Rules
 from newsletter.tracking.recorder import PendingHit, store_hits
+from newsletter.weekly import weekly_stats
 from tests.conftest import TEST_KEY, at
 
 KEY = TEST_KEY.encode()

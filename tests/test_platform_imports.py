@@ -436,7 +436,7 @@ def test_mailchimps_non_subscribed_contacts_are_never_stored(session, tmp_path):
 def test_a_reader_suppressed_by_an_import_leaves_the_weekly_list_size(session):
     from datetime import timedelta
 
-    from newsletter.reports import list_size_at
+    from newsletter.weekly import list_size_at
 
     session.add(Subscriber(email="u1@example.com", status=ACTIVE, source="test", confirmed_at=utcnow()))
     session.flush()

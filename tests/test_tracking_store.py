@@ -216,7 +216,7 @@ def test_unique_human_readers_stay_exact_across_folds_at_every_cut(settings, eng
         assert _figures(engine, issue_id) == before, f"after the fold at {cut - at}"
     with session_scope(engine) as session:
         assert session.exec(select(LinkHit)).all() == []
-    from newsletter.reports import weekly_stats
+    from newsletter.weekly import weekly_stats
 
     with session_scope(engine) as session:
         (week,) = [w for w in weekly_stats(session, 1, settings.zone) if w.issue]

@@ -52,7 +52,7 @@ def stats_command(
     """The list week by week: its size, signups, confirmations, leaves by reason, and each issue's
     human click rate (readers with a human click / recipients)."""
     from newsletter.db import session_scope
-    from newsletter.reports import weekly_stats
+    from newsletter.weekly import weekly_stats
 
     shape = _format(as_json, as_csv)
     settings = load_settings()
