@@ -14,6 +14,8 @@ from pathlib import Path
 import pytest
 
 CHROMIUM = os.environ.get("NEWSLETTER_TEST_CHROMIUM", "/usr/bin/chromium")
+# A page's waits, in ms: generous, since CI's two cores may be running a dozen servers and browsers.
+PAGE_TIMEOUT_MS = int(os.environ.get("NEWSLETTER_TEST_PAGE_TIMEOUT_MS", "90000"))
 ARTIFACTS = Path(__file__).parent.parent / "test-artifacts"
 LAUNCH_ARGS = [
     "--no-sandbox",
@@ -34,8 +36,26 @@ def launch() -> Iterator:
         pytest.fail(f"Chromium not found at {CHROMIUM}; install it with: apt-get install -y chromium")
     with sync_playwright() as playwright:
         instance = playwright.chromium.launch(executable_path=CHROMIUM, args=LAUNCH_ARGS)
+        _patient(instance)
         yield instance
         instance.close()
+
+
+def _patient(instance) -> None:
+    """Every context this browser makes waits PAGE_TIMEOUT_MS for a navigation or a locator, and every
+    `expect` too, instead of Playwright's 30 s and 5 s: a slow machine is not a failing page."""
+    from playwright.sync_api import expect
+
+    expect.set_options(timeout=PAGE_TIMEOUT_MS)
+    new_context = instance.new_context
+
+    def new_patient_context(*args, **kwargs):
+        context = new_context(*args, **kwargs)
+        context.set_default_timeout(PAGE_TIMEOUT_MS)
+        return context
+
+    instance.new_context = new_patient_context
+    instance.new_page = lambda *args, **kwargs: new_patient_context(*args, **kwargs).new_page()
 
 
 def artifact(name: str) -> Path:

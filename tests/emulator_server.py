@@ -12,7 +12,7 @@ from dataclasses import dataclass
 import httpx
 
 from newsletter.emulator import DEFAULT_TOKEN
-from tests.web_server import free_port
+from tests.web_server import START_TIMEOUT_S, free_port
 
 
 @dataclass
@@ -82,7 +82,7 @@ def running_emulator(*args: str) -> Iterator[EmulatorProcess]:
     )
     emulator = EmulatorProcess(f"http://127.0.0.1:{port}", process)
     try:
-        deadline = time.monotonic() + 20
+        deadline = time.monotonic() + START_TIMEOUT_S
         while True:
             try:
                 httpx.get(f"{emulator.url}/_emulator/health", timeout=1)

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import httpx
 
-from tests.web_server import Server
+from tests.web_server import START_TIMEOUT_S, Server
 
 ANNOUNCED = re.compile(r"(?:Web app|Console) on (http://[^\s/]+)/")
 
@@ -63,7 +63,7 @@ def launched(server: Server, command: str, *args: str, name: str | None = None) 
 
 def _announced(process: Process) -> str:
     """The URL the process prints once it listens, checked by its /healthz."""
-    deadline = time.monotonic() + 30
+    deadline = time.monotonic() + START_TIMEOUT_S
     while time.monotonic() < deadline:
         match = ANNOUNCED.search(process.log())
         if match:
