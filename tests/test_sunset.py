@@ -18,7 +18,7 @@ from zoneinfo import ZoneInfo
 import time_machine
 from sqlmodel import Session, select
 
-from newsletter import scheduling, sunset
+from newsletter import jobs, sunset
 from newsletter.config import Settings
 from newsletter.content import store_comparisons
 from newsletter.curation import Week
@@ -77,7 +77,7 @@ def build(tmp_path, samples, readers=READERS, **overrides):
     )
     engine = make_engine(settings.database_url)
     create_schema(engine)
-    scheduling.set_context(scheduling.Context(settings, engine, threading.Event()))
+    jobs.set_context(jobs.Context(settings, engine, threading.Event()))
     before = datetime(2026, 11, 1, 12, tzinfo=BERLIN)
     with time_machine.travel(before, tick=False), session_scope(engine) as session:
         add_active(session, [address(name) for name in readers], source="test", key=TEST_KEY.encode())
@@ -100,10 +100,10 @@ def send_week(settings, engine, samples, week: str) -> None:
         own = [item.model_copy(update={"slug": f"{item.slug}-{week.lower()}"}) for item in samples]
         with session_scope(engine) as session:
             store_comparisons(session, dated_into_week(own, at, BERLIN), BERLIN)
-        assert "draft created" in scheduling.compose_job(at)
+        assert "draft created" in jobs.compose_job(at)
         with session_scope(engine) as session:
             approve(session, find_issue(session, Week.parse(week)), settings)
-        assert " sent" in scheduling.send_job(at)
+        assert " sent" in jobs.send_job(at)
 
 
 def reader(session, name: str) -> Subscriber:
@@ -155,7 +155,7 @@ def statuses(engine) -> dict[str, str]:
 
 def run_job(at: datetime) -> str:
     with time_machine.travel(at, tick=True):
-        return scheduling.sunset_job()
+        return jobs.sunset_job()
 
 
 def test_silent_readers_are_asked_once_and_let_go_fourteen_days_later_unless_they_stay(tmp_path, samples):
@@ -290,9 +290,7 @@ def test_nobody_is_asked_when_silence_says_nothing(tmp_path, samples):
     settings, engine = build(tmp_path, samples, readers=("silent",), hit_retention_days=35)
 
     def job(at, **changes) -> str:
-        scheduling.set_context(
-            scheduling.Context(settings.model_copy(update=changes), engine, threading.Event())
-        )
+        jobs.set_context(jobs.Context(settings.model_copy(update=changes), engine, threading.Event()))
         return run_job(at)
 
     assert "nobody asked: off (NEWSLETTER_SUNSET_ISSUES=0)" in job(AFTER_THIRD, sunset_issues=0)

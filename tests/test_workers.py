@@ -20,7 +20,7 @@ from datetime import timedelta
 from sqlalchemy import update
 from sqlmodel import Session, select
 
-from newsletter import ledger, scheduling
+from newsletter import jobs, ledger
 from newsletter.content import store_comparisons
 from newsletter.curation import Week
 from newsletter.db import make_engine, session_scope
@@ -110,8 +110,8 @@ def test_in_worker_mode_the_scheduler_only_marks_the_issue_and_a_worker_sends_it
     with session_scope(engine) as session:
         prepared(session, settings, samples, readers)
     workers = settings.model_copy(update={"send_mode": "workers"})
-    scheduling.set_context(scheduling.Context(workers, engine, threading.Event()))
-    message = scheduling.send_job(now=NOW + timedelta(days=5))
+    jobs.set_context(jobs.Context(workers, engine, threading.Event()))
+    message = jobs.send_job(now=NOW + timedelta(days=5))
     assert "marked for sending" in message
     with Session(engine) as session:
         assert session.exec(select(Issue.status)).one() == IssueStatus.SENDING
