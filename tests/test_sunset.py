@@ -51,6 +51,8 @@ BERLIN = ZoneInfo("Europe/Berlin")
 WEEKS = ("2026-W46", "2026-W47", "2026-W48")
 AFTER_THIRD = datetime(2026, 11, 24, 11, 0, tzinfo=BERLIN)  # the Tuesday after the third issue
 READERS = ("clicker", "voter", "machine", "opener", "stayer", "silent", "late", "notrack")
+# How the five questions of the silent-readers test end, in the store and in the issue report alike.
+ENDINGS = {"asked": 5, "waiting": 0, "stayed": 1, "engaged": 1, "let_go": 3, "left": 0}
 
 
 def monday(week: str) -> datetime:
@@ -233,27 +235,13 @@ def test_silent_readers_are_asked_once_and_let_go_fourteen_days_later_unless_the
         assert sorted(told) == sorted((f"subscriber:{sid}", "subscriber.unsubscribed") for sid in ids)
         stayed = session.exec(select(SubscriberEvent).where(SubscriberEvent.kind == "stayed")).one()
         assert stayed.detail == "answered the re-engagement question"
-        assert sunset.figures(session) == {
-            "asked": 5,
-            "waiting": 0,
-            "stayed": 1,
-            "engaged": 1,
-            "let_go": 3,
-            "left": 0,
-        }
+        assert sunset.figures(session) == ENDINGS
     assert "0 asked" in run_job(datetime(2026, 12, 10, 11, 0, tzinfo=BERLIN)), "staying resets the count"
 
     # the report of the span's last issue and `subscribers stats`, through the real command line
     env = clean_env(tmp_path) | {"NEWSLETTER_SECRET_KEY": TEST_KEY, "NEWSLETTER_SUNSET_ISSUES": "3"}
     report = cli(tmp_path, env, "issue", "report", "--week", "2026-W48", "--json")
-    assert json.loads(report)["reengagement"] == {
-        "asked": 5,
-        "waiting": 0,
-        "stayed": 1,
-        "engaged": 1,
-        "let_go": 3,
-        "left": 0,
-    }
+    assert json.loads(report)["reengagement"] == ENDINGS
     assert (
         json.loads(cli(tmp_path, env, "issue", "report", "--week", "2026-W47", "--json"))["reengagement"][
             "asked"
