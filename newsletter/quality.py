@@ -22,7 +22,8 @@ from newsletter.gates import GATES, Finding, Severity, findings
 from newsletter.mail import OutgoingMessage
 from newsletter.models import Issue
 from newsletter.preview import preview_message
-from newsletter.render import RenderedMessage, Renderer
+from newsletter.render import Renderer
+from newsletter.rendered import RenderedMessage
 from newsletter.views import IssueView
 
 # Errors that --force does not override: a clipped email hides its footer, and with it the
