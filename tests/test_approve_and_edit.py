@@ -21,8 +21,8 @@ from newsletter.quality import GateFailed, check_message, check_view
 from newsletter.render import Renderer
 from newsletter.samples import dated_into_week, issue_from
 from newsletter.subscriptions import add_active
+from tests.commands import run
 from tests.conftest import TEST_KEY
-from tests.test_cli import run
 
 ELSEWHERE = "https://elsewhere.example.org/review"
 WEEK = Week(2026, 48)

@@ -23,8 +23,8 @@ from newsletter.quality import GATES, Report, Severity, check_message, check_ren
 from newsletter.render import Renderer, templates_dir
 from newsletter.samples import dated_into_week, issue_from, sample_comparisons
 from newsletter.subscriptions import add_active
+from tests.commands import run
 from tests.conftest import TEST_KEY
-from tests.test_cli import run
 
 WEEK = Week(2026, 48)
 ELSEWHERE = "https://elsewhere.example.org/review"

@@ -31,6 +31,7 @@ from newsletter.editions import approve, compose
 from newsletter.models import Delivery, Issue, IssueStatus, Subscriber, SubscriberStatus
 from newsletter.samples import dated_into_week
 from newsletter.subscriptions import add_active
+from tests.commands import newsletter
 from tests.conftest import TEST_KEY
 from tests.databases import clean_env, database_url
 from tests.emulator_server import running_emulator
@@ -404,15 +405,7 @@ def prepare_for_processes(tmp_path, env, readers: int):
     """A store with this week composed and approved, and the send job stored to fire in 3 seconds."""
 
     def run(*args):
-        return subprocess.run(
-            [sys.executable, "-m", "newsletter", *args],
-            cwd=tmp_path,
-            env=env,
-            capture_output=True,
-            text=True,
-            timeout=120,
-            check=True,
-        )
+        return newsletter(tmp_path, env, *args, check=True)
 
     run("init", "--sample")
     (tmp_path / "list.csv").write_text(
@@ -490,14 +483,7 @@ def test_a_second_send_of_the_same_issue_at_the_same_time_is_refused_by_the_leas
         while not emulator.counts():
             assert time.monotonic() < deadline
             time.sleep(0.02)
-        second = subprocess.run(
-            [sys.executable, "-m", "newsletter", "issue", "send"],
-            cwd=tmp_path,
-            env=env,
-            capture_output=True,
-            text=True,
-            timeout=60,
-        )
+        second = newsletter(tmp_path, env, "issue", "send", timeout=60)
         assert second.returncode == 1 and "is being sent by" in second.stderr
         emulator.faults(answer_delay_ms=0)
         out, err = first.communicate(timeout=60)

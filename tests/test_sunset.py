@@ -7,8 +7,6 @@ from __future__ import annotations
 
 import email
 import json
-import subprocess
-import sys
 import threading
 from collections import Counter
 from datetime import UTC, datetime, timedelta
@@ -43,6 +41,7 @@ from newsletter.subscriptions import add_active, set_tracking
 from newsletter.tokens import Signer
 from newsletter.tracking.links import LinkKind
 from newsletter.votes import record_vote
+from tests.commands import newsletter
 from tests.conftest import TEST_KEY
 from tests.databases import clean_env, database_url
 from tests.emulator_server import running_emulator
@@ -260,14 +259,7 @@ def test_silent_readers_are_asked_once_and_let_go_fourteen_days_later_unless_the
 
 
 def cli(tmp_path, env, *args: str) -> str:
-    run = subprocess.run(
-        [sys.executable, "-m", "newsletter", *args],
-        cwd=tmp_path,
-        env=env | {"COLUMNS": "200"},
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    run = newsletter(tmp_path, env | {"COLUMNS": "200"}, *args)
     assert run.returncode == 0, run.stdout + run.stderr
     return run.stdout
 

@@ -30,10 +30,10 @@ from newsletter.models import Delivery, DeliveryStatus, Issue, IssueStatus, utcn
 from newsletter.providers.outbox import OutboxProvider
 from newsletter.samples import dated_into_week
 from newsletter.subscriptions import add_active
+from tests.commands import run
 from tests.conftest import TEST_KEY, at
 from tests.databases import clean_env, database_url
 from tests.emulator_server import running_emulator
-from tests.test_cli import run
 from tests.test_send import dead_sender
 
 NOW = at("2026-11-25T10:00:00Z")
