@@ -27,6 +27,8 @@ from newsletter.subscriptions import (
 )
 from newsletter.web.common import State, WebState
 from newsletter.web.reader_pages import (
+    CsrfField,
+    FormText,
     client_address,
     form_body,
     link_reader,
@@ -207,9 +209,9 @@ async def manage_submit(
     request: Request,
     state: State,
     background: BackgroundTasks,
-    email: Annotated[str, Form(max_length=1000)] = "",
-    website: Annotated[str, Form(max_length=1000)] = "",
-    csrf: Annotated[str, Form(max_length=200)] = "",
+    email: FormText = "",
+    website: FormText = "",
+    csrf: CsrfField = "",
 ) -> Response:
     if not state.csrf.valid(request.cookies.get(state.csrf.cookie), csrf):
         return message(

@@ -10,8 +10,9 @@ claims and its reader in one line each.
 from __future__ import annotations
 
 import logging
+from typing import Annotated
 
-from fastapi import Request
+from fastapi import Form, Request
 from fastapi.responses import HTMLResponse, Response
 from sqlmodel import Session
 
@@ -30,6 +31,10 @@ TRACKING_NOTES = {
     "clicks+opens": "We count when our emails are opened and which links are clicked; you can turn "
     "that off in your preferences.",
 }
+# The fields of the pages' email forms (signup, a fresh link): the address and the honeypot, the
+# CSRF token.
+FormText = Annotated[str, Form(max_length=1000)]
+CsrfField = Annotated[str, Form(max_length=200)]
 _REASON = {"expired": "has expired", "invalid": "is not valid", "malformed": "is incomplete"}
 
 

@@ -6,9 +6,8 @@ from __future__ import annotations
 
 import logging
 from datetime import UTC, datetime, timedelta
-from typing import Annotated
 
-from fastapi import APIRouter, BackgroundTasks, Form, Request
+from fastapi import APIRouter, BackgroundTasks, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from sqlmodel import col, select
 
@@ -21,6 +20,8 @@ from newsletter.notices import CONFIRM_PURPOSE, NoticeKind
 from newsletter.subscriptions import Outcome, RateLimited, Signup, confirm, request_signup
 from newsletter.web.common import State, WebState, error_response, wants_json
 from newsletter.web.reader_pages import (
+    CsrfField,
+    FormText,
     client_address,
     gone,
     message,
@@ -67,9 +68,9 @@ async def subscribe_form(
     request: Request,
     state: State,
     background: BackgroundTasks,
-    email: Annotated[str, Form(max_length=1000)] = "",
-    website: Annotated[str, Form(max_length=1000)] = "",
-    csrf: Annotated[str, Form(max_length=200)] = "",
+    email: FormText = "",
+    website: FormText = "",
+    csrf: CsrfField = "",
 ) -> Response:
     own = site_origin(state.settings.site_url)  # never the client's Host header
     cookie_ok = state.csrf.valid(request.cookies.get(state.csrf.cookie), csrf)
