@@ -1,6 +1,6 @@
 """The long-running scheduler: `python scheduler.py` (the same as `newsletter scheduler`).
 
-Thin by design: the jobs, their triggers and the loop live in `newsletter.scheduling`.
+Thin by design: the triggers and the loop live in `newsletter.scheduling`, the jobs in `newsletter.jobs`.
 """
 
 from __future__ import annotations

@@ -32,10 +32,11 @@ from newsletter.curation import Week
 from newsletter.db import session_scope
 from newsletter.delivery import Sender
 from newsletter.editions import compose, issue_comparisons, issue_view
+from newsletter.mjml_html import compile_mjml
 from newsletter.models import Subscriber, SubscriberStatus
 from newsletter.personalise import IssueMailer
 from newsletter.providers import OutboxProvider
-from newsletter.render import Renderer, compile_mjml
+from newsletter.render import Renderer
 from newsletter.samples import dated_into_week, sample_comparisons
 
 

@@ -28,7 +28,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from sqlalchemy import func, insert, select
 
 from bench.redirects import Discard, fresh_postgres, load_average
-from newsletter import sunset
+from newsletter import signs_of_life, sunset
 from newsletter.config import Settings
 from newsletter.db import create_schema, make_engine, session_scope
 from newsletter.models import (
@@ -183,10 +183,10 @@ def main() -> None:
         )
         engine = make_engine(url)
         with session_scope(engine) as session:
-            span = sunset.last_span(session, args.issues)
+            span = signs_of_life.last_span(session, args.issues)
             found = timed(
                 "find the silent readers (one query)",
-                lambda: list(session.scalars(sunset.silent_readers(span, now))),
+                lambda: list(session.scalars(signs_of_life.silent_readers(span, now))),
             )
         assert len(found) == silent, (len(found), silent)
         first = timed(

@@ -17,9 +17,10 @@ from newsletter.config import Settings
 from newsletter.content import comparison_views
 from newsletter.curation import Week, pick
 from newsletter.headers import HeaderValueError, check_header_value
+from newsletter.issue_words import default_preheader, default_subject
 from newsletter.lengths import preheader_problem, subject_problem
 from newsletter.models import Comparison, Issue, IssueItem, IssueStatus, utcnow
-from newsletter.render import default_preheader, default_subject, masthead_from
+from newsletter.render import masthead_from
 from newsletter.views import IssueView
 
 if TYPE_CHECKING:
@@ -198,7 +199,7 @@ def approve(session: Session, issue: Issue, settings: Settings, *, force: bool =
 def check_sendable(session: Session, issue: Issue, settings: Settings) -> Report:
     """The quality checks of the issue as composed; EditionError when it does not even render."""
     from newsletter.quality import check_issue
-    from newsletter.render import RenderError
+    from newsletter.rendered import RenderError
 
     try:
         return check_issue(session, issue, settings)

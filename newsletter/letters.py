@@ -24,7 +24,8 @@ from newsletter.config import Settings
 from newsletter.cron_words import cadence_in_words
 from newsletter.headers import parse_from_address
 from newsletter.mail import FixedContent, OutgoingMessage
-from newsletter.render import RenderedMessage, Renderer, masthead_from
+from newsletter.render import Renderer, masthead_from
+from newsletter.rendered import RenderedMessage
 from newsletter.tokens import Signer
 
 READER_PURPOSE = "reader"  # the personal links of every email (see newsletter.notices)

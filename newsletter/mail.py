@@ -28,7 +28,7 @@ CRLF = b"\r\n"
 
 class Content(Protocol):
     """The two bodies of a message. A personalised body may be built on each access (see
-    `render.ReaderContent`), so a batch of messages does not hold a batch of 100 KB strings.
+    `rendered.ReaderContent`), so a batch of messages does not hold a batch of 100 KB strings.
     It may also offer `encoded(part, codec) -> bytes`: a body already in a wire encoding, built from
     parts encoded once per issue."""
 

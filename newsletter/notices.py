@@ -14,7 +14,8 @@ from newsletter import links
 from newsletter.config import Settings
 from newsletter.headers import parse_from_address
 from newsletter.mail import OutgoingMessage
-from newsletter.render import Notice, RenderedMessage, Renderer, masthead_from
+from newsletter.render import Notice, Renderer, masthead_from
+from newsletter.rendered import RenderedMessage
 from newsletter.tokens import Signer
 
 CONFIRM_PURPOSE = "confirm"

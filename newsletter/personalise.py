@@ -14,7 +14,7 @@ from newsletter import links
 from newsletter.config import Settings
 from newsletter.headers import parse_from_address
 from newsletter.mail import OutgoingMessage, make_message_id
-from newsletter.render import RenderedMessage
+from newsletter.rendered import RenderedMessage
 from newsletter.tokens import Signer
 from newsletter.tracking import links as tracked
 from newsletter.tracking.links import LinkSigner, LinkSpec

@@ -18,10 +18,12 @@ from newsletter.config import Settings
 from newsletter.content import comparison_views
 from newsletter.curation import Week, pick
 from newsletter.editions import find_issue, issue_view
+from newsletter.issue_words import default_preheader, default_subject
 from newsletter.mail import OutgoingMessage, to_eml
 from newsletter.output_files import write_files
 from newsletter.personalise import IssueMailer
-from newsletter.render import RenderedMessage, Renderer, default_preheader, default_subject, masthead_from
+from newsletter.render import Renderer, masthead_from
+from newsletter.rendered import RenderedMessage
 from newsletter.views import IssueView
 
 PREVIEW_READER = "reader@example.com"

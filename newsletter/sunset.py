@@ -14,17 +14,7 @@ Off unless NEWSLETTER_SUNSET_ISSUES=N (2 to 26). The scheduler's daily `sunset` 
 3. sends the questions not sent yet, each claimed first with a conditional UPDATE (a lease), so two
    schedulers never send one twice; a failure is tried again at the next run.
 
-A sign of life is a human click (a hit on a tracked link judged human; the open pixel never counts,
-neither for nor against: opens are never used), a vote, or something the reader did in the store:
-confirming, typing their address into the signup form, a preferences change (pause, resume,
-categories, tracking) or the stay button (`stayed`, which also closes their question). Each of these
-starts the count of N issues again.
-
-Never asked: readers who turned click tracking off (their clicks are not stored, so their silence
-says nothing; they are kept, as if they clicked), paused readers, and nobody at all while
-NEWSLETTER_TRACKING=off (clicks are not stored), when an issue of the span carried no tracked links
-(it was sent with tracking off), or when the span reaches back past NEWSLETTER_HIT_RETENTION_DAYS
-(hits that old are folded into counts that name no reader).
+Who counts as silent, and when nobody is asked at all, is `newsletter.signs_of_life`.
 """
 
 from __future__ import annotations
@@ -46,32 +36,24 @@ from newsletter.config import SUNSET_GRACE_DAYS, Settings
 from newsletter.db import session_scope
 from newsletter.letters import Letters, StillWant
 from newsletter.models import (
-    Delivery,
-    DeliveryStatus,
     Issue,
-    IssueLink,
-    IssueStatus,
-    LinkHit,
     Subscriber,
     SubscriberEvent,
     SubscriberStatus,
     SunsetAsk,
-    Vote,
     utcnow,
 )
 from newsletter.providers.base import ProviderError, SendResult
+from newsletter.signs_of_life import last_span, lively_since_asked, silent_readers, span_problem
 from newsletter.subscriptions import LEFT, record_event
-from newsletter.tracking.links import LinkKind
 
 log = logging.getLogger("newsletter.sunset")
-SIGNS_OF_LIFE = ("confirmed", "signup_requested", "paused", "resumed", "categories", "tracking", "stayed")
 ASKED_EVENT = "sunset_asked"
 SUNSET_SOURCE = "sunset"
 LEASE = timedelta(minutes=10)  # a claimed question is left alone this long by another scheduler
 RETRY_PAUSE = timedelta(hours=1)  # after a failed send, the earliest next try
 UNSENT_AFTER = timedelta(days=3)  # a question not sent by then is closed: nobody is let go unasked
 CHUNK = 500  # questions settled, or claimed and sent, per transaction
-NOT_CLICKS = (LinkKind.OPEN, LinkKind.DECOY)  # a span issue with only these carried no tracked link
 
 
 class Outcome(StrEnum):
@@ -163,7 +145,7 @@ def _verdicts(session: Session, asks: list[SunsetAsk], now: datetime) -> list[tu
             )
         ).all()
     )
-    lively = _lively_since_asked([ask.id for ask in asks])
+    lively = lively_since_asked([ask.id for ask in asks])
     alive = set(session.scalars(lively))
     verdicts = []
     for ask in asks:
@@ -176,16 +158,6 @@ def _verdicts(session: Session, asks: list[SunsetAsk], now: datetime) -> list[tu
         elif ask.answer_by is not None and ask.answer_by <= now:
             verdicts.append((ask, Outcome.SUNSET))
     return verdicts
-
-
-def _lively_since_asked(ask_ids: list[int]):
-    """Ids of the questions whose reader showed a sign of life since it was asked."""
-    since = func.coalesce(SunsetAsk.sent_at, SunsetAsk.asked_at)
-    reader = SunsetAsk.subscriber_id
-    return select(SunsetAsk.id).where(
-        col(SunsetAsk.id).in_(ask_ids),
-        or_(_clicked(reader, since), _voted(reader, since), _did_something(reader, since)),
-    )
 
 
 def close(session: Session, ask_ids: list[int], outcome: Outcome, now: datetime) -> list[int]:
@@ -234,117 +206,6 @@ def let_go(session: Session, subscriber_ids: list[int], now: datetime) -> None:
 
 
 # --- 2. asking ----------------------------------------------------------------------------------------
-
-
-def last_span(session: Session, issues: int) -> list[Issue]:
-    """The last `issues` sent issues, newest first."""
-    return list(
-        session.scalars(
-            select(Issue)
-            .where(Issue.status == IssueStatus.SENT, col(Issue.sent_at).is_not(None))
-            .order_by(col(Issue.sent_at).desc(), col(Issue.id).desc())
-            .limit(issues)
-        )
-    )
-
-
-def span_start(span: list[Issue]) -> datetime:
-    """When the first issue of the span started going out: signs of life count from then."""
-    return min(issue.send_started_at or issue.sent_at for issue in span)
-
-
-def span_problem(session: Session, span: list[Issue], settings: Settings, now: datetime) -> str | None:
-    """Why this span cannot tell who stopped reading (None: it can)."""
-    wanted = settings.sunset_issues
-    if len(span) < wanted:
-        return f"{len(span)} issue(s) sent so far, fewer than NEWSLETTER_SUNSET_ISSUES={wanted}"
-    tracked = set(
-        session.scalars(
-            select(IssueLink.issue_id)
-            .where(col(IssueLink.issue_id).in_([i.id for i in span]), col(IssueLink.kind).not_in(NOT_CLICKS))
-            .distinct()
-        )
-    )
-    untracked = [issue.week for issue in span if issue.id not in tracked]
-    if untracked:
-        return (
-            f"issue(s) {', '.join(sorted(untracked))} carried no tracked links, so their clicks are unknown"
-        )
-    if span_start(span) < now - timedelta(days=settings.hit_retention_days):
-        return (
-            f"the last {wanted} issues reach back past NEWSLETTER_HIT_RETENTION_DAYS="
-            f"{settings.hit_retention_days}; clicks that old are folded and name no reader"
-        )
-    return None
-
-
-def silent_readers(span: list[Issue], now: datetime):
-    """Active readers, tracking on, not paused, sent every issue of the span, with no sign of life
-    since it began and no question open or settled within it."""
-    since = span_start(span)
-    reader = Subscriber.id
-    received = (
-        select(Delivery.subscriber_id)
-        .where(col(Delivery.issue_id).in_([i.id for i in span]), Delivery.status == DeliveryStatus.SENT)
-        .group_by(Delivery.subscriber_id)
-        .having(func.count() == len(span))
-    )
-    asked = (
-        select(SunsetAsk.id)
-        .where(
-            SunsetAsk.subscriber_id == reader,
-            or_(
-                col(SunsetAsk.outcome).is_(None),
-                func.coalesce(SunsetAsk.resolved_at, SunsetAsk.asked_at) >= since,
-            ),
-        )
-        .exists()
-    )
-    return (
-        select(Subscriber.id)
-        .where(
-            Subscriber.status == SubscriberStatus.ACTIVE,
-            col(Subscriber.tracking).is_(True),
-            or_(col(Subscriber.paused_until).is_(None), col(Subscriber.paused_until) <= now),
-            col(Subscriber.id).in_(received),
-            ~_clicked(reader, since),
-            ~_voted(reader, since),
-            ~_did_something(reader, since),
-            ~asked,
-        )
-        .order_by(Subscriber.id)
-    )
-
-
-def _clicked(reader, since):
-    """A human click by the reader since `since`, on any tracked link but the open pixel."""
-    return (
-        select(LinkHit.id)
-        .join(IssueLink, col(IssueLink.id) == LinkHit.link_id)
-        .where(
-            LinkHit.subscriber_id == reader,
-            col(LinkHit.machine).is_(False),
-            LinkHit.at >= since,
-            IssueLink.kind != LinkKind.OPEN,
-        )
-        .exists()
-    )
-
-
-def _voted(reader, since):
-    return select(Vote.id).where(Vote.subscriber_id == reader, Vote.updated_at >= since).exists()
-
-
-def _did_something(reader, since):
-    return (
-        select(SubscriberEvent.id)
-        .where(
-            SubscriberEvent.subscriber_id == reader,
-            SubscriberEvent.at >= since,
-            col(SubscriberEvent.kind).in_(SIGNS_OF_LIFE),
-        )
-        .exists()
-    )
 
 
 def ask(session: Session, span: list[Issue], now: datetime) -> int:

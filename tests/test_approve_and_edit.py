@@ -11,7 +11,7 @@ from datetime import UTC, datetime
 import pytest
 from sqlmodel import select
 
-from newsletter import lengths, scheduling
+from newsletter import jobs, lengths
 from newsletter.content import store_comparisons
 from newsletter.curation import Week
 from newsletter.db import session_scope
@@ -21,8 +21,8 @@ from newsletter.quality import GateFailed, check_message, check_view
 from newsletter.render import Renderer
 from newsletter.samples import dated_into_week, issue_from
 from newsletter.subscriptions import add_active
+from tests.commands import run
 from tests.conftest import TEST_KEY
-from tests.test_cli import run
 
 ELSEWHERE = "https://elsewhere.example.org/review"
 WEEK = Week(2026, 48)
@@ -99,9 +99,9 @@ def test_auto_approve_at_compose_time_does_not_approve_a_failing_issue(settings,
     with session_scope(engine) as session:
         store_comparisons(session, dated, settings.zone)
     auto = settings.model_copy(update={"auto_approve": True})
-    scheduling.set_context(scheduling.Context(auto, engine, threading.Event()))
+    jobs.set_context(jobs.Context(auto, engine, threading.Event()))
     with caplog.at_level(logging.ERROR, logger="newsletter.scheduler"):
-        message = scheduling.compose_job(friday)
+        message = jobs.compose_job(friday)
     assert "NOT approved" in message and "link-hosts" in message and "elsewhere.example.org" in message
     assert "NOT approved" in caplog.text and "elsewhere.example.org" in caplog.text
     assert status_of(engine) == IssueStatus.DRAFT
@@ -111,9 +111,9 @@ def test_auto_approve_at_send_time_does_not_approve_or_send_a_failing_draft(
     tmp_path, settings, engine, failing_week, caplog
 ):
     auto = settings.model_copy(update={"auto_approve": True, "send_mode": "inline"})
-    scheduling.set_context(scheduling.Context(auto, engine, threading.Event()))
+    jobs.set_context(jobs.Context(auto, engine, threading.Event()))
     with caplog.at_level(logging.ERROR, logger="newsletter.scheduler"):
-        message = scheduling.send_job(datetime.now(UTC))
+        message = jobs.send_job(datetime.now(UTC))
     assert "NOT SENT" in message and "not approved" in message and "elsewhere.example.org" in message
     assert "elsewhere.example.org" in caplog.text
     assert status_of(engine) == IssueStatus.DRAFT

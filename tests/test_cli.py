@@ -7,25 +7,12 @@ import json
 import subprocess
 import sys
 from email import policy
-from pathlib import Path
 
 import pytest
 
+from tests.commands import run
 from tests.conftest import seed_dict
 from tests.databases import clean_env, store_exists
-
-
-def run(cwd: Path, *args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
-    clean = clean_env(cwd)
-    clean.update({"COLUMNS": "200", "NO_COLOR": "1"} | (env or {}))
-    return subprocess.run(
-        [sys.executable, "-m", "newsletter", *args],
-        cwd=cwd,
-        env=clean,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
 
 
 def test_demo_runs_the_whole_loop_in_an_empty_directory_and_a_rerun_sends_nobody_twice(tmp_path):

@@ -20,6 +20,7 @@ from sqlmodel import Session, select
 
 from newsletter.db import make_engine
 from newsletter.models import Delivery
+from tests.commands import newsletter
 from tests.conftest import TEST_KEY
 from tests.databases import clean_env, database_url
 from tests.emulator_server import running_emulator
@@ -28,14 +29,7 @@ READERS = [f"crash{n}@example.com" for n in range(240)]
 
 
 def cli(directory, env, *args, check=True):
-    result = subprocess.run(
-        [sys.executable, "-m", "newsletter", *args],
-        cwd=directory,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
+    result = newsletter(directory, env, *args, timeout=300)
     if check:
         assert result.returncode == 0, result.stdout + result.stderr
     return result

@@ -4,8 +4,6 @@ key. Real `newsletter` processes on the suite's database (SQLite files, or Postg
 
 from __future__ import annotations
 
-import subprocess
-import sys
 from pathlib import Path
 
 from sqlmodel import Session, select
@@ -15,22 +13,12 @@ from newsletter.db import make_engine
 from newsletter.models import ErasedAddress, StoreKey, Subscriber, SubscriberStatus
 from newsletter.subscriber_files import import_csv
 from newsletter.subscriptions import add_active, erase, request_signup
+from tests.commands import newsletter as run
 from tests.conftest import TEST_KEY
 from tests.databases import clean_env, database_url
 
 ADDRESS = "erased.reader@example.com"
 OTHER_KEY = "another-signing-key-for-production-0123456789abcdef"
-
-
-def run(directory: Path, env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "newsletter", *args],
-        cwd=directory,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
 
 
 def erase_and_sign_up_again(url: str) -> None:

@@ -20,8 +20,8 @@ from newsletter import documents
 from newsletter.content import import_files
 from newsletter.importing import ImportFailed, parse_text
 from newsletter.models import Comparison, Reviewer, Tool
+from tests.commands import run
 from tests.conftest import seed_dict
-from tests.test_cli import run
 
 DEADLINE = 20.0  # seconds; every case here finishes in well under one
 

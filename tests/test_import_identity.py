@@ -15,8 +15,8 @@ from newsletter.content import import_files, store_comparisons
 from newsletter.identity import name_key, slugify
 from newsletter.importing import SLUG_PATTERN, ImportFailed, parse_text
 from newsletter.models import Comparison, Review, Reviewer, Tool
+from tests.commands import run
 from tests.conftest import seed_dict
-from tests.test_cli import run
 
 
 def write(tmp_path: Path, name: str, document) -> Path:

@@ -9,12 +9,12 @@ from __future__ import annotations
 import copy
 import json
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
 from newsletter.importing import ImportFailed, parse_text
+from tests.commands import newsletter
 from tests.conftest import TEST_KEY, seed_dict
 from tests.databases import clean_env
 
@@ -133,14 +133,7 @@ def test_yaml_escapes_are_held_to_the_same_rules():
 
 def run(directory: Path, *args: str) -> subprocess.CompletedProcess[str]:
     env = clean_env(directory) | {"NEWSLETTER_SECRET_KEY": TEST_KEY, "COLUMNS": "200"}
-    return subprocess.run(
-        [sys.executable, "-m", "newsletter", *args],
-        cwd=directory,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    return newsletter(directory, env, *args)
 
 
 def test_the_real_import_refuses_them_all_and_stores_nothing(tmp_path):

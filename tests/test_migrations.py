@@ -14,9 +14,9 @@ from sqlmodel import Session, SQLModel, select
 from newsletter import schema
 from newsletter.db import make_engine
 from newsletter.models import Delivery, Issue, IssueStatus, Subscriber
+from tests.commands import run
 from tests.conftest import FIXTURES, TEST_KEY
 from tests.databases import clean_env, database_url
-from tests.test_cli import run
 
 OLD_STORE = FIXTURES / "store-before-migrations.db"  # made by the release before migrations existed
 

@@ -5,29 +5,20 @@ take the output is exit 1 with a message. Real `newsletter` processes."""
 from __future__ import annotations
 
 import os
-import shutil
 import stat
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
+from tests.commands import mount_tmpfs, newsletter
 from tests.conftest import TEST_KEY
 from tests.databases import clean_env
 
 
 def run(directory: Path, *args: str, stdout=subprocess.PIPE) -> subprocess.CompletedProcess[str]:
     env = clean_env(directory) | {"NEWSLETTER_SECRET_KEY": TEST_KEY, "COLUMNS": "200"}
-    return subprocess.run(
-        [sys.executable, "-m", "newsletter", *args],
-        cwd=directory,
-        env=env,
-        stdout=stdout,
-        stderr=subprocess.PIPE,
-        text=True,
-        timeout=120,
-    )
+    return newsletter(directory, env, *args, stdout=stdout)
 
 
 @pytest.fixture(scope="module")
@@ -143,19 +134,9 @@ def test_standard_output_that_cannot_be_written_is_exit_1_with_a_message(store, 
     assert_one_line_refusal(result, "cannot write to standard output", "No space left on device")
 
 
-def _mount_tmpfs(directory: Path, size: str) -> bool:
-    directory.mkdir(parents=True, exist_ok=True)
-    if os.geteuid() != 0 or not shutil.which("mount"):
-        return False
-    done = subprocess.run(
-        ["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(directory)], capture_output=True
-    )
-    return done.returncode == 0
-
-
 def test_render_onto_a_full_disk_leaves_the_earlier_files_whole(store, tmp_path):
     disk = tmp_path / "disk"
-    if not _mount_tmpfs(disk, "2m"):
+    if not mount_tmpfs(disk, "2m"):
         pytest.skip("this machine does not let the test mount a tmpfs (needs root with CAP_SYS_ADMIN)")
     try:
         out = disk / "rendered"

@@ -13,7 +13,7 @@ from datetime import UTC, datetime
 import pytest
 from sqlmodel import select
 
-from newsletter import scheduling
+from newsletter import jobs
 from newsletter.content import store_comparisons
 from newsletter.curation import Week
 from newsletter.db import session_scope
@@ -23,8 +23,8 @@ from newsletter.quality import GATES, Report, Severity, check_message, check_ren
 from newsletter.render import Renderer, templates_dir
 from newsletter.samples import dated_into_week, issue_from, sample_comparisons
 from newsletter.subscriptions import add_active
+from tests.commands import run
 from tests.conftest import TEST_KEY
-from tests.test_cli import run
 
 WEEK = Week(2026, 48)
 ELSEWHERE = "https://elsewhere.example.org/review"
@@ -270,19 +270,19 @@ def test_a_failing_gate_refuses_the_send_until_forced(tmp_path, settings, engine
 def test_the_scheduler_does_not_send_an_approved_issue_that_fails_a_gate(
     tmp_path, settings, engine, failing_week, caplog
 ):
-    scheduling.set_context(scheduling.Context(settings, engine, threading.Event()))
+    jobs.set_context(jobs.Context(settings, engine, threading.Event()))
     with session_scope(engine) as session:  # approving a failing issue takes --force
         approve(session, session.exec(select(Issue)).one(), settings, force=True)
     with caplog.at_level(logging.ERROR, logger="newsletter.scheduler"):
-        message = scheduling.send_job(datetime.now(UTC))
+        message = jobs.send_job(datetime.now(UTC))
     assert "NOT SENT" in message and "link-hosts" in message and "elsewhere.example.org" in message
     assert "NOT SENT" in caplog.text
     assert not list((tmp_path / "outbox").glob("*/*.eml"))
     with session_scope(engine) as session:
         assert session.exec(select(Issue)).one().status == IssueStatus.APPROVED
 
-    scheduling.set_context(
-        scheduling.Context(
+    jobs.set_context(
+        jobs.Context(
             settings.model_copy(
                 update={"allowed_link_hosts": "elsewhere.example.org", "send_mode": "inline"}
             ),
@@ -290,4 +290,4 @@ def test_the_scheduler_does_not_send_an_approved_issue_that_fails_a_gate(
             threading.Event(),
         )
     )
-    assert "2 sent" in scheduling.send_job(datetime.now(UTC))
+    assert "2 sent" in jobs.send_job(datetime.now(UTC))

@@ -9,19 +9,14 @@ from email.utils import formataddr
 
 import pytest
 
-import newsletter.render as render_module
+import newsletter.mjml_html as mjml_html
 from newsletter.config import Settings
 from newsletter.curation import Week
 from newsletter.importing import ComparisonIn
+from newsletter.issue_words import default_preheader, default_subject, week_label
 from newsletter.personalise import IssueMailer
-from newsletter.render import (
-    GMAIL_CLIP_BYTES,
-    Renderer,
-    RenderError,
-    default_preheader,
-    default_subject,
-    week_label,
-)
+from newsletter.render import GMAIL_CLIP_BYTES, Renderer
+from newsletter.rendered import RenderError
 from newsletter.samples import comparison_view, issue_from
 from newsletter.tokens import Signer
 from newsletter.views import ComparisonView, IssueView
@@ -188,8 +183,8 @@ def settings_postal_line() -> str:
 
 def test_mjml_is_compiled_once_per_issue_not_once_per_reader(renderer, seed_issue, settings, monkeypatch):
     calls = []
-    original = render_module.mjml2html
-    monkeypatch.setattr(render_module, "mjml2html", lambda *a, **k: calls.append(1) or original(*a, **k))
+    original = mjml_html.mjml2html
+    monkeypatch.setattr(mjml_html, "mjml2html", lambda *a, **k: calls.append(1) or original(*a, **k))
     mailer = IssueMailer(
         renderer.render_issue(seed_issue), settings, tag="2026-w48", expires_at=2_000_000_000
     )

@@ -21,7 +21,7 @@ import time_machine
 from apscheduler.events import EVENT_JOB_EXECUTED, EVENT_JOB_MISSED
 from sqlmodel import Session, select
 
-from newsletter import scheduling
+from newsletter import jobs, scheduling
 from newsletter.config import Settings
 from newsletter.content import store_comparisons
 from newsletter.crontab import parse_cron
@@ -31,6 +31,7 @@ from newsletter.editions import approve, compose
 from newsletter.models import Delivery, Issue, IssueStatus, Subscriber, SubscriberStatus
 from newsletter.samples import dated_into_week
 from newsletter.subscriptions import add_active
+from tests.commands import newsletter
 from tests.conftest import TEST_KEY
 from tests.databases import clean_env, database_url
 from tests.emulator_server import running_emulator
@@ -155,7 +156,7 @@ def world(tmp_path, samples):
             session, dated_into_week(samples, datetime(2026, 11, 26, 12, tzinfo=UTC), BERLIN), BERLIN
         )
         add_active(session, READERS, source="test", key=TEST_KEY.encode())
-    scheduling.set_context(scheduling.Context(settings, engine, threading.Event()))
+    jobs.set_context(jobs.Context(settings, engine, threading.Event()))
     yield settings, engine, tmp_path
     engine.dispose()
 
@@ -179,9 +180,9 @@ def status(engine, week="2026-W48") -> str | None:
 
 def test_compose_then_an_unapproved_draft_is_not_sent_and_the_editors_are_told(world, caplog):
     settings, engine, tmp_path = world
-    assert "draft created with 3 comparison(s)" in scheduling.compose_job(FRIDAY_NOON)
+    assert "draft created with 3 comparison(s)" in jobs.compose_job(FRIDAY_NOON)
     with caplog.at_level(logging.WARNING, logger="newsletter.scheduler"):
-        message = scheduling.send_job(MONDAY_NINE)
+        message = jobs.send_job(MONDAY_NINE)
     assert "NOT SENT" in message and "NOT SENT" in caplog.text
     assert status(engine) == IssueStatus.DRAFT
     assert outbox(tmp_path) == Counter()
@@ -190,11 +191,11 @@ def test_compose_then_an_unapproved_draft_is_not_sent_and_the_editors_are_told(w
 
 def test_an_editors_alert_the_provider_cannot_take_is_one_error_line_without_a_traceback(world, caplog):
     settings, engine, tmp_path = world
-    scheduling.compose_job(FRIDAY_NOON)
+    jobs.compose_job(FRIDAY_NOON)
     unreachable = settings.model_copy(update={"provider": "smtp", "smtp_url": "smtp://127.0.0.1:1"})
-    scheduling.set_context(scheduling.Context(unreachable, engine, threading.Event()))
+    jobs.set_context(jobs.Context(unreachable, engine, threading.Event()))
     with caplog.at_level(logging.ERROR, logger="newsletter.scheduler"):
-        scheduling.send_job(MONDAY_NINE)
+        jobs.send_job(MONDAY_NINE)
     alerts = [r for r in caplog.records if "editors' alert" in r.getMessage()]
     assert len(alerts) == 1 and "cannot connect to 127.0.0.1:1" in alerts[0].getMessage()
     assert alerts[0].exc_info is None, "an expected provider failure got a traceback"
@@ -214,36 +215,36 @@ def test_a_bug_in_a_send_still_logs_its_traceback(caplog):
 
 def test_an_approved_issue_is_sent_once_by_the_monday_run(world):
     settings, engine, tmp_path = world
-    scheduling.compose_job(FRIDAY_NOON)
+    jobs.compose_job(FRIDAY_NOON)
     with session_scope(engine) as session:
         approve(session, session.exec(select(Issue)).one(), settings)
-    assert "20 sent" in scheduling.send_job(MONDAY_NINE)
-    assert "already sent" in scheduling.send_job(MONDAY_NINE + timedelta(minutes=5))
+    assert "20 sent" in jobs.send_job(MONDAY_NINE)
+    assert "already sent" in jobs.send_job(MONDAY_NINE + timedelta(minutes=5))
     assert status(engine) == IssueStatus.SENT
     assert outbox(tmp_path) == Counter(dict.fromkeys(READERS, 1))
 
 
 def test_auto_approve_lets_the_scheduler_run_the_week_alone(world):
     settings, engine, tmp_path = world
-    scheduling.set_context(
-        scheduling.Context(settings.model_copy(update={"auto_approve": True}), engine, threading.Event())
+    jobs.set_context(
+        jobs.Context(settings.model_copy(update={"auto_approve": True}), engine, threading.Event())
     )
-    assert "approved (NEWSLETTER_AUTO_APPROVE)" in scheduling.compose_job(FRIDAY_NOON)
-    assert "20 sent" in scheduling.send_job(MONDAY_NINE)
+    assert "approved (NEWSLETTER_AUTO_APPROVE)" in jobs.compose_job(FRIDAY_NOON)
+    assert "20 sent" in jobs.send_job(MONDAY_NINE)
 
 
 def test_a_week_with_nothing_to_send_says_so(world):
     settings, engine, tmp_path = world
-    assert "nothing composed" in scheduling.compose_job(datetime(2026, 6, 5, 12, tzinfo=BERLIN))
-    assert "nothing to send" in scheduling.send_job(datetime(2026, 6, 8, 9, tzinfo=BERLIN))
+    assert "nothing composed" in jobs.compose_job(datetime(2026, 6, 5, 12, tzinfo=BERLIN))
+    assert "nothing to send" in jobs.send_job(datetime(2026, 6, 8, 9, tzinfo=BERLIN))
 
 
 def test_a_cancelled_issue_is_not_sent(world):
     settings, engine, tmp_path = world
-    scheduling.compose_job(FRIDAY_NOON)
+    jobs.compose_job(FRIDAY_NOON)
     with session_scope(engine) as session:
         session.exec(select(Issue)).one().status = IssueStatus.CANCELLED
-    assert "nothing to send" in scheduling.send_job(MONDAY_NINE)
+    assert "nothing to send" in jobs.send_job(MONDAY_NINE)
 
 
 def test_purge_deletes_signups_never_confirmed_in_time(world):
@@ -262,7 +263,7 @@ def test_purge_deletes_signups_never_confirmed_in_time(world):
                 requested_at=now - timedelta(days=2),
             )
         )
-    assert "1 expired pending signup(s) deleted" in scheduling.purge_job(now)
+    assert "1 expired pending signup(s) deleted" in jobs.purge_job(now)
     with Session(engine) as session:
         left = {s.email for s in session.exec(select(Subscriber).where(Subscriber.status == "pending"))}
     assert left == {"fresh@example.com"}
@@ -270,22 +271,22 @@ def test_purge_deletes_signups_never_confirmed_in_time(world):
 
 def test_retry_and_resume_finish_recent_sends(world):
     settings, engine, tmp_path = world
-    scheduling.compose_job(FRIDAY_NOON)
+    jobs.compose_job(FRIDAY_NOON)
     with session_scope(engine) as session:
         issue = session.exec(select(Issue)).one()
         approve(session, issue, settings)
-    scheduling.send_job(MONDAY_NINE)
+    jobs.send_job(MONDAY_NINE)
     with session_scope(engine) as session:  # two failed deliveries, as a provider outage leaves them
         rows = session.exec(select(Delivery).limit(2)).all()
         for row in rows:
             row.status = "failed"
             (tmp_path / "outbox" / "2026-w48" / f"2026-w48.{row.id}.eml").unlink()
-    assert "2 sent" in scheduling.retry_job()
+    assert "2 sent" in jobs.retry_job()
     assert outbox(tmp_path) == Counter(dict.fromkeys(READERS, 1))
     with session_scope(engine) as session:
         issue = session.exec(select(Issue)).one()
         issue.status, issue.sender, issue.sender_lease_until = IssueStatus.SENDING, None, None
-    assert "0 sent" in scheduling.resume_job()
+    assert "0 sent" in jobs.resume_job()
     assert status(engine) == IssueStatus.SENT
 
 
@@ -369,6 +370,19 @@ def test_a_restart_keeps_the_jobs_and_their_next_runs(world):
         third.shutdown()
 
 
+def test_the_jobs_are_stored_under_the_name_every_version_resolves(world):
+    """The store names each job's function `newsletter.scheduling:<job>`, as it always has: schedulers
+    of several versions may share a store, and one that cannot resolve a row deletes it."""
+    settings, engine, tmp_path = world
+    scheduler = scheduling.build_scheduler(settings, engine)
+    stored = {job.id: (job.func_ref, job.func) for job in scheduler.get_jobs()}  # read back from the store
+    scheduler.shutdown()
+    assert len(stored) == 7
+    for job_id, (reference, function) in stored.items():
+        assert reference == f"newsletter.scheduling:{job_id}_job"
+        assert function is getattr(jobs, f"{job_id}_job")
+
+
 # --- real processes -------------------------------------------------------------------------------------
 
 
@@ -391,15 +405,7 @@ def prepare_for_processes(tmp_path, env, readers: int):
     """A store with this week composed and approved, and the send job stored to fire in 3 seconds."""
 
     def run(*args):
-        return subprocess.run(
-            [sys.executable, "-m", "newsletter", *args],
-            cwd=tmp_path,
-            env=env,
-            capture_output=True,
-            text=True,
-            timeout=120,
-            check=True,
-        )
+        return newsletter(tmp_path, env, *args, check=True)
 
     run("init", "--sample")
     (tmp_path / "list.csv").write_text(
@@ -477,14 +483,7 @@ def test_a_second_send_of_the_same_issue_at_the_same_time_is_refused_by_the_leas
         while not emulator.counts():
             assert time.monotonic() < deadline
             time.sleep(0.02)
-        second = subprocess.run(
-            [sys.executable, "-m", "newsletter", "issue", "send"],
-            cwd=tmp_path,
-            env=env,
-            capture_output=True,
-            text=True,
-            timeout=60,
-        )
+        second = newsletter(tmp_path, env, "issue", "send", timeout=60)
         assert second.returncode == 1 and "is being sent by" in second.stderr
         emulator.faults(answer_delay_ms=0)
         out, err = first.communicate(timeout=60)

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import email
-import os
 import re
 import shutil
 import socket
@@ -37,8 +36,8 @@ from newsletter.providers.base import Failure, ProviderError
 from newsletter.render import Renderer
 from newsletter.samples import dated_into_week, issue_from
 from newsletter.subscriptions import add_active
+from tests.commands import mount_tmpfs, run
 from tests.conftest import TEST_KEY
-from tests.test_cli import run
 
 READERS = [f"reader{n:02}@example.com" for n in range(20)]
 
@@ -313,21 +312,11 @@ def test_newsletter_issue_send_on_a_disk_it_cannot_write_exits_1_saying_where_an
     assert state(engine, issue_id) == (IssueStatus.DRAFT, {})
 
 
-def _mount_tmpfs(directory: Path, size: str) -> bool:
-    directory.mkdir(parents=True, exist_ok=True)
-    if os.geteuid() != 0 or not shutil.which("mount"):
-        return False
-    done = subprocess.run(
-        ["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(directory)], capture_output=True
-    )
-    return done.returncode == 0
-
-
 @pytest.fixture
 def tiny_disk(tmp_path):
     """A 600 KB filesystem: room for a few messages of an issue, not twenty."""
     disk = tmp_path / "disk"
-    if not _mount_tmpfs(disk, "600k"):
+    if not mount_tmpfs(disk, "600k"):
         pytest.skip("this machine does not let the test mount a tmpfs (needs root with CAP_SYS_ADMIN)")
     yield disk
     subprocess.run(["umount", "-l", str(disk)], check=False)

@@ -9,9 +9,9 @@ from sqlmodel import Session, select
 
 from newsletter.db import make_engine
 from newsletter.models import Subscriber, SubscriberEvent
+from tests.commands import run
 from tests.conftest import FIXTURES
 from tests.databases import ON_POSTGRES, database_url
-from tests.test_cli import run
 
 
 def readers(tmp_path) -> dict[str, str]:

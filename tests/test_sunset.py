@@ -7,8 +7,6 @@ from __future__ import annotations
 
 import email
 import json
-import subprocess
-import sys
 import threading
 from collections import Counter
 from datetime import UTC, datetime, timedelta
@@ -18,7 +16,7 @@ from zoneinfo import ZoneInfo
 import time_machine
 from sqlmodel import Session, select
 
-from newsletter import scheduling, sunset
+from newsletter import jobs, sunset
 from newsletter.config import Settings
 from newsletter.content import store_comparisons
 from newsletter.curation import Week
@@ -43,6 +41,7 @@ from newsletter.subscriptions import add_active, set_tracking
 from newsletter.tokens import Signer
 from newsletter.tracking.links import LinkKind
 from newsletter.votes import record_vote
+from tests.commands import newsletter
 from tests.conftest import TEST_KEY
 from tests.databases import clean_env, database_url
 from tests.emulator_server import running_emulator
@@ -51,6 +50,8 @@ BERLIN = ZoneInfo("Europe/Berlin")
 WEEKS = ("2026-W46", "2026-W47", "2026-W48")
 AFTER_THIRD = datetime(2026, 11, 24, 11, 0, tzinfo=BERLIN)  # the Tuesday after the third issue
 READERS = ("clicker", "voter", "machine", "opener", "stayer", "silent", "late", "notrack")
+# How the five questions of the silent-readers test end, in the store and in the issue report alike.
+ENDINGS = {"asked": 5, "waiting": 0, "stayed": 1, "engaged": 1, "let_go": 3, "left": 0}
 
 
 def monday(week: str) -> datetime:
@@ -77,7 +78,7 @@ def build(tmp_path, samples, readers=READERS, **overrides):
     )
     engine = make_engine(settings.database_url)
     create_schema(engine)
-    scheduling.set_context(scheduling.Context(settings, engine, threading.Event()))
+    jobs.set_context(jobs.Context(settings, engine, threading.Event()))
     before = datetime(2026, 11, 1, 12, tzinfo=BERLIN)
     with time_machine.travel(before, tick=False), session_scope(engine) as session:
         add_active(session, [address(name) for name in readers], source="test", key=TEST_KEY.encode())
@@ -100,10 +101,10 @@ def send_week(settings, engine, samples, week: str) -> None:
         own = [item.model_copy(update={"slug": f"{item.slug}-{week.lower()}"}) for item in samples]
         with session_scope(engine) as session:
             store_comparisons(session, dated_into_week(own, at, BERLIN), BERLIN)
-        assert "draft created" in scheduling.compose_job(at)
+        assert "draft created" in jobs.compose_job(at)
         with session_scope(engine) as session:
             approve(session, find_issue(session, Week.parse(week)), settings)
-        assert " sent" in scheduling.send_job(at)
+        assert " sent" in jobs.send_job(at)
 
 
 def reader(session, name: str) -> Subscriber:
@@ -155,7 +156,7 @@ def statuses(engine) -> dict[str, str]:
 
 def run_job(at: datetime) -> str:
     with time_machine.travel(at, tick=True):
-        return scheduling.sunset_job()
+        return jobs.sunset_job()
 
 
 def test_silent_readers_are_asked_once_and_let_go_fourteen_days_later_unless_they_stay(tmp_path, samples):
@@ -233,27 +234,13 @@ def test_silent_readers_are_asked_once_and_let_go_fourteen_days_later_unless_the
         assert sorted(told) == sorted((f"subscriber:{sid}", "subscriber.unsubscribed") for sid in ids)
         stayed = session.exec(select(SubscriberEvent).where(SubscriberEvent.kind == "stayed")).one()
         assert stayed.detail == "answered the re-engagement question"
-        assert sunset.figures(session) == {
-            "asked": 5,
-            "waiting": 0,
-            "stayed": 1,
-            "engaged": 1,
-            "let_go": 3,
-            "left": 0,
-        }
+        assert sunset.figures(session) == ENDINGS
     assert "0 asked" in run_job(datetime(2026, 12, 10, 11, 0, tzinfo=BERLIN)), "staying resets the count"
 
     # the report of the span's last issue and `subscribers stats`, through the real command line
     env = clean_env(tmp_path) | {"NEWSLETTER_SECRET_KEY": TEST_KEY, "NEWSLETTER_SUNSET_ISSUES": "3"}
     report = cli(tmp_path, env, "issue", "report", "--week", "2026-W48", "--json")
-    assert json.loads(report)["reengagement"] == {
-        "asked": 5,
-        "waiting": 0,
-        "stayed": 1,
-        "engaged": 1,
-        "let_go": 3,
-        "left": 0,
-    }
+    assert json.loads(report)["reengagement"] == ENDINGS
     assert (
         json.loads(cli(tmp_path, env, "issue", "report", "--week", "2026-W47", "--json"))["reengagement"][
             "asked"
@@ -272,14 +259,7 @@ def test_silent_readers_are_asked_once_and_let_go_fourteen_days_later_unless_the
 
 
 def cli(tmp_path, env, *args: str) -> str:
-    run = subprocess.run(
-        [sys.executable, "-m", "newsletter", *args],
-        cwd=tmp_path,
-        env=env | {"COLUMNS": "200"},
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    run = newsletter(tmp_path, env | {"COLUMNS": "200"}, *args)
     assert run.returncode == 0, run.stdout + run.stderr
     return run.stdout
 
@@ -290,9 +270,7 @@ def test_nobody_is_asked_when_silence_says_nothing(tmp_path, samples):
     settings, engine = build(tmp_path, samples, readers=("silent",), hit_retention_days=35)
 
     def job(at, **changes) -> str:
-        scheduling.set_context(
-            scheduling.Context(settings.model_copy(update=changes), engine, threading.Event())
-        )
+        jobs.set_context(jobs.Context(settings.model_copy(update=changes), engine, threading.Event()))
         return run_job(at)
 
     assert "nobody asked: off (NEWSLETTER_SUNSET_ISSUES=0)" in job(AFTER_THIRD, sunset_issues=0)

@@ -158,7 +158,7 @@ def test_stats_say_not_tracked_for_an_issue_sent_with_tracking_off(tmp_path):
     """No clicks were counted, so there is no rate: `not tracked` (None in JSON), never 0.0%."""
     import json
 
-    from tests.test_cli import run
+    from tests.commands import run
 
     env = {"NEWSLETTER_SECRET_KEY": TEST_KEY, "NEWSLETTER_TRACKING": "off"}
     for args in (

@@ -12,6 +12,7 @@ from sqlmodel import Session, select
 
 from newsletter.db import make_engine
 from newsletter.models import ProviderEvent, Subscriber, SubscriberEvent
+from tests.commands import newsletter
 from tests.databases import database_url
 from tests.emulator_server import running_emulator
 from tests.web_server import running_server
@@ -42,14 +43,7 @@ def sent(request, emulator, tmp_path_factory):
     with running_server(directory, **secrets) as server:
         env = server.env | emulator.provider_env(provider) | {"COLUMNS": "200"}
         for args in (["subscribers", "add", *READERS], ["issue", "compose"], ["issue", "send"]):
-            result = subprocess.run(
-                [sys.executable, "-m", "newsletter", *args],
-                cwd=directory,
-                env=env,
-                capture_output=True,
-                text=True,
-                timeout=120,
-            )
+            result = newsletter(directory, env, *args)
             assert result.returncode == 0, result.stderr
         server.env = env
         yield provider, server

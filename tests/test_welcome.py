@@ -15,7 +15,7 @@ import pytest
 from sqlalchemy import update
 from sqlmodel import Session, select
 
-from newsletter import scheduling
+from newsletter import jobs
 from newsletter.config import Settings
 from newsletter.curation import Week
 from newsletter.db import make_engine
@@ -176,10 +176,10 @@ def test_a_failing_provider_never_fails_the_confirmation_and_the_retry_sends_the
         timezone="Europe/Berlin",
         send_cron="30 7 * * 4",
     )
-    scheduling.set_context(scheduling.Context(settings, server.engine, threading.Event()))
+    jobs.set_context(jobs.Context(settings, server.engine, threading.Event()))
     later = datetime.now(UTC) + timedelta(minutes=21)
-    assert "welcome emails owed: 1 sent" in scheduling.retry_job(later)
-    assert "welcome emails owed" not in scheduling.retry_job(later)
+    assert "welcome emails owed: 1 sent" in jobs.retry_job(later)
+    assert "welcome emails owed" not in jobs.retry_job(later)
     message = server.mail_to("cy@example.com", "welcome")
     assert "Every Thursday at 07:30" in text_of(message)
     assert welcomes(server, "cy@example.com", settle=0) == 1

@@ -20,7 +20,7 @@ from datetime import timedelta
 from sqlalchemy import update
 from sqlmodel import Session, select
 
-from newsletter import ledger, scheduling
+from newsletter import jobs, ledger
 from newsletter.content import store_comparisons
 from newsletter.curation import Week
 from newsletter.db import make_engine, session_scope
@@ -30,10 +30,10 @@ from newsletter.models import Delivery, DeliveryStatus, Issue, IssueStatus, utcn
 from newsletter.providers.outbox import OutboxProvider
 from newsletter.samples import dated_into_week
 from newsletter.subscriptions import add_active
+from tests.commands import run
 from tests.conftest import TEST_KEY, at
 from tests.databases import clean_env, database_url
 from tests.emulator_server import running_emulator
-from tests.test_cli import run
 from tests.test_send import dead_sender
 
 NOW = at("2026-11-25T10:00:00Z")
@@ -110,8 +110,8 @@ def test_in_worker_mode_the_scheduler_only_marks_the_issue_and_a_worker_sends_it
     with session_scope(engine) as session:
         prepared(session, settings, samples, readers)
     workers = settings.model_copy(update={"send_mode": "workers"})
-    scheduling.set_context(scheduling.Context(workers, engine, threading.Event()))
-    message = scheduling.send_job(now=NOW + timedelta(days=5))
+    jobs.set_context(jobs.Context(workers, engine, threading.Event()))
+    message = jobs.send_job(now=NOW + timedelta(days=5))
     assert "marked for sending" in message
     with Session(engine) as session:
         assert session.exec(select(Issue.status)).one() == IssueStatus.SENDING

@@ -25,10 +25,10 @@ from newsletter.curation import Week
 from newsletter.db import session_scope
 from newsletter.editions import ComposeOutcome, EditionError
 from newsletter.headers import HeaderValueError, check_header_value
+from newsletter.issue_words import default_preheader, default_subject
 from newsletter.lengths import preheader_problem, subject_problem
 from newsletter.models import Comparison, Issue, IssueStatus
 from newsletter.quality import GateFailed, check_issue, check_view, enforce
-from newsletter.render import default_preheader, default_subject
 
 router = APIRouter()
 Next = Annotated[str, Form(alias="next", max_length=200)]

@@ -17,7 +17,8 @@ from newsletter.config import Settings
 from newsletter.content import ImportSummary, store_comparisons
 from newsletter.curation import Week
 from newsletter.importing import ComparisonIn, TallyIn, ToolIn, parse_text
-from newsletter.render import default_preheader, default_subject, masthead_from
+from newsletter.issue_words import default_preheader, default_subject
+from newsletter.render import masthead_from
 from newsletter.views import ComparisonView, IssueView, ReviewView, Share, ToolView, tool_view
 
 SAMPLE_FILE = "comparisons.yaml"

@@ -11,7 +11,7 @@ from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel, ConfigDict, Field
 
 from newsletter.web.common import State, error_response
-from newsletter.web.pages import signup
+from newsletter.web.signup import signup
 
 router = APIRouter(prefix="/api")
 

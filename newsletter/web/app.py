@@ -26,7 +26,7 @@ from newsletter.render import Renderer, masthead_from
 from newsletter.tokens import Signer
 from newsletter.tracking.classify import Rules
 from newsletter.tracking.recorder import HitRecorder, LinkResolver, client_hasher
-from newsletter.web import api, archive, pages, redirects, stay, webhooks
+from newsletter.web import api, archive, comparisons, leaving, preferences, redirects, signup, stay, webhooks
 from newsletter.web.common import (
     REASONS,
     WebState,
@@ -37,6 +37,7 @@ from newsletter.web.common import (
 )
 from newsletter.web.head import HeadAsGetMiddleware
 from newsletter.web.input_guard import InputGuardMiddleware
+from newsletter.web.reader_pages import LinkRefused, ReaderGone, answer_gone, answer_refused_link
 from newsletter.web.security import (
     BodyLimitMiddleware,
     CsrfGuard,
@@ -89,11 +90,15 @@ def create_app(settings: Settings, engine: Engine | None = None, provider: Provi
     relative_slash_redirects(app.router)
 
     app.router.routes[:0] = redirects.routes()  # first: the hottest paths, matched before any other
-    app.include_router(pages.router)
+    for module in (signup, leaving, preferences, comparisons):  # the reader pages
+        app.include_router(module.router)
+    app.add_api_route("/healthz", health, methods=["GET"])  # what a proxy or a supervisor polls
     app.include_router(stay.router)
     app.include_router(archive.router)
     app.include_router(api.router)
     app.include_router(webhooks.router)
+    app.add_exception_handler(LinkRefused, answer_refused_link)  # the reader pages' signed links
+    app.add_exception_handler(ReaderGone, answer_gone)
     app.add_exception_handler(StarletteHTTPException, _http_error)
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.add_exception_handler(DataError, _unstorable)
@@ -118,6 +123,10 @@ def create_app(settings: Settings, engine: Engine | None = None, provider: Provi
     )
     app.add_middleware(SecurityHeadersMiddleware)
     return app
+
+
+def health() -> dict[str, str]:
+    return {"status": "ok"}
 
 
 async def _http_error(request: Request, exc: StarletteHTTPException) -> Response:

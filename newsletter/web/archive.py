@@ -21,8 +21,8 @@ from starlette.exceptions import HTTPException
 from newsletter.curation import Week
 from newsletter.db import session_scope
 from newsletter.editions import EditionError, issue_view
+from newsletter.issue_words import intro_line, week_label
 from newsletter.models import Issue, IssueStatus
-from newsletter.render import intro_line, week_label
 from newsletter.views import IssueView
 from newsletter.web.common import WebState
 

@@ -14,33 +14,21 @@ from newsletter import links
 from newsletter.db import session_scope
 from newsletter.letters import STAY_PURPOSE
 from newsletter.models import SubscriberStatus
-from newsletter.notices import READER_PURPOSE
 from newsletter.subscriptions import LEFT
 from newsletter.sunset import Stay, stay
-from newsletter.web.pages import (
-    LinkRefused,
-    State,
-    client_address,
-    gone,
-    left_page,
-    message,
-    reader,
-    refused_link,
-    verify,
-)
+from newsletter.web.common import State
+from newsletter.web.leaving import left_page
+from newsletter.web.reader_pages import client_address, gone, link_reader, message, reader, verify
 
 router = APIRouter()
 
 
 @router.get("/stay/{token}", response_class=HTMLResponse)
 def stay_page(request: Request, state: State, token: str) -> Response:
-    try:
-        claims = verify(request, state, token, STAY_PURPOSE)
-    except LinkRefused as refusal:
-        return refused_link(request, state, refusal, READER_PURPOSE)
+    claims = verify(state, token, STAY_PURPOSE)
     with session_scope(state.engine) as session:
-        subscriber = reader(session, claims)
-    if subscriber is None or subscriber.status == SubscriberStatus.PENDING:
+        subscriber = link_reader(session, claims)
+    if subscriber.status == SubscriberStatus.PENDING:
         return gone(request, state)
     if subscriber.status in LEFT:
         return left_page(request, state, state.letters.reader_token(subscriber.id), subscriber)
@@ -55,10 +43,7 @@ def stay_page(request: Request, state: State, token: str) -> Response:
 
 @router.post("/stay/{token}", response_class=HTMLResponse)
 async def stay_submit(request: Request, state: State, token: str) -> Response:
-    try:
-        claims = verify(request, state, token, STAY_PURPOSE)
-    except LinkRefused as refusal:
-        return refused_link(request, state, refusal, READER_PURPOSE)
+    claims = verify(state, token, STAY_PURPOSE)
     client = client_address(request)
 
     def store():
