@@ -25,6 +25,7 @@ from urllib.parse import urlsplit
 
 from newsletter import links
 from newsletter.encoding import Codec, EncodedTemplate
+from newsletter.lazy_imports import defer
 from newsletter.tracking.links import LinkKind, LinkSpec
 from newsletter.views import ComparisonView, IssueView, Masthead
 
@@ -396,6 +397,7 @@ def compile_mjml(source: str) -> str:
     alone: inlining MJML's `table, td {...}` reset into every cell would add a third to the size for
     clients that read head styles anyway. Configured around premailer's two known defects.
     """
+    defer("requests")  # premailer imports it for external stylesheets: never fetched (allow_network=False)
     from premailer import Premailer
 
     try:
