@@ -14,11 +14,11 @@ from functools import cache
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from sqlalchemy import inspect, text
+from sqlalchemy import MetaData, inspect, text
 from sqlalchemy.engine import Connection, Engine
 from sqlmodel import SQLModel
 
-from newsletter import models  # noqa: F401  (registers the tables on SQLModel.metadata)
+from newsletter import models  # registers the tables on SQLModel.metadata
 
 if TYPE_CHECKING:
     from alembic.config import Config
@@ -31,6 +31,13 @@ BASELINE = "0001"  # the schema of the releases before migrations: created by cr
 
 class SchemaError(RuntimeError):
     """The store's schema is one this release cannot work with (made by a newer release)."""
+
+
+def metadata() -> MetaData:
+    """Every table and index the migrations build: the models' tables with their partial indexes,
+    which are declared only where a schema is made or compared (see `models.partial_indexes`)."""
+    models.partial_indexes()
+    return SQLModel.metadata
 
 
 def alembic_config(connection: Connection | None = None) -> Config:
@@ -140,8 +147,8 @@ def upgrade(engine: Engine, revision: str = "head") -> tuple[str | None, str | N
         if before is None and "issue" in tables:
             command.stamp(config, BASELINE)  # made by a release from before migrations
             before = BASELINE
-        if before is None and revision == "head" and not tables & set(SQLModel.metadata.tables):
-            SQLModel.metadata.create_all(connection)  # empty: the newest schema in one go
+        if before is None and revision == "head" and not tables & set(metadata().tables):
+            metadata().create_all(connection)  # empty: the newest schema in one go
             command.stamp(config, "head")
         else:
             try:

@@ -57,3 +57,17 @@ print(json.dumps({{
 """,
     )
     assert found == {"before": False, "after": True, "same": True}
+
+
+def test_the_models_and_the_send_path_load_no_dialect_before_a_store_is_opened(tmp_path):
+    """The partial indexes' dialect options would load PostgreSQL's modules into every SQLite
+    process (and SQLite's into every PostgreSQL one); they are declared where a schema is made."""
+    loaded = python(
+        tmp_path,
+        """
+import json, sys
+import newsletter.models, newsletter.db, newsletter.delivery, newsletter.tracking.issue_links, newsletter.schema
+print(json.dumps(sorted({m.split(".")[2] for m in sys.modules if m.startswith("sqlalchemy.dialects.")})))
+""",
+    )
+    assert loaded == []

@@ -10,7 +10,7 @@ import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 from sqlalchemy import inspect, text
-from sqlmodel import Session, SQLModel, select
+from sqlmodel import Session, select
 
 from newsletter import schema
 from newsletter.db import make_engine
@@ -27,7 +27,7 @@ def differences(engine) -> list:
         context = MigrationContext.configure(
             connection, opts={"include_object": schema.include_object, "compare_type": True}
         )
-        return compare_metadata(context, SQLModel.metadata)
+        return compare_metadata(context, schema.metadata())
 
 
 def test_the_migrations_build_exactly_the_models_schema(settings):
