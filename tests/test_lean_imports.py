@@ -66,7 +66,8 @@ def test_the_models_and_the_send_path_load_no_dialect_before_a_store_is_opened(t
         tmp_path,
         """
 import json, sys
-import newsletter.models, newsletter.db, newsletter.delivery, newsletter.tracking.issue_links, newsletter.schema
+import newsletter.models, newsletter.db, newsletter.delivery, newsletter.schema
+import newsletter.tracking.issue_links
 print(json.dumps(sorted({m.split(".")[2] for m in sys.modules if m.startswith("sqlalchemy.dialects.")})))
 """,
     )
