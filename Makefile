@@ -64,6 +64,9 @@ $(STAMP): pyproject.toml requirements.lock
 	else \
 		$(PYTHON) -m pip --python $(BIN)/python $(PIP_INSTALL) && $(PYTHON) -m pip --python $(BIN)/python $(PIP_PROJECT); \
 	fi
+	@# The package's bytecode, written once: a process that may not write it (PYTHONDONTWRITEBYTECODE,
+	@# a read-only checkout) would otherwise compile every module it imports at each start (~90 ms).
+	$(BIN)/python -m compileall -q newsletter
 	@touch $(STAMP)
 
 # Re-resolve pyproject.toml's ranges (runtime, the dev extras and the build backend) against PyPI into

@@ -7,6 +7,7 @@ from __future__ import annotations
 import logging
 import re
 
+from newsletter.lazy_imports import defer
 from newsletter.rendered import RenderError
 
 
@@ -17,6 +18,7 @@ def compile_mjml(source: str) -> str:
     alone: inlining MJML's `table, td {...}` reset into every cell would add a third to the size for
     clients that read head styles anyway. Configured around premailer's two known defects.
     """
+    defer("requests")  # premailer imports it for external stylesheets: never fetched (allow_network=False)
     from premailer import Premailer
 
     try:

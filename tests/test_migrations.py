@@ -6,10 +6,11 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 
+import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 from sqlalchemy import inspect, text
-from sqlmodel import Session, SQLModel, select
+from sqlmodel import Session, select
 
 from newsletter import schema
 from newsletter.db import make_engine
@@ -26,7 +27,7 @@ def differences(engine) -> list:
         context = MigrationContext.configure(
             connection, opts={"include_object": schema.include_object, "compare_type": True}
         )
-        return compare_metadata(context, SQLModel.metadata)
+        return compare_metadata(context, schema.metadata())
 
 
 def test_the_migrations_build_exactly_the_models_schema(settings):
@@ -54,6 +55,32 @@ def test_the_revisions_every_command_checks_are_alembics_own(settings):
         alembics = MigrationContext.configure(connection).get_current_revision()
     assert schema.current(engine) == alembics == "0002"
     engine.dispose()
+
+
+@pytest.mark.parametrize(
+    ("source", "expected"),
+    [
+        ('revision = "0012"\ndown_revision = "0011"\n', {"revision": "0012", "down_revision": "0011"}),
+        (  # Alembic's own template: annotated, with a union type
+            'revision: str = "0012"\ndown_revision: Union[str, None] = "0011"  # the last one\n',
+            {"revision": "0012", "down_revision": "0011"},
+        ),
+        (
+            'revision = "0012"\ndown_revision = ("0010", "0011")\n',
+            {"revision": "0012", "down_revision": ("0010", "0011")},
+        ),
+        (  # a merge whose parents span lines: read from the parsed module
+            'revision = "0012"\ndown_revision = (\n    "0010",\n    "0011",\n)\n',
+            {"revision": "0012", "down_revision": ("0010", "0011")},
+        ),
+        (  # indented or quoted in a docstring: not the module's own
+            '"""Notes.\n\n    revision = "x"\n"""\nrevision = "0001"\ndown_revision = None\n',
+            {"revision": "0001", "down_revision": None},
+        ),
+    ],
+)
+def test_revision_lines_read_what_the_module_assigns(source, expected):
+    assert schema.revision_lines(source) == expected
 
 
 def test_a_new_store_is_made_at_the_newest_revision_in_one_go(settings):

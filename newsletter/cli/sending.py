@@ -24,8 +24,6 @@ def run_send(
     `renderer`: the one the quality checks used, so the issue they rendered is not rendered again."""
     import asyncio
 
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
-
     from newsletter.delivery import SendAborted, Sender
     from newsletter.providers import make_provider
 
@@ -39,7 +37,9 @@ def run_send(
             await provider.aclose()
 
     try:
-        if sys.stderr.isatty():
+        if sys.stderr.isatty():  # Rich's progress bar loads only for a person at a terminal
+            from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
             columns = (TextColumn("Sending"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn())
             with Progress(*columns, console=errors, transient=True) as progress:
                 task = progress.add_task("send", total=None)

@@ -10,8 +10,6 @@ from __future__ import annotations
 from collections.abc import Iterable
 
 from sqlalchemy import select
-from sqlalchemy.dialects.postgresql import insert as pg_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.engine import Engine
 
 from newsletter.db import session_scope
@@ -40,7 +38,11 @@ def register_links(engine: Engine, issue_id: int, specs: Iterable[LinkSpec]) -> 
     if not rows:
         return
     with session_scope(engine) as session:
-        insert = sqlite_insert if session.get_bind().dialect.name == "sqlite" else pg_insert
+        # The store's own dialect's INSERT ... ON CONFLICT; the other dialect's modules never load.
+        if session.get_bind().dialect.name == "sqlite":
+            from sqlalchemy.dialects.sqlite import insert
+        else:
+            from sqlalchemy.dialects.postgresql import insert
         session.execute(
             insert(IssueLink).values(rows).on_conflict_do_nothing(index_elements=["issue_id", "code"])
         )
