@@ -6,6 +6,10 @@ figures, by the same queries) return plain data (dataclasses with `as_json()`, t
 `csv_rows()`) for the CLI and the editors' console alike. How the list moves week by week is in
 newsletter/weekly.py, which shares `recipients` and `human_readers` from here.
 
+Once an issue's send is over, its costliest figures (the ledger by status, the provider's outcomes,
+the hits per link with their readers) are kept as exact rollups until what they count changes
+(newsletter/rollups.py): the console's pages then read them instead of counting a million rows.
+
 Clicks are hits on the issue's tracked links (the hidden decoy link included: only machines follow
 it), opens are hits on its pixel; both are raw hits plus the counts that hits past their retention
 were folded into (`linkcount`). A reader's unique count after folding is counted once on each side
@@ -22,6 +26,7 @@ from zoneinfo import ZoneInfo
 from sqlalchemy import and_, distinct, func, select, true, union
 from sqlmodel import Session
 
+from newsletter import rollups
 from newsletter.curation import Week
 from newsletter.models import (
     Comparison,
@@ -162,9 +167,11 @@ def issue_report(session: Session, issue_id: int, zone: ZoneInfo = UTC) -> Issue
     issue = session.get(Issue, issue_id)
     if issue is None:
         raise LookupError(f"no issue with id {issue_id}")
-    ledger = _ledger(session, issue_id)
-    events = _events_by_kind(session, issue_id)
-    links = _link_figures(session, issue_id)
+    ledger = ledger_counts(session, issue_id)
+    provider = _provider_figures(session, issue_id)
+    events = provider["outcomes"]
+    hits = _hit_figures(session, issue_id)
+    links = [LinkFigures(**link) for link in hits["links"]]
     clicks = [link for link in links if link.kind != LinkKind.OPEN]
     opens = [link for link in links if link.kind == LinkKind.OPEN]
     return IssueReport(
@@ -180,8 +187,8 @@ def issue_report(session: Session, issue_id: int, zone: ZoneInfo = UTC) -> Issue
         clicks={
             "human": sum(link.human for link in clicks),
             "machine": sum(link.machine for link in clicks),
-            "human_readers": human_readers(session, issue_id, opens=False),
-            "machine_reasons": _machine_reasons(session, issue_id),
+            "human_readers": hits["clickers"],
+            "machine_reasons": hits["reasons"],
         },
         links=clicks,
         comparisons=_comparisons(clicks, session, issue_id),
@@ -190,8 +197,8 @@ def issue_report(session: Session, issue_id: int, zone: ZoneInfo = UTC) -> Issue
             "tracked": bool(opens),
             "human": sum(link.human for link in opens),
             "machine": sum(link.machine for link in opens),
-            "human_readers": human_readers(session, issue_id, opens=True) if opens else 0,
-            **_provider_opens(session, issue_id),
+            "human_readers": hits["openers"] if opens else 0,
+            **provider["opens"],
         },
         signups=_signups(session, Week.parse(issue.week), zone),
         reengagement=sunset_figures(session, last_issue_id=issue_id),
@@ -226,7 +233,7 @@ def issue_headline(session: Session, issue_id: int) -> IssueHeadline:
     issue = session.get(Issue, issue_id)
     if issue is None:
         raise LookupError(f"no issue with id {issue_id}")
-    events = _events_by_kind(session, issue_id)
+    events = _provider_figures(session, issue_id)["outcomes"]
     return IssueHeadline(
         issue_id=issue_id,
         week=issue.week,
@@ -247,6 +254,19 @@ def tracked(session: Session, issue_id: int) -> bool:
     return first is not None
 
 
+def _settled(session: Session, issue_id: int) -> bool:
+    """Whether the issue's send is over, so its figures may be kept as rollups."""
+    issue = session.get(Issue, issue_id)
+    return issue is not None and issue.status in rollups.SETTLED
+
+
+def ledger_counts(session: Session, issue_id: int) -> dict[str, int]:
+    """The issue's deliveries by status: the ledger's rows, or their rollup once the send is over."""
+    return rollups.figures(
+        session, issue_id, "ledger", lambda s: _ledger(s, issue_id), settled=_settled(session, issue_id)
+    )
+
+
 def _ledger(session: Session, issue_id: int) -> dict[str, int]:
     return dict(
         session.execute(
@@ -259,9 +279,31 @@ def _ledger(session: Session, issue_id: int) -> dict[str, int]:
 
 def recipients(session: Session, issue_id: int) -> int:
     """The recipients: the ledger's sent rows."""
-    return session.execute(
-        select(func.count()).where(Delivery.issue_id == issue_id, Delivery.status == DeliveryStatus.SENT)
-    ).scalar_one()
+    return ledger_counts(session, issue_id).get(DeliveryStatus.SENT, 0)
+
+
+def _provider_figures(session: Session, issue_id: int) -> dict[str, dict[str, int]]:
+    """`outcomes`: deliveries with each outcome; `opens`: the provider's opens (a rollup's part)."""
+
+    def count(s: Session) -> dict[str, dict[str, int]]:
+        return {"outcomes": _events_by_kind(s, issue_id), "opens": _provider_opens(s, issue_id)}
+
+    return rollups.figures(session, issue_id, "events", count, settled=_settled(session, issue_id))
+
+
+def _hit_figures(session: Session, issue_id: int) -> dict[str, object]:
+    """Every link's figures, the issue's human readers of its links (`clickers`) and of its pixel
+    (`openers`), and the machine clicks by reason (a rollup's part)."""
+
+    def count(s: Session) -> dict[str, object]:
+        return {
+            "links": [asdict(link) for link in _link_figures(s, issue_id)],
+            "clickers": _human_readers(s, issue_id, opens=False),
+            "openers": _human_readers(s, issue_id, opens=True),
+            "reasons": _machine_reasons(s, issue_id),
+        }
+
+    return rollups.figures(session, issue_id, "hits", count, settled=_settled(session, issue_id))
 
 
 OUTCOMES = (EventKind.DELIVERED, EventKind.BOUNCED, EventKind.SOFT_BOUNCED, EventKind.COMPLAINED)
@@ -364,6 +406,10 @@ def _on_links(session: Session, issue_id: int, *, opens: bool):
 
 def human_readers(session: Session, issue_id: int, *, opens: bool) -> int:
     """Readers with a human hit on the issue's pixel (`opens`) or on its other links."""
+    return _hit_figures(session, issue_id)["openers" if opens else "clickers"]
+
+
+def _human_readers(session: Session, issue_id: int, *, opens: bool) -> int:
     kind = IssueLink.kind == LinkKind.OPEN if opens else IssueLink.kind != LinkKind.OPEN
     if _has_folded_clicks(session, issue_id):  # stored and folded together: one reader is one reader
         clickers = _human_clickers(issue_id).subquery()

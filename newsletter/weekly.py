@@ -15,12 +15,15 @@ from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo
 
 from sqlalchemy import BigInteger, and_, case, cast, func, select, text
+from sqlalchemy.dialects.postgresql import insert as postgresql_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import aliased
 from sqlmodel import Session
 
 from newsletter.curation import Week
-from newsletter.models import STATE_EVENTS, Issue, SubscriberEvent
+from newsletter.models import STATE_EVENTS, Issue, ListSize, SubscriberEvent, utcnow
 from newsletter.reports import ALREADY_ACTIVE, LEAVES, SIGNUP_REQUESTED, human_readers, recipients, tracked
+from newsletter.rollups import under_share_lock
 
 
 @dataclass
@@ -139,15 +142,70 @@ STATES = STATE_EVENTS  # joins, leaves and an import's suppression: what ix_subs
 
 
 def list_sizes_at(session: Session, moments: list[datetime]) -> list[int]:
-    """`list_size_at` for each of `moments` (ascending), in three queries whatever their number.
+    """`list_size_at` for each of `moments` (ascending). The sizes at past moments are kept
+    (`ListSize`, exact: a trigger deletes every size after a state event that is inserted, changed or
+    deleted), so once they are counted only the moments still to come are: from the latest kept size
+    before them, over the state events since (a week's, not the list's whole history). Kept sizes are
+    counted on PostgreSQL in a transaction of their own under a SHARE lock on the event trail (no
+    write under way can be missed, none can slip in before the trigger sees the sizes); on SQLite
+    every transaction holds the store's write lock already."""
+    if not moments:
+        return []
+    known = {
+        row.moment: row.size
+        for row in session.execute(select(ListSize.moment, ListSize.size).where(ListSize.moment.in_(moments)))
+    }
+    missing = [moment for moment in moments if moment not in known]
+    if missing:
+        now = utcnow()
+        past = [moment for moment in missing if moment <= now]
+        found = None
+        if past and session.get_bind().dialect.name == "postgresql":
+
+            def count_and_keep(own: Session) -> dict[datetime, int]:
+                counted = _count_sizes(own, missing)
+                _keep_sizes(own, {moment: counted[moment] for moment in past}, now)
+                return counted
+
+            found = under_share_lock(session, ("subscriberevent",), count_and_keep)[1]
+        elif past:  # SQLite: this transaction holds the store's write lock already
+            found = _count_sizes(session, missing)
+            _keep_sizes(session, {moment: found[moment] for moment in past}, now)
+        known |= found if found is not None else _count_sizes(session, missing)
+    return [known[moment] for moment in moments]
+
+
+def _keep_sizes(session: Session, sizes: dict[datetime, int], now: datetime) -> None:
+    insert = postgresql_insert if session.get_bind().dialect.name == "postgresql" else sqlite_insert
+    rows = [{"moment": moment, "size": size, "computed_at": now} for moment, size in sizes.items()]
+    session.execute(insert(ListSize).values(rows).on_conflict_do_nothing())
+
+
+def _count_sizes(session: Session, moments: list[datetime]) -> dict[datetime, int]:
+    """The sizes at `moments` from the event trail: from the latest kept size before them if there
+    is one (only the readers with a state event since are looked at), else from the beginning."""
+    anchor = session.execute(
+        select(ListSize.moment, ListSize.size)
+        .where(ListSize.moment < moments[0])
+        .order_by(ListSize.moment.desc())
+        .limit(1)
+    ).first()
+    if anchor is None:
+        return dict(zip(moments, _sizes_from_events(session, moments), strict=True))
+    points = [anchor.moment, *moments]
+    base = anchor.size - _no_reader_active(session, [anchor.moment])[0]
+    return dict(zip(moments, _sizes_from_events(session, points, base)[1:], strict=True))
+
+
+def _sizes_from_events(session: Session, moments: list[datetime], base: int | None = None) -> list[int]:
+    """The sizes at `moments` (ascending), in three queries whatever their number; `base`, when
+    known, is the size at the first of them without the readerless events (`_no_reader_active`).
 
     A reader's latest change of state before a moment is their state event of highest id among
     those before it. Readers with no state event between the first moment and the last have the
     same latest one at every moment, so only the others ("touched") are looked at per moment:
     size(m) = size(first) - touched active at first + touched active at m. One aggregate finds
     both the latest event and whether it is a join: the maximum of id * 2 + (1 for a join)."""
-    if not moments:
-        return []
     if session.get_bind().dialect.name == "postgresql":
         # Compiling these plans (JIT) costs more than running them; until the transaction ends.
         session.execute(text("SET LOCAL jit = off"))
@@ -155,11 +213,14 @@ def list_sizes_at(session: Session, moments: list[datetime]) -> list[int]:
     event = SubscriberEvent
     state = and_(event.kind.in_(STATES), event.subscriber_id.is_not(None))
     packed = cast(event.id, BigInteger) * 2 + case((event.kind.in_(JOINS), 1), else_=0)
-    latest = (
-        select(func.max(packed).label("latest")).where(state, event.at < first).group_by(event.subscriber_id)
-    )
-    latest = latest.subquery()
-    base = session.execute(select(func.count()).where(latest.c.latest % 2 == 1)).scalar_one()
+    if base is None:
+        latest = (
+            select(func.max(packed).label("latest"))
+            .where(state, event.at < first)
+            .group_by(event.subscriber_id)
+            .subquery()
+        )
+        base = session.execute(select(func.count()).where(latest.c.latest % 2 == 1)).scalar_one()
     sizes = [base] * len(moments)
     if len(moments) > 1:
         changes = (  # OFFSET 0: each row's packed value made once, not once per moment below
