@@ -541,12 +541,14 @@ class IssueRollup(SQLModel, table=True):
 
 
 class ListSize(SQLModel, table=True):
-    """The list's size at a past moment (a week's end), from the event trail (`weekly`): exact or
-    absent, like an issue's rollups. A trigger (migration 0012) deletes every size at a moment after
-    a state event that is inserted, changed or deleted (an erasure deletes a reader's past)."""
+    """The list at a past moment (a week's end), from the event trail (`list_history`): its size and
+    the events before it by kind. Exact or absent, like an issue's rollups: a trigger (migration
+    0012) deletes every moment after an event that is inserted, changed or deleted (an erasure
+    deletes a reader's past)."""
 
     moment: datetime = Field(sa_column=Column(UTCDateTime(), primary_key=True))
     size: int
+    counts: str = Field(sa_column=Column(Text, nullable=False))  # JSON: kind -> events before it
     computed_at: datetime = _time(default=utcnow)
 
 

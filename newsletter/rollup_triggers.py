@@ -7,8 +7,7 @@ and with the tables on a new one (`models`: after `create_all`); one definition 
 - `linkhit`, `linkcount`, `foldedclick`, `issuelink` inserted, updated or deleted: its `hits`;
 - `delivery` inserted or deleted, or the issue's status changed: its `ledger` (kept only once the
   send is over, when its rows are final until a retry makes the issue `sending` again);
-- a change of state in `subscriberevent` (a join, a leave) inserted, changed or deleted: every
-  list size at a moment after it.
+- a `subscriberevent` inserted, changed or deleted: the list at every moment after it.
 
 On PostgreSQL a trigger runs once per statement, over its transition table; SQLite has no statement
 triggers, so there once per row.
@@ -17,10 +16,6 @@ triggers, so there once per row.
 # ruff: noqa: S608  (every statement here is built from the constants of this module)
 
 from __future__ import annotations
-
-from newsletter.models import STATE_EVENTS
-
-_STATES = "(" + ", ".join(f"'{kind}'" for kind in STATE_EVENTS) + ")"
 
 # table -> the rollup part its rows count
 COUNTED = {
@@ -43,22 +38,19 @@ _PG_FUNCTIONS = {  # event -> (function, the issues its statement touched, the t
     ),
     "DELETE": ("issuerollup_forget_deleted", "SELECT issue_id FROM old_rows", "OLD TABLE AS old_rows"),
 }
-_PG_SIZES = {  # event -> (function, the rows whose times matter, the transition tables)
-    "INSERT": ("listsize_forget_inserted", "SELECT at, kind FROM new_rows", "NEW TABLE AS new_rows"),
+_PG_SIZES = {  # event -> (function, the earliest time its statement touched, the transition tables)
+    "INSERT": ("listsize_forget_inserted", "SELECT min(at) FROM new_rows", "NEW TABLE AS new_rows"),
     "UPDATE": (
         "listsize_forget_updated",
-        "SELECT at, kind FROM old_rows UNION ALL SELECT at, kind FROM new_rows",
+        "SELECT min(at) FROM (SELECT at FROM old_rows UNION ALL SELECT at FROM new_rows) AS changed",
         "OLD TABLE AS old_rows NEW TABLE AS new_rows",
     ),
-    "DELETE": ("listsize_forget_deleted", "SELECT at, kind FROM old_rows", "OLD TABLE AS old_rows"),
+    "DELETE": ("listsize_forget_deleted", "SELECT min(at) FROM old_rows", "OLD TABLE AS old_rows"),
 }
 _SQLITE_SIZES = {
-    "INSERT": f"WHEN NEW.kind IN {_STATES} BEGIN DELETE FROM listsize WHERE moment > NEW.at; END",
-    "UPDATE": (
-        f"BEGIN DELETE FROM listsize WHERE (OLD.kind IN {_STATES} AND moment > OLD.at) "
-        f"OR (NEW.kind IN {_STATES} AND moment > NEW.at); END"
-    ),
-    "DELETE": f"WHEN OLD.kind IN {_STATES} BEGIN DELETE FROM listsize WHERE moment > OLD.at; END",
+    "INSERT": "BEGIN DELETE FROM listsize WHERE moment > NEW.at; END",
+    "UPDATE": "BEGIN DELETE FROM listsize WHERE moment > OLD.at OR moment > NEW.at; END",
+    "DELETE": "BEGIN DELETE FROM listsize WHERE moment > OLD.at; END",
 }
 _SQLITE_ROWS = {"INSERT": "NEW.issue_id", "UPDATE": "OLD.issue_id, NEW.issue_id", "DELETE": "OLD.issue_id"}
 
@@ -84,9 +76,8 @@ def create_statements(dialect: str) -> list[str]:
         ]
         made += [
             f"CREATE FUNCTION {name}() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN "
-            f"DELETE FROM listsize WHERE moment > (SELECT min(at) FROM ({rows}) AS changed "
-            f"WHERE kind IN {_STATES}); RETURN NULL; END $$"
-            for name, rows, _ in _PG_SIZES.values()
+            f"DELETE FROM listsize WHERE moment > ({earliest}); RETURN NULL; END $$"
+            for name, earliest, _ in _PG_SIZES.values()
         ]
         made += [
             f"CREATE TRIGGER subscriberevent_listsize_{event.lower()} AFTER {event} ON subscriberevent "

@@ -7,10 +7,10 @@ million rows on every view (newsletter/rollups.py). A rollup is exact or absent:
 (newsletter/rollup_triggers.py: the same ones a new store gets) delete it in the same transaction
 as any change to the rows it counts.
 
-New table `listsize` (moment, size): the list's size at a past week's end, from the event trail
-(newsletter/weekly.py), deleted by a trigger when a state event before that moment is inserted,
-changed or deleted. Existing rows are untouched; no rollup exists until a report
-is asked for.
+New table `listsize` (moment, size, counts): the list at a past week's end, from the event trail
+(newsletter/list_history.py): its size and the events before it by kind, deleted by a trigger when
+an event before that moment is inserted, changed or deleted. Existing rows are untouched; nothing is
+kept until a page asks for it.
 
 Revision ID: 0012
 Revises: 0011
@@ -49,6 +49,7 @@ def upgrade() -> None:
         "listsize",
         sa.Column("moment", _time(), nullable=False),
         sa.Column("size", sa.Integer(), nullable=False),
+        sa.Column("counts", sa.Text(), nullable=False),
         sa.Column("computed_at", _time(), nullable=False),
         sa.PrimaryKeyConstraint("moment"),
     )
