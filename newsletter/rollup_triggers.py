@@ -4,7 +4,8 @@ transaction of the change. Made by migration 0012 on an existing store
 and with the tables on a new one (`models`: after `create_all`); one definition for both.
 
 - `providerevent` inserted, updated or deleted: the issue's `events`;
-- `linkhit`, `linkcount`, `foldedclick`, `issuelink` inserted, updated or deleted: its `hits`;
+- `linkhit`, `linkcount`, `foldedclick`, `issuelink` inserted, updated or deleted: its `hits` and
+  `readers`;
 - `delivery` inserted or deleted, or the issue's status changed: its `ledger` (kept only once the
   send is over, when its rows are final until a retry makes the issue `sending` again);
 - a `subscriberevent` inserted, changed or deleted: the list at every moment after it.
@@ -18,13 +19,14 @@ triggers, so there once per row.
 from __future__ import annotations
 
 # table -> the rollup part its rows count
+HITS = ("hits", "readers")
 COUNTED = {
-    "providerevent": "events",
-    "linkhit": "hits",
-    "linkcount": "hits",
-    "foldedclick": "hits",
-    "issuelink": "hits",
-    "delivery": "ledger",
+    "providerevent": ("events",),
+    "linkhit": HITS,
+    "linkcount": HITS,
+    "foldedclick": HITS,
+    "issuelink": HITS,
+    "delivery": ("ledger",),
 }
 # delivery: inserts and deletes only (its status updates come with the issue's, which has a trigger)
 EVENTS = {table: ("INSERT", "UPDATE", "DELETE") for table in COUNTED} | {"delivery": ("INSERT", "DELETE")}
@@ -55,6 +57,10 @@ _SQLITE_SIZES = {
 _SQLITE_ROWS = {"INSERT": "NEW.issue_id", "UPDATE": "OLD.issue_id, NEW.issue_id", "DELETE": "OLD.issue_id"}
 
 
+def _listed(parts: tuple[str, ...]) -> str:
+    return ", ".join(f"'{part}'" for part in parts)
+
+
 def _name(table: str, event: str) -> str:
     return f"{table}_rollup_{event.lower()}"
 
@@ -64,13 +70,14 @@ def create_statements(dialect: str) -> list[str]:
     if dialect == "postgresql":
         made = [
             f"CREATE FUNCTION {name}() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN "
-            f"DELETE FROM issuerollup WHERE part = TG_ARGV[0] AND issue_id IN ({issues}); RETURN NULL; END $$"
+            f"DELETE FROM issuerollup WHERE part = ANY (TG_ARGV) AND issue_id IN ({issues}); "
+            "RETURN NULL; END $$"
             for name, issues, _ in _PG_FUNCTIONS.values()
         ]
         made += [
             f"CREATE TRIGGER {_name(table, event)} AFTER {event} ON {table} "
             f"REFERENCING {_PG_FUNCTIONS[event][2]} FOR EACH STATEMENT "
-            f"EXECUTE FUNCTION {_PG_FUNCTIONS[event][0]}('{COUNTED[table]}')"
+            f"EXECUTE FUNCTION {_PG_FUNCTIONS[event][0]}({_listed(COUNTED[table])})"
             for table, events in EVENTS.items()
             for event in events
         ]
@@ -93,7 +100,7 @@ def create_statements(dialect: str) -> list[str]:
         ]
     made = [
         f"CREATE TRIGGER {_name(table, event)} AFTER {event} ON {table} BEGIN "
-        f"DELETE FROM issuerollup WHERE part = '{COUNTED[table]}' "
+        f"DELETE FROM issuerollup WHERE part IN ({_listed(COUNTED[table])}) "
         f"AND issue_id IN ({_SQLITE_ROWS[event]}); END"
         for table, events in EVENTS.items()
         for event in events

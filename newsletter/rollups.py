@@ -7,7 +7,8 @@ a million hits: counting them on every view of the console's pages took most of 
 - `ledger`: the issue's deliveries by status (its rows are final once the send is over: only a
   retry changes them again, and it makes the issue `sending` first);
 - `events`: deliveries with each provider outcome, and the provider's opens;
-- `hits`: clicks and human readers per link, readers of the issue and of its pixel, machine reasons.
+- `hits`: clicks and human readers per link, machine clicks by reason;
+- `readers`: the issue's human readers of its links and of its pixel (all the front page needs).
 
 Rollups are made only once an issue's send is over (sent or cancelled). A rollup is exact or
 absent. Triggers (migration 0012) delete it in the same transaction as any
@@ -39,6 +40,7 @@ TABLES = {
     "ledger": ("delivery",),
     "events": ("providerevent",),
     "hits": ("linkhit", "linkcount", "foldedclick", "issuelink"),
+    "readers": ("linkhit", "linkcount", "foldedclick", "issuelink"),
 }
 
 

@@ -32,7 +32,7 @@ from newsletter.tracking.recorder import PendingHit, store_hits
 from newsletter.weekly import last_weeks, list_movements, weekly_stats
 from tests.test_reports import busy, reference_movements  # noqa: F401  (a fixture)
 
-PARTS = {"ledger", "events", "hits"}
+PARTS = {"ledger", "events", "hits", "readers"}
 
 
 def kept(engine, issue_id: int) -> set[str]:
@@ -73,7 +73,7 @@ def test_the_report_through_its_rollups_follows_every_change(engine, busy):  # n
             [PendingHit(issue_id, readers[7], links["web"], "web", at, "GET", "browser", False, None)],
             Rules(),
         )
-    assert kept(engine, issue_id) == {"ledger", "events"}, "a hit drops the hits' rollup, and only it"
+    assert kept(engine, issue_id) == {"ledger", "events"}, "a hit drops the hits' rollups, and only them"
     after_hit = read(engine, issue_id)
     assert after_hit["report"]["clicks"]["human"] == first["report"]["clicks"]["human"] + 1
     assert after_hit == counted(engine, issue_id)
@@ -92,7 +92,7 @@ def test_the_report_through_its_rollups_follows_every_change(engine, busy):  # n
                 occurred_at=at,
             )
         )
-    assert kept(engine, issue_id) == {"ledger", "hits"}
+    assert kept(engine, issue_id) == {"ledger", "hits", "readers"}
     after_event = read(engine, issue_id)
     assert after_event["delivered"] == after_hit["delivered"] + 1
     assert after_event == counted(engine, issue_id)
@@ -128,7 +128,7 @@ def test_the_report_through_its_rollups_follows_every_change(engine, busy):  # n
     read(engine, issue_id)
     with session_scope(engine) as session:  # an erasure deletes the reader's hits
         erase(session, session.get(Subscriber, readers[1]))
-    assert "hits" not in kept(engine, issue_id)
+    assert not {"hits", "readers"} & kept(engine, issue_id)
     erased = read(engine, issue_id)
     assert erased["report"]["clicks"] != after_event["report"]["clicks"]
     assert erased == counted(engine, issue_id)
@@ -193,7 +193,7 @@ def test_the_weekly_figures_of_a_sent_issue_come_from_its_rollups(engine, settin
     issue_id, _ = busy
     with session_scope(engine) as session:
         first = [row.as_json() for row in weekly_stats(session, 2, settings.zone)]
-    assert kept(engine, issue_id) == {"ledger", "hits"}
+    assert kept(engine, issue_id) == {"ledger", "readers"}, "the weeks need no more"
     assert first == [row.as_json() for row in _stats_afresh(engine, settings)]
 
 
