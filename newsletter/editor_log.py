@@ -1,13 +1,30 @@
-"""Who changed what, and when: every change an editor makes in the console is an `EditorEvent`,
-added to the session of the change itself, so the two commit (or roll back) together."""
+"""Who changed what, and when: every change an editor makes, in the console, with a command or
+through the scheduler, is an `EditorEvent` added to the session of the change itself, so the two
+commit (or roll back) together.
+
+Who: the console's editor by name; `cli:<user>` for a command (the operating system's user who ran
+it: the CLI has no login of its own); `scheduler` for what the scheduler does on its own."""
 
 from __future__ import annotations
+
+import getpass
+import os
 
 from sqlmodel import Session, col, select
 
 from newsletter.models import EditorEvent
 
 MAX_DETAIL = 2000
+SCHEDULER = "scheduler"
+
+
+def cli_editor() -> str:
+    """`cli:<user>`: whoever runs the command, as the operating system names them."""
+    try:
+        user = getpass.getuser()
+    except Exception:  # no login name and no passwd entry for this uid (a bare container)
+        user = f"uid{os.getuid()}"
+    return f"cli:{user}"
 
 
 def record(

@@ -26,7 +26,7 @@ from typing import TypeVar
 from sqlalchemy.engine import Engine
 from sqlmodel import col, delete, select
 
-from newsletter import ledger
+from newsletter import editor_log, ledger
 from newsletter.config import ConfigError, Settings
 from newsletter.curation import Week
 from newsletter.db import session_scope
@@ -107,6 +107,10 @@ def compose_job(now: datetime | None = None) -> str:
             message = f"compose {week}: the issue is {result.issue.status}; its picks are fixed"
         else:
             message = f"compose {week}: draft {result.outcome.value} with {len(result.picks)} comparison(s)"
+            titles = "; ".join(c.title for c in result.picks)
+            editor_log.record(
+                session, editor_log.SCHEDULER, "compose", issue_id=result.issue.id, detail=titles
+            )
             if ctx.settings.auto_approve:
                 refusal = _auto_approve(session, result.issue, ctx.settings)
                 if refusal is not None:
@@ -120,12 +124,16 @@ def compose_job(now: datetime | None = None) -> str:
 def _auto_approve(session, issue: Issue, settings: Settings) -> str | None:
     """NEWSLETTER_AUTO_APPROVE approves only what `newsletter issue approve` would: None when
     approved, else why not, with every failing check's finding."""
+    was = issue.status
     try:
-        approve(session, issue, settings)
+        report = approve(session, issue, settings)
     except GateFailed as exc:
         return f"{exc} Findings: {_findings(exc.report)}"
     except EditionError as exc:
         return str(exc)
+    if was == IssueStatus.DRAFT:
+        detail = f"NEWSLETTER_AUTO_APPROVE; {len(report.findings)} warning(s)"
+        editor_log.record(session, editor_log.SCHEDULER, "approve", issue_id=issue.id, detail=detail)
     return None
 
 
@@ -179,7 +187,14 @@ def send_job(now: datetime | None = None) -> str:
             f"or send it anyway with `newsletter issue send --week {week} --force`.",
             logging.ERROR,
         )
+    _record(ctx, "send", issue_id, "the scheduled send")
     return _run_send(ctx, issue_id, week)
+
+
+def _record(ctx: Context, action: str, issue_id: int, detail: str) -> None:
+    """The scheduler's own change, as an editor event (the send records it before it starts)."""
+    with session_scope(ctx.engine) as session:
+        editor_log.record(session, editor_log.SCHEDULER, action, issue_id=issue_id, detail=detail)
 
 
 def _run_send(ctx: Context, issue_id: int, week: str) -> str:
@@ -253,6 +268,10 @@ def retry_job(now: datetime | None = None) -> str:
             select(Issue).where(Issue.status == IssueStatus.SENT, col(Issue.sent_at) >= since)
         ).all()
         targets = [(issue.id, issue.week, retry_failed(session, issue.id)) for issue in recent]
+        for issue_id, _week, requeued in targets:
+            if requeued:
+                detail = f"{requeued} failed deliveries queued again"
+                editor_log.record(session, editor_log.SCHEDULER, "retry", issue_id=issue_id, detail=detail)
     for issue_id, week, requeued in targets:
         if requeued:
             done.append(_run_send(ctx, issue_id, week))
@@ -286,6 +305,7 @@ def resume_job(now: datetime | None = None) -> str:
                 week,
             )
             continue
+        _record(ctx, "send", issue_id, "resumed after an interruption")
         done.append(_run_send(ctx, issue_id, week))
     return logged("; ".join(done) or "resume: no interrupted send")
 

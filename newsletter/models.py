@@ -10,7 +10,18 @@ import functools
 from datetime import UTC, datetime
 from enum import StrEnum
 
-from sqlalchemy import BigInteger, Column, DateTime, Index, Text, TypeDecorator, UniqueConstraint, text, true
+from sqlalchemy import (
+    BigInteger,
+    Column,
+    DateTime,
+    Index,
+    Text,
+    TypeDecorator,
+    UniqueConstraint,
+    event,
+    text,
+    true,
+)
 from sqlmodel import Field, SQLModel
 
 from newsletter.tracking.links import LinkKind  # noqa: F401  (the kinds an IssueLink has)
@@ -528,3 +539,38 @@ Index(  # hits and readers per link and verdict, machine reasons, human readers
     "ix_linkhit_issue_machine_link",
     *(LinkHit.__table__.c[name] for name in ("issue_id", "machine", "link_id", "subscriber_id", "reason")),
 )
+
+
+class IssueRollup(SQLModel, table=True):
+    """A costly part of an issue's report (`part`: ledger, events or hits), as its queries last
+    found it: a cache that is exact or absent (newsletter/rollups.py). Database triggers (migration
+    0012) delete it in the very transaction that changes what it counts; the ledger's is kept only
+    for a sent issue, whose ledger rows are final until its status changes again."""
+
+    issue_id: int = Field(foreign_key="issue.id", primary_key=True)
+    part: str = Field(max_length=20, primary_key=True)
+    figures: str = Field(sa_column=Column(Text, nullable=False))  # JSON
+    computed_at: datetime = _time(default=utcnow)
+
+
+class ListSize(SQLModel, table=True):
+    """The list at a past moment (a week's end), from the event trail (`list_history`): its size and
+    the events before it by kind. Exact or absent, like an issue's rollups: a trigger (migration
+    0012) deletes every moment after an event that is inserted, changed or deleted (an erasure
+    deletes a reader's past)."""
+
+    moment: datetime = Field(sa_column=Column(UTCDateTime(), primary_key=True))
+    size: int
+    counts: str = Field(sa_column=Column(Text, nullable=False))  # JSON: kind -> events before it
+    computed_at: datetime = _time(default=utcnow)
+
+
+@event.listens_for(SQLModel.metadata, "after_create")
+def _rollup_triggers(target, connection, tables=(), **_kw) -> None:
+    """A new store gets the triggers migration 0012 gives an existing one (once every table exists)."""
+    if "issuerollup" not in {table.name for table in tables}:
+        return
+    from newsletter.rollup_triggers import create_statements
+
+    for statement in create_statements(connection.dialect.name):
+        connection.exec_driver_sql(statement)

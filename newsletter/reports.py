@@ -1,10 +1,15 @@
 """What an issue did: queries over the ledger, the hits, the votes and the events, never counters
-kept on the side, so every figure adds up with the ledger.
+kept on the side, so every figure adds up with the ledger (a rollup keeps what the queries found,
+never more: see below).
 
 `issue_report(session, issue_id, zone)` and `issue_headline(session, issue_id)` (its few front-page
 figures, by the same queries) return plain data (dataclasses with `as_json()`, the report with
 `csv_rows()`) for the CLI and the editors' console alike. How the list moves week by week is in
 newsletter/weekly.py, which shares `recipients` and `human_readers` from here.
+
+Once an issue's send is over, its costliest figures (the ledger by status, the provider's outcomes,
+the hits per link, its readers) are kept as exact rollups until what they count changes
+(newsletter/rollups.py): the console's pages then read them instead of counting a million rows.
 
 Clicks are hits on the issue's tracked links (the hidden decoy link included: only machines follow
 it), opens are hits on its pixel; both are raw hits plus the counts that hits past their retention
@@ -15,13 +20,14 @@ of the fold: an upper bound for issues whose hits span it.
 from __future__ import annotations
 
 from collections import Counter, defaultdict
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict
 from datetime import UTC
 from zoneinfo import ZoneInfo
 
 from sqlalchemy import and_, distinct, func, select, true, union
 from sqlmodel import Session
 
+from newsletter import rollups
 from newsletter.curation import Week
 from newsletter.models import (
     Comparison,
@@ -38,123 +44,16 @@ from newsletter.models import (
     Tool,
     Vote,
 )
+from newsletter.report_data import CSV_COLUMNS, IssueHeadline, IssueReport, LinkFigures
 from newsletter.sunset import figures as sunset_figures
 from newsletter.tracking.links import LinkKind
+
+__all__ = ["CSV_COLUMNS", "IssueHeadline", "IssueReport", "LinkFigures", "issue_headline", "issue_report"]
 
 UNSUBSCRIBE_SOURCES = {"unsubscribe page": "link", "one-click": "list_unsubscribe"}
 LEAVES = ("unsubscribed", "bounced", "complained", "erased")
 SIGNUP_REQUESTED = "signup_requested"
 ALREADY_ACTIVE = "already active"  # the detail of a signup an active reader asked for again
-CSV_COLUMNS = ("section", "name", "url", "value", "human", "machine", "ship", "skip")
-
-
-@dataclass
-class LinkFigures:
-    url: str
-    kind: str
-    label: str
-    comparison: str | None
-    human: int = 0
-    machine: int = 0
-    human_readers: int = 0
-
-
-@dataclass
-class IssueReport:
-    week: str
-    status: str
-    sent_at: str | None
-    ledger: dict[str, int]
-    recipients: int  # rows sent: handed to the provider
-    delivered: int
-    bounced: dict[str, int]  # hard, soft: deliveries with such an event
-    complaints: int
-    unsubscribes: dict[str, int]  # link, list_unsubscribe, provider, total
-    clicks: dict[str, object]  # human, machine, human_readers, machine_reasons
-    links: list[LinkFigures]
-    comparisons: list[dict[str, object]]
-    votes: list[dict[str, object]]
-    opens: dict[str, object]
-    signups: dict[str, int]  # requested, confirmed in the issue's week
-    # "Still want it?" questions to readers silent over the span of issues ending with this one, and
-    # how they ended (newsletter.sunset.figures): asked, waiting, stayed, engaged, let_go, left
-    reengagement: dict[str, int] = field(default_factory=dict)
-
-    def as_json(self) -> dict:
-        return asdict(self)
-
-    def csv_rows(self) -> list[dict[str, object]]:
-        rows: list[dict[str, object]] = [_row("issue", "week", value=self.week)]
-        rows += [_row("ledger", status, value=count) for status, count in sorted(self.ledger.items())]
-        rows += [
-            _row("delivery", "recipients", value=self.recipients),
-            _row("delivery", "delivered", value=self.delivered),
-            _row("delivery", "bounced_hard", value=self.bounced["hard"]),
-            _row("delivery", "bounced_soft", value=self.bounced["soft"]),
-            _row("delivery", "complaints", value=self.complaints),
-        ]
-        rows += [_row("unsubscribes", source, value=count) for source, count in self.unsubscribes.items()]
-        rows.append(
-            _row(
-                "clicks",
-                "all links",
-                value=self.clicks["human_readers"],
-                human=self.clicks["human"],
-                machine=self.clicks["machine"],
-            )
-        )
-        rows += [
-            _row("machine_reason", reason, value=count)
-            for reason, count in self.clicks["machine_reasons"].items()
-        ]
-        rows += [
-            _row("comparison", c["slug"], human=c["human"], machine=c["machine"]) for c in self.comparisons
-        ]
-        rows += [
-            _row(
-                f"link:{link.kind}",
-                link.label,
-                url=link.url,
-                value=link.human_readers,
-                human=link.human,
-                machine=link.machine,
-            )
-            for link in self.links
-        ]
-        rows += [
-            _row(
-                "vote",
-                f"{v['comparison']}/{v['tool']}",
-                value=v["ship"] + v["skip"],
-                ship=v["ship"],
-                skip=v["skip"],
-            )
-            for v in self.votes
-        ]
-        rows.append(
-            _row(
-                "opens",
-                "pixel",
-                value=self.opens["human_readers"],
-                human=self.opens["human"],
-                machine=self.opens["machine"],
-            )
-        )
-        rows.append(
-            _row(
-                "opens",
-                "provider",
-                human=self.opens["provider_human"],
-                machine=self.opens["provider_machine"],
-            )
-        )
-        rows += [_row("signups", name, value=count) for name, count in self.signups.items()]
-        rows += [_row("reengagement", name, value=count) for name, count in self.reengagement.items()]
-        return rows
-
-
-def _row(section: str, name: str, **values) -> dict[str, object]:
-    return {column: values.get(column, "") for column in CSV_COLUMNS} | {"section": section, "name": name}
 
 
 def issue_report(session: Session, issue_id: int, zone: ZoneInfo = UTC) -> IssueReport:
@@ -162,9 +61,12 @@ def issue_report(session: Session, issue_id: int, zone: ZoneInfo = UTC) -> Issue
     issue = session.get(Issue, issue_id)
     if issue is None:
         raise LookupError(f"no issue with id {issue_id}")
-    ledger = _ledger(session, issue_id)
-    events = _events_by_kind(session, issue_id)
-    links = _link_figures(session, issue_id)
+    ledger = ledger_counts(session, issue_id)
+    provider = _provider_figures(session, issue_id)
+    events = provider["outcomes"]
+    hits = _hit_figures(session, issue_id)
+    readers = _reader_figures(session, issue_id)
+    links = [LinkFigures(**link) for link in hits["links"]]
     clicks = [link for link in links if link.kind != LinkKind.OPEN]
     opens = [link for link in links if link.kind == LinkKind.OPEN]
     return IssueReport(
@@ -180,8 +82,8 @@ def issue_report(session: Session, issue_id: int, zone: ZoneInfo = UTC) -> Issue
         clicks={
             "human": sum(link.human for link in clicks),
             "machine": sum(link.machine for link in clicks),
-            "human_readers": human_readers(session, issue_id, opens=False),
-            "machine_reasons": _machine_reasons(session, issue_id),
+            "human_readers": readers["clickers"],
+            "machine_reasons": hits["reasons"],
         },
         links=clicks,
         comparisons=_comparisons(clicks, session, issue_id),
@@ -190,35 +92,12 @@ def issue_report(session: Session, issue_id: int, zone: ZoneInfo = UTC) -> Issue
             "tracked": bool(opens),
             "human": sum(link.human for link in opens),
             "machine": sum(link.machine for link in opens),
-            "human_readers": human_readers(session, issue_id, opens=True) if opens else 0,
-            **_provider_opens(session, issue_id),
+            "human_readers": readers["openers"] if opens else 0,
+            **provider["opens"],
         },
         signups=_signups(session, Week.parse(issue.week), zone),
         reengagement=sunset_figures(session, last_issue_id=issue_id),
     )
-
-
-@dataclass
-class IssueHeadline:
-    """An issue's figures at a glance (the week page): the same counts as its full report."""
-
-    issue_id: int
-    week: str
-    status: str
-    sent_at: str | None
-    recipients: int
-    delivered: int
-    human_readers: int  # readers with at least one human click
-    unsubscribes: int
-    bounces: int  # hard and soft
-    complaints: int
-
-    @property
-    def human_click_rate(self) -> float | None:
-        return round(self.human_readers / self.recipients, 4) if self.recipients else None
-
-    def as_json(self) -> dict:
-        return asdict(self) | {"human_click_rate": self.human_click_rate}
 
 
 def issue_headline(session: Session, issue_id: int) -> IssueHeadline:
@@ -226,7 +105,7 @@ def issue_headline(session: Session, issue_id: int) -> IssueHeadline:
     issue = session.get(Issue, issue_id)
     if issue is None:
         raise LookupError(f"no issue with id {issue_id}")
-    events = _events_by_kind(session, issue_id)
+    events = _provider_figures(session, issue_id)["outcomes"]
     return IssueHeadline(
         issue_id=issue_id,
         week=issue.week,
@@ -247,6 +126,19 @@ def tracked(session: Session, issue_id: int) -> bool:
     return first is not None
 
 
+def _settled(session: Session, issue_id: int) -> bool:
+    """Whether the issue's send is over, so its figures may be kept as rollups."""
+    issue = session.get(Issue, issue_id)
+    return issue is not None and issue.status in rollups.SETTLED
+
+
+def ledger_counts(session: Session, issue_id: int) -> dict[str, int]:
+    """The issue's deliveries by status: the ledger's rows, or their rollup once the send is over."""
+    return rollups.figures(
+        session, issue_id, "ledger", lambda s: _ledger(s, issue_id), settled=_settled(session, issue_id)
+    )
+
+
 def _ledger(session: Session, issue_id: int) -> dict[str, int]:
     return dict(
         session.execute(
@@ -259,9 +151,38 @@ def _ledger(session: Session, issue_id: int) -> dict[str, int]:
 
 def recipients(session: Session, issue_id: int) -> int:
     """The recipients: the ledger's sent rows."""
-    return session.execute(
-        select(func.count()).where(Delivery.issue_id == issue_id, Delivery.status == DeliveryStatus.SENT)
-    ).scalar_one()
+    return ledger_counts(session, issue_id).get(DeliveryStatus.SENT, 0)
+
+
+def _provider_figures(session: Session, issue_id: int) -> dict[str, dict[str, int]]:
+    """`outcomes`: deliveries with each outcome; `opens`: the provider's opens (a rollup's part)."""
+
+    def count(s: Session) -> dict[str, dict[str, int]]:
+        return {"outcomes": _events_by_kind(s, issue_id), "opens": _provider_opens(s, issue_id)}
+
+    return rollups.figures(session, issue_id, "events", count, settled=_settled(session, issue_id))
+
+
+def _hit_figures(session: Session, issue_id: int) -> dict[str, object]:
+    """Every link's figures and the machine clicks by reason (a rollup's part)."""
+
+    def count(s: Session) -> dict[str, object]:
+        links = [asdict(link) for link in _link_figures(s, issue_id)]
+        return {"links": links, "reasons": _machine_reasons(s, issue_id)}
+
+    return rollups.figures(session, issue_id, "hits", count, settled=_settled(session, issue_id))
+
+
+def _reader_figures(session: Session, issue_id: int) -> dict[str, int]:
+    """The issue's human readers of its links (`clickers`) and of its pixel (`openers`)."""
+
+    def count(s: Session) -> dict[str, int]:
+        return {
+            "clickers": _human_readers(s, issue_id, opens=False),
+            "openers": _human_readers(s, issue_id, opens=True),
+        }
+
+    return rollups.figures(session, issue_id, "readers", count, settled=_settled(session, issue_id))
 
 
 OUTCOMES = (EventKind.DELIVERED, EventKind.BOUNCED, EventKind.SOFT_BOUNCED, EventKind.COMPLAINED)
@@ -364,6 +285,10 @@ def _on_links(session: Session, issue_id: int, *, opens: bool):
 
 def human_readers(session: Session, issue_id: int, *, opens: bool) -> int:
     """Readers with a human hit on the issue's pixel (`opens`) or on its other links."""
+    return _reader_figures(session, issue_id)["openers" if opens else "clickers"]
+
+
+def _human_readers(session: Session, issue_id: int, *, opens: bool) -> int:
     kind = IssueLink.kind == LinkKind.OPEN if opens else IssueLink.kind != LinkKind.OPEN
     if _has_folded_clicks(session, issue_id):  # stored and folded together: one reader is one reader
         clickers = _human_clickers(issue_id).subquery()

@@ -15,6 +15,7 @@ from sqlalchemy import func
 from sqlmodel import Session, select
 
 from newsletter.models import Delivery, DeliveryStatus, Issue, utcnow
+from newsletter.reports import ledger_counts
 
 RATE_WINDOW = timedelta(seconds=60)
 REASONS_SHOWN = 10
@@ -69,10 +70,7 @@ def send_progress(session: Session, issue_id: int, now: datetime | None = None) 
     if issue is None:
         raise LookupError(f"no issue with id {issue_id}")
     now = now or utcnow()
-    by_status = (
-        select(Delivery.status, func.count()).where(Delivery.issue_id == issue_id).group_by(Delivery.status)
-    )
-    counts = dict(session.exec(by_status).all())
+    counts = ledger_counts(session, issue_id)  # a rollup once the send is over
     progress = Progress(
         week=issue.week,
         status=issue.status,

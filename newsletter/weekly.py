@@ -3,24 +3,32 @@ confirmations and leaves by reason, and each week's issue with its recipients an
 
 `weekly_stats` is `newsletter stats`; `list_movements` is the list's side alone, which the console's
 readers page charts (`audience.list_growth`). Like the issue report (newsletter/reports.py), every
-figure is a query over the rows, never a counter kept on the side; unlike it, a week's figures cost
-the same however many weeks are asked for (see `list_sizes_at`).
+figure is a query over the rows, never a counter kept on the side; the list at past moments is
+kept once counted, exactly (newsletter/list_history.py), so a week's figures cost a week's events.
 """
 
 from __future__ import annotations
 
-from collections import Counter
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import BigInteger, and_, case, cast, func, select, text
-from sqlalchemy.orm import aliased
-from sqlmodel import Session
+from sqlmodel import Session, select
 
 from newsletter.curation import Week
-from newsletter.models import STATE_EVENTS, Issue, SubscriberEvent
-from newsletter.reports import ALREADY_ACTIVE, LEAVES, SIGNUP_REQUESTED, human_readers, recipients, tracked
+from newsletter.list_history import AGAIN, JOINS, SIGNUP_REQUESTED, list_points
+from newsletter.models import Issue
+from newsletter.reports import LEAVES, human_readers, recipients, tracked
+
+__all__ = [
+    "JOINS",
+    "WeekFigures",
+    "last_weeks",
+    "list_movements",
+    "list_size_at",
+    "list_sizes_at",
+    "weekly_stats",
+]
 
 
 @dataclass
@@ -64,9 +72,6 @@ class WeekFigures:
         }
 
 
-JOINS = ("confirmed", "subscribed")
-
-
 def last_weeks(weeks: int, zone: ZoneInfo = UTC, now: datetime | None = None) -> list[Week]:
     """The last `weeks` ISO weeks in `zone`, this one included, oldest first."""
     current = Week.containing(now or datetime.now(UTC), zone)
@@ -78,38 +83,25 @@ def list_movements(
     session: Session, weeks: int, zone: ZoneInfo = UTC, now: datetime | None = None
 ) -> list[WeekFigures]:
     """How the list moved in each of the last `weeks` weeks, oldest first: its size at the week's
-    end, signups, confirmations and leaves by reason (the issue columns left empty). The same
-    queries however many weeks: two over the window's events, three for the sizes."""
+    end, signups, confirmations and leaves by reason (the issue columns left empty): the difference
+    between the list at the week's start and at its end (newsletter/list_history.py), where the
+    weeks already past are kept."""
     chosen = last_weeks(weeks, zone, now)
     bounds = [week.bounds(zone) for week in chosen]
-    ends = [end for _, end in bounds]
-    which = case(*[(SubscriberEvent.at < end, n) for n, end in enumerate(ends)], else_=len(ends))
-    window = and_(SubscriberEvent.at >= bounds[0][0], SubscriberEvent.at < ends[-1])
-    kinds: list[Counter] = [Counter() for _ in chosen]
-    counted = session.execute(  # index-only on (at, kind)
-        select(which, SubscriberEvent.kind, func.count()).where(window).group_by(which, SubscriberEvent.kind)
-    )
-    for n, kind, count in counted:
-        kinds[n][kind] += count
-    again = session.execute(  # an active reader asking again is no signup (a small partial index)
-        select(which, func.count())
-        .where(window, SubscriberEvent.kind == SIGNUP_REQUESTED, SubscriberEvent.detail == ALREADY_ACTIVE)
-        .group_by(which)
-    )
-    signups = [kinds[n][SIGNUP_REQUESTED] for n in range(len(chosen))]
-    for n, count in again:
-        signups[n] -= count
-    sizes = list_sizes_at(session, ends)
-    return [
-        WeekFigures(
-            week=week.label,
-            list_size=size,
-            signups=signups[n],
-            confirmations=kinds[n]["confirmed"],
-            leaves={reason: kinds[n][reason] for reason in LEAVES},
+    points = list_points(session, [bounds[0][0], *(end for _, end in bounds)])
+    rows = []
+    for n, week in enumerate(chosen):
+        moved = points[n + 1].counts - points[n].counts
+        rows.append(
+            WeekFigures(
+                week=week.label,
+                list_size=points[n + 1].size,
+                signups=moved[SIGNUP_REQUESTED] - moved[AGAIN],
+                confirmations=moved["confirmed"],
+                leaves={reason: moved[reason] for reason in LEAVES},
+            )
         )
-        for n, (week, size) in enumerate(zip(chosen, sizes, strict=True))
-    ]
+    return rows
 
 
 def weekly_stats(
@@ -135,89 +127,6 @@ def list_size_at(session: Session, moment: datetime) -> int:
     return list_sizes_at(session, [moment])[0]
 
 
-STATES = STATE_EVENTS  # joins, leaves and an import's suppression: what ix_subscriberevent_state holds
-
-
 def list_sizes_at(session: Session, moments: list[datetime]) -> list[int]:
-    """`list_size_at` for each of `moments` (ascending), in three queries whatever their number.
-
-    A reader's latest change of state before a moment is their state event of highest id among
-    those before it. Readers with no state event between the first moment and the last have the
-    same latest one at every moment, so only the others ("touched") are looked at per moment:
-    size(m) = size(first) - touched active at first + touched active at m. One aggregate finds
-    both the latest event and whether it is a join: the maximum of id * 2 + (1 for a join)."""
-    if not moments:
-        return []
-    if session.get_bind().dialect.name == "postgresql":
-        # Compiling these plans (JIT) costs more than running them; until the transaction ends.
-        session.execute(text("SET LOCAL jit = off"))
-    first, last = moments[0], moments[-1]
-    event = SubscriberEvent
-    state = and_(event.kind.in_(STATES), event.subscriber_id.is_not(None))
-    packed = cast(event.id, BigInteger) * 2 + case((event.kind.in_(JOINS), 1), else_=0)
-    latest = (
-        select(func.max(packed).label("latest")).where(state, event.at < first).group_by(event.subscriber_id)
-    )
-    latest = latest.subquery()
-    base = session.execute(select(func.count()).where(latest.c.latest % 2 == 1)).scalar_one()
-    sizes = [base] * len(moments)
-    if len(moments) > 1:
-        changes = (  # OFFSET 0: each row's packed value made once, not once per moment below
-            select(event.subscriber_id.label("reader"), event.at.label("at"), packed.label("packed"))
-            .where(state, event.at >= first, event.at < last)
-            .offset(0)
-            .subquery()
-        )
-        window = (
-            select(
-                changes.c.reader,
-                *[
-                    func.max(case((changes.c.at < moment, changes.c.packed))).label(f"w{n}")
-                    for n, moment in enumerate(moments)
-                ],
-            )
-            .group_by(changes.c.reader)
-            .subquery()
-        )
-        earlier = aliased(SubscriberEvent)
-        before = (
-            select(
-                func.coalesce(
-                    func.max(cast(earlier.id, BigInteger) * 2 + case((earlier.kind.in_(JOINS), 1), else_=0)),
-                    0,
-                )
-            )
-            .where(earlier.subscriber_id == window.c.reader, earlier.kind.in_(STATES), earlier.at < first)
-            .scalar_subquery()
-        )
-        # OFFSET 0 keeps the planner from copying the subquery into each of the counts below
-        touched = (
-            select(before.label("w"), *[window.c[f"w{n}"] for n in range(len(moments))]).offset(0).subquery()
-        )
-
-        def active_at(n: int):
-            then = func.coalesce(touched.c[f"w{n}"], 0)
-            return case((touched.c.w > then, touched.c.w), else_=then) % 2 == 1
-
-        active = session.execute(
-            select(*[func.count().filter(active_at(n)) for n in range(len(moments))])
-        ).one()
-        sizes = [base - active[0] + active[n] for n in range(len(moments))]
-    return [size + joined for size, joined in zip(sizes, _no_reader_active(session, moments), strict=True)]
-
-
-def _no_reader_active(session: Session, moments: list[datetime]) -> list[int]:
-    """The events of no reader (NULL: cut loose by a purge) count as one reader of their own, as
-    grouping by reader makes them; normally there are none."""
-    rows = session.execute(
-        select(SubscriberEvent.id, SubscriberEvent.kind, SubscriberEvent.at).where(
-            SubscriberEvent.subscriber_id.is_(None),
-            SubscriberEvent.kind.in_(STATES),
-            SubscriberEvent.at < moments[-1],
-        )
-    ).all()
-    result = []
-    for moment in moments:
-        before = [(row.id, row.kind) for row in rows if row.at < moment]
-        result.append(1 if before and max(before)[1] in JOINS else 0)
-    return result
+    """`list_size_at` for each of `moments` (ascending)."""
+    return [point.size for point in list_points(session, moments)]

@@ -5,6 +5,7 @@ without the console's CSRF token and a same-origin browser. Every change is an e
 
 from __future__ import annotations
 
+import getpass
 import re
 import subprocess
 import sys
@@ -16,6 +17,7 @@ from sqlmodel import Session, select
 from newsletter.db import make_engine
 from newsletter.models import EditorEvent
 from newsletter.passwords import hash_password
+from newsletter.samples import sample_comparisons
 from tests.databases import database_url
 from tests.served import launched
 from tests.test_studio import this_week
@@ -130,6 +132,20 @@ def test_a_bearer_token_lets_a_script_in_and_posts_need_no_form_token(console):
     with Session(make_engine(database_url(server.directory))) as store:
         event = store.exec(select(EditorEvent).where(EditorEvent.action == "compose")).one()
     assert event.editor == "ada" and event.issue_id is not None and event.at is not None
+
+
+def test_the_activity_page_shows_every_change_whoever_made_it(console):
+    server, _ = console
+    slug = sample_comparisons()[0].slug
+    assert server.cli("comparisons", "pin", slug).returncode == 0
+    with httpx.Client(base_url=server.url, timeout=10) as client:
+        assert client.get("/activity").status_code == 401, "behind the login like every page"
+        page = client.get("/activity", headers={"Authorization": f"Bearer {TOKEN}"})
+    assert page.status_code == 200
+    rows = re.findall(r'<tr data-event="([^"]+)"><td>[^<]+</td><td>([^<]+)</td>', page.text)
+    who = f"cli:{getpass.getuser()}"
+    assert ("pin", who) in rows and ("import", who) in rows, rows  # `init --sample` imported
+    assert rows.index(("pin", who)) < rows.index(("import", who)), "newest first"
 
 
 def test_cross_site_and_tokenless_posts_are_refused(console):

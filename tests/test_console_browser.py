@@ -209,6 +209,7 @@ PAGES = [
     ("report", "/issues/{week}/report"),
     ("readers", "/readers"),
     ("content", "/content"),
+    ("activity", "/activity"),
     ("sample", "/issues/sample"),
     ("not-found", "/no/such/page"),
 ]

@@ -28,6 +28,7 @@ def init(
     """Create the store (safe to run again); with --sample, load the sample content into this week."""
     from rich.markup import escape
 
+    from newsletter import editor_log
     from newsletter.curation import Week
     from newsletter.db import session_scope, shown_url
     from newsletter.samples import load_samples
@@ -46,6 +47,8 @@ def init(
         if sample:
             with session_scope(engine) as session:
                 summary = load_samples(session, settings.zone, datetime.now(UTC))
+                detail = f"the sample content: new {summary.created}, updated {summary.updated}"
+                editor_log.record(session, editor_log.cli_editor(), "import", detail=detail)
             console.print(
                 f"Sample content: {len(summary.created)} new, {len(summary.updated)} updated comparisons, "
                 f"dated into {Week.containing(datetime.now(UTC), settings.zone)}."
@@ -59,6 +62,7 @@ def import_command(
     ],
 ) -> None:
     """Load comparisons; the same slug updates. Any invalid file refuses the whole run."""
+    from newsletter import editor_log
     from newsletter.content import import_files
     from newsletter.db import session_scope
 
@@ -67,6 +71,9 @@ def import_command(
     engine = open_store(settings)
     with refusals(), session_scope(engine) as session:
         summary = import_files(session, paths, settings.zone)
+        files = ", ".join(path.name for path in paths)
+        detail = f"{files}: new {summary.created}, updated {summary.updated}"
+        editor_log.record(session, editor_log.cli_editor(), "import", detail=detail)
     console.print(
         f"Imported {summary.total} comparison(s): {len(summary.created)} new, {len(summary.updated)} updated."
     )
@@ -124,6 +131,7 @@ def comparisons_pin(slug: str, unpin: Annotated[bool, typer.Option("--unpin")] =
     """Pin a comparison so the weekly pick puts it first (or --unpin it)."""
     from sqlmodel import select
 
+    from newsletter import editor_log
     from newsletter.db import session_scope
     from newsletter.models import Comparison
 
@@ -135,4 +143,6 @@ def comparisons_pin(slug: str, unpin: Annotated[bool, typer.Option("--unpin")] =
             fail(f"no comparison with slug {shown(slug)}")
         comparison.pinned = not unpin
         session.add(comparison)
+        action = "unpin" if unpin else "pin"
+        editor_log.record(session, editor_log.cli_editor(), action, comparison_id=comparison.id, detail=slug)
     console.print(f"{slug} is {'no longer ' if unpin else ''}pinned.")

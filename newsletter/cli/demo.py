@@ -15,10 +15,11 @@ DEMO_READERS = ("ada@example.com", "grace@example.com", "linus@example.com", "ma
 @app.command()
 def demo() -> None:
     """The whole loop on the embedded default: store, samples, readers, this week's issue, outbox."""
+    from newsletter import editor_log
     from newsletter.curation import Week
     from newsletter.db import session_scope, shown_url
-    from newsletter.editions import compose, issue_comparisons, issue_view
-    from newsletter.models import Issue
+    from newsletter.editions import ComposeOutcome, compose, issue_comparisons, issue_view
+    from newsletter.models import Issue, IssueStatus
     from newsletter.output_files import OutputRefused
     from newsletter.preview import write_preview
     from newsletter.samples import load_samples
@@ -30,10 +31,20 @@ def demo() -> None:
     with refusals():
         settings.signing_key()
         engine = open_store(settings, create=True)
+        who = editor_log.cli_editor()
         with session_scope(engine) as session:
-            load_samples(session, settings.zone, now)
+            samples = load_samples(session, settings.zone, now)
+            detail = f"the sample content (demo): new {samples.created}, updated {samples.updated}"
+            editor_log.record(session, who, "import", detail=detail)
             added = add_active(session, DEMO_READERS, source="demo", key=settings.signing_key())
+            detail = f"{len(added.added)} added, {len(added.already)} already active (demo)"
+            editor_log.record(session, who, "add readers", detail=detail)
             result = compose(session, week, settings)
+            if result.issue is not None and result.outcome != ComposeOutcome.UNCHANGED:
+                detail = "; ".join(c.title for c in result.picks)
+                editor_log.record(session, who, "compose", issue_id=result.issue.id, detail=detail)
+            if result.issue is not None and result.issue.status != IssueStatus.SENT:
+                editor_log.record(session, who, "send", issue_id=result.issue.id, detail="demo")
         if result.issue is None:
             fail(f"nothing to compose for {week}")
         report = run_send(engine, settings, result.issue.id)

@@ -28,6 +28,7 @@ from newsletter.cli.sending import failed_deliveries, print_send_report, run_sen
 @issue_app.command("compose")
 def issue_compose(week: WeekOption = None) -> None:
     """Pick the week's comparisons into its draft issue (created, or refreshed while still a draft)."""
+    from newsletter import editor_log
     from newsletter.db import session_scope
     from newsletter.editions import ComposeOutcome, compose
 
@@ -37,6 +38,14 @@ def issue_compose(week: WeekOption = None) -> None:
     with refusals(), session_scope(engine) as session:
         result = compose(session, chosen, settings)
         titles = [c.title for c in result.picks]
+        if result.outcome not in (ComposeOutcome.EMPTY, ComposeOutcome.UNCHANGED):
+            editor_log.record(
+                session,
+                editor_log.cli_editor(),
+                "compose",
+                issue_id=result.issue.id,
+                detail="; ".join(titles),
+            )
         status = result.issue.status if result.issue else None
     if result.outcome == ComposeOutcome.EMPTY:
         console.print(f"Nothing to compose for {chosen}: no comparison published that week is free to pick.")
@@ -94,6 +103,7 @@ def issue_edit(
     ] = False,
 ) -> None:
     """Override the subject or preheader of a draft or approved issue."""
+    from newsletter import editor_log
     from newsletter.db import session_scope
     from newsletter.editions import issue_view, require_issue, set_overrides
 
@@ -103,6 +113,9 @@ def issue_edit(
     with refusals(), session_scope(engine) as session:
         issue = require_issue(session, chosen)
         set_overrides(session, issue, subject=subject, preheader=preheader, reset=reset)
+        words = (issue.subject_override or "(generated)", issue.preheader_override or "(generated)")
+        detail = "subject: {} | preheader: {}".format(*words)
+        editor_log.record(session, editor_log.cli_editor(), "edit", issue_id=issue.id, detail=detail)
         view = issue_view(session, issue, settings)
     console.print(f"Subject:   {view.subject}", markup=False)
     console.print(f"Preheader: {view.preheader}", markup=False)
@@ -118,20 +131,29 @@ def issue_approve(
 ) -> None:
     """Approve the week's draft for the scheduled send, once it renders and passes the same quality
     checks as `issue send` (a failing check refuses it with its findings, unless --force)."""
+    from newsletter import editor_log
     from newsletter.db import session_scope
     from newsletter.editions import approve, require_issue
+    from newsletter.models import IssueStatus
     from newsletter.quality import GateFailed
 
     settings = load_settings()
     engine = open_store(settings)
     chosen = parse_week(week, settings)
     with refusals(), session_scope(engine) as session:
+        issue = require_issue(session, chosen)
+        was = issue.status
         try:
-            checks = approve(session, require_issue(session, chosen), settings, force=force)
+            checks = approve(session, issue, settings, force=force)
         except GateFailed as exc:
             print_checks(exc.report, f"Quality checks of {chosen}")
             raise
-        status = require_issue(session, chosen).status
+        status = issue.status
+        if was == IssueStatus.DRAFT:
+            detail = f"{len(checks.findings)} warning(s)"
+            if not checks.passed:
+                detail = f"--force despite {len(checks.errors)} failing check(s); " + detail
+            editor_log.record(session, editor_log.cli_editor(), "approve", issue_id=issue.id, detail=detail)
     if checks.findings:
         print_checks(checks, f"Quality checks of {chosen}")
     if not checks.passed:
@@ -139,10 +161,29 @@ def issue_approve(
     console.print(f"Issue {chosen} is {status}; the scheduler sends it at its next send run.")
 
 
+@issue_app.command("unapprove")
+def issue_unapprove(week: WeekOption = None) -> None:
+    """Turn the week's approved issue back into a draft: no scheduled send sends it until it is
+    approved again (its pick can then be changed)."""
+    from newsletter import editor_log
+    from newsletter.db import session_scope
+    from newsletter.editions import require_issue, unapprove
+
+    settings = load_settings()
+    engine = open_store(settings)
+    chosen = parse_week(week, settings)
+    with refusals(), session_scope(engine) as session:
+        issue = unapprove(session, require_issue(session, chosen))
+        editor_log.record(session, editor_log.cli_editor(), "unapprove", issue_id=issue.id)
+        status = issue.status
+    console.print(f"Issue {chosen} is {status} again; approve it before its send.")
+
+
 @issue_app.command("cancel")
 def issue_cancel(week: WeekOption = None) -> None:
     """Cancel the week's issue: a draft or approved one is never sent; a send that stopped part-way
     (no sender running) sends nobody else, and the readers still queued are suppressed."""
+    from newsletter import editor_log
     from newsletter.db import session_scope
     from newsletter.editions import cancel, require_issue
     from newsletter.ledger import counts as ledger_counts
@@ -153,8 +194,10 @@ def issue_cancel(week: WeekOption = None) -> None:
     chosen = parse_week(week, settings)
     with refusals(), session_scope(engine) as session:
         issue = require_issue(session, chosen)
-        was_sending = issue.status == IssueStatus.SENDING
+        was = issue.status
+        was_sending = was == IssueStatus.SENDING
         cancel(session, issue)
+        editor_log.record(session, editor_log.cli_editor(), "cancel", issue_id=issue.id, detail=f"was {was}")
         counts = ledger_counts(session, issue.id) if was_sending else {}
     console.print(f"Issue {chosen} is cancelled.")
     if was_sending:
@@ -174,6 +217,7 @@ def issue_send(
 ) -> None:
     """Send the week's issue to every active reader, once it passes the quality checks; a rerun sends
     nobody twice. A send that cannot start changes nothing; one that stops keeps its queue."""
+    from newsletter import editor_log
     from newsletter.db import session_scope
     from newsletter.editions import require_issue
     from newsletter.models import IssueStatus
@@ -198,6 +242,11 @@ def issue_send(
                 errors.print(
                     f"[bold yellow]--force:[/] sending despite {len(checks.errors)} failing check(s)."
                 )
+        if not sent:  # the send is asked for (a rerun of a sent issue sends nobody: no event)
+            forced = checks is not None and not checks.passed
+            detail = f"--force despite {len(checks.errors)} failing check(s)" if forced else None
+            with session_scope(engine) as session:
+                editor_log.record(session, editor_log.cli_editor(), "send", issue_id=issue_id, detail=detail)
         report = run_send(engine, settings, issue_id, renderer)
     print_send_report(report, settings)
     failed_deliveries(report)
@@ -222,6 +271,7 @@ def issue_check(week: WeekOption = None) -> None:
 @issue_app.command("retry")
 def issue_retry(week: WeekOption = None) -> None:
     """Send again to the readers whose delivery failed (after the provider recovered)."""
+    from newsletter import editor_log
     from newsletter.db import session_scope
     from newsletter.editions import require_issue
     from newsletter.ledger import retry_failed
@@ -237,6 +287,9 @@ def issue_retry(week: WeekOption = None) -> None:
                 fail(f"issue {issue.week} is {issue.status}; only a sent issue has failures to retry")
             requeued = retry_failed(session, issue.id)
             issue_id = issue.id
+            if requeued:
+                detail = f"{requeued} failed deliveries queued again"
+                editor_log.record(session, editor_log.cli_editor(), "retry", issue_id=issue_id, detail=detail)
         if not requeued:
             console.print(f"Issue {chosen}: no failed delivery to retry.")
             return

@@ -34,6 +34,7 @@ def subscribers_add(
     emails: Annotated[list[str], typer.Argument(help="Addresses whose consent you vouch for.")],
 ) -> None:
     """Add readers as active (the list owner vouches for their consent)."""
+    from newsletter import editor_log
     from newsletter.db import session_scope
     from newsletter.subscriptions import add_active
 
@@ -42,6 +43,11 @@ def subscribers_add(
     engine = open_store(settings)
     with refusals(), session_scope(engine) as session:
         result = add_active(session, emails, source="cli", key=settings.signing_key())
+        detail = (  # counts only: addresses never go into an editor event
+            f"{len(result.added)} added, {len(result.already)} already active, "
+            f"{len(result.not_reactivated)} not reactivated, {len(result.erased)} erased before"
+        )
+        editor_log.record(session, editor_log.cli_editor(), "add readers", detail=detail)
     console.print(f"Added {len(result.added)}; already active {len(result.already)}.")
     if result.not_reactivated:
         console.print(
@@ -110,6 +116,7 @@ def subscribers_import(
     or pending with --confirm; readers it says left are stored as suppressed and never made active.
 
     Readers who unsubscribed, bounced, complained or were erased here are never added back."""
+    from newsletter import editor_log
     from newsletter.db import session_scope
     from newsletter.import_formats import CHOICES
     from newsletter.providers import ProviderError
@@ -132,6 +139,14 @@ def subscribers_import(
             )
             if dry_run:
                 session.rollback()
+            else:
+                detail = (
+                    f"{path.name}: {report.rows} row(s), {len(report.added)} added, "
+                    f"{report.activated} made active, "
+                    f"{report.suppressed} suppressed, {len(report.skipped)} skipped"
+                    + (", confirmations to send" if confirm else "")
+                )
+                editor_log.record(session, editor_log.cli_editor(), "import readers", detail=detail)
     except FileRefused as refused:
         errors.print(
             f"[bold red]import refused[/], nothing was stored: {escape(str(refused))}", soft_wrap=True

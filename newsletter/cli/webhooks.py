@@ -30,6 +30,7 @@ def webhooks_add(
     ],
 ) -> None:
     """Add an endpoint; prints its id and its signing secret, once."""
+    from newsletter import editor_log
     from newsletter.db import session_scope
     from newsletter.outgoing_webhooks import endpoints
 
@@ -43,6 +44,8 @@ def webhooks_add(
     with refusals(), session_scope(engine) as session:
         endpoint, secret = endpoints.add(session, url, events, key=settings.signing_key())
         endpoint_id, stored_events = endpoint.id, endpoint.events
+        detail = f"endpoint {endpoint_id}: {endpoints.shown_url(url)} ({stored_events})"
+        editor_log.record(session, editor_log.cli_editor(), "webhook add", detail=detail)
     console.print(
         f"Webhook endpoint {endpoint_id} added: {endpoints.shown_url(url)} "
         f"(events: {endpoints.shown_events(stored_events)}).",
@@ -118,6 +121,7 @@ def _when(moment) -> str:
 @webhooks_app.command("remove")
 def webhooks_remove(endpoint_id: EndpointId) -> None:
     """Remove an endpoint, with its queued messages and its attempt log."""
+    from newsletter import editor_log
     from newsletter.db import session_scope
     from newsletter.outgoing_webhooks import endpoints
 
@@ -126,6 +130,12 @@ def webhooks_remove(endpoint_id: EndpointId) -> None:
     try:
         with session_scope(engine) as session:
             pending = endpoints.remove(session, endpoint_id)
+            editor_log.record(
+                session,
+                editor_log.cli_editor(),
+                "webhook remove",
+                detail=f"endpoint {endpoint_id} ({pending} undelivered dropped)",
+            )
     except endpoints.EndpointError as exc:
         fail(str(exc))
     console.print(f"Webhook endpoint {endpoint_id} removed ({pending} undelivered event(s) dropped).")
@@ -134,6 +144,7 @@ def webhooks_remove(endpoint_id: EndpointId) -> None:
 @webhooks_app.command("enable")
 def webhooks_enable(endpoint_id: EndpointId) -> None:
     """Enable an endpoint again (after it was disabled for failing): its waiting events go out, in order."""
+    from newsletter import editor_log
     from newsletter.db import session_scope
     from newsletter.outgoing_webhooks import endpoints
 
@@ -142,6 +153,9 @@ def webhooks_enable(endpoint_id: EndpointId) -> None:
     try:
         with session_scope(engine) as session:
             pending = endpoints.enable(session, endpoint_id)
+            editor_log.record(
+                session, editor_log.cli_editor(), "webhook enable", detail=f"endpoint {endpoint_id}"
+            )
     except endpoints.EndpointError as exc:
         fail(str(exc))
     console.print(f"Webhook endpoint {endpoint_id} enabled; {pending} event(s) are due now.")
@@ -150,6 +164,7 @@ def webhooks_enable(endpoint_id: EndpointId) -> None:
 @webhooks_app.command("disable")
 def webhooks_disable(endpoint_id: EndpointId) -> None:
     """Stop delivering to an endpoint; its events keep queuing until it is enabled or removed."""
+    from newsletter import editor_log
     from newsletter.db import session_scope
     from newsletter.outgoing_webhooks import endpoints
 
@@ -158,6 +173,9 @@ def webhooks_disable(endpoint_id: EndpointId) -> None:
     try:
         with session_scope(engine) as session:
             endpoints.disable(session, endpoint_id, "disabled by an operator")
+            editor_log.record(
+                session, editor_log.cli_editor(), "webhook disable", detail=f"endpoint {endpoint_id}"
+            )
     except endpoints.EndpointError as exc:
         fail(str(exc))
     console.print(
@@ -168,6 +186,7 @@ def webhooks_disable(endpoint_id: EndpointId) -> None:
 @webhooks_app.command("rotate")
 def webhooks_rotate(endpoint_id: EndpointId) -> None:
     """Give an endpoint a new signing secret (the old one stops at once); prints it, once."""
+    from newsletter import editor_log
     from newsletter.db import session_scope
     from newsletter.outgoing_webhooks import endpoints
 
@@ -176,6 +195,12 @@ def webhooks_rotate(endpoint_id: EndpointId) -> None:
     try:
         with refusals(), session_scope(engine) as session:
             secret = endpoints.rotate(session, endpoint_id, key=settings.signing_key())
+            editor_log.record(
+                session,
+                editor_log.cli_editor(),
+                "webhook rotate",
+                detail=f"endpoint {endpoint_id} (a new signing secret)",
+            )
     except endpoints.EndpointError as exc:
         fail(str(exc))
     console.print(f"Webhook endpoint {endpoint_id} has a new signing secret, shown this once:")

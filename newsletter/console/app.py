@@ -23,7 +23,7 @@ from starlette.exceptions import HTTPException
 from starlette.middleware.trustedhost import TrustedHostMiddleware
 
 from newsletter.config import Settings, parse_rate
-from newsletter.console import actions, content, issue_pages, live, login, readers, report_pages
+from newsletter.console import actions, activity, content, issue_pages, live, login, readers, report_pages
 from newsletter.console.access import Credentials, Sessions
 from newsletter.console.guard import ConsoleGuard, checked_post
 from newsletter.console.runner import SendRunner
@@ -94,7 +94,7 @@ def create_console(
     app.state.console = state
     app.state.sources = state.sources  # bench/preview.py drops its cache between runs
     relative_slash_redirects(app.router)
-    for module in (login, issue_pages, actions, live, content, report_pages, readers):
+    for module in (login, issue_pages, actions, live, content, report_pages, readers, activity):
         app.include_router(module.router)
 
     @app.get("/healthz")

@@ -1,0 +1,138 @@
+"""The triggers that keep issue rollups (newsletter/rollups.py) and the list's past sizes
+(`listsize`, newsletter/weekly.py) exact: each deletes what a change makes stale, in the
+transaction of the change. Made by migration 0012 on an existing store
+and with the tables on a new one (`models`: after `create_all`); one definition for both.
+
+- `providerevent` inserted, updated or deleted: the issue's `events`;
+- `linkhit`, `linkcount`, `foldedclick`, `issuelink` inserted, updated or deleted: its `hits` and
+  `readers`;
+- `delivery` inserted or deleted, or the issue's status changed: its `ledger` (kept only once the
+  send is over, when its rows are final until a retry makes the issue `sending` again);
+- a `subscriberevent` inserted, changed or deleted: the list at every moment after it.
+
+On PostgreSQL a trigger runs once per statement, over its transition table; SQLite has no statement
+triggers, so there once per row.
+"""
+
+# ruff: noqa: S608  (every statement here is built from the constants of this module)
+
+from __future__ import annotations
+
+# table -> the rollup part its rows count
+HITS = ("hits", "readers")
+COUNTED = {
+    "providerevent": ("events",),
+    "linkhit": HITS,
+    "linkcount": HITS,
+    "foldedclick": HITS,
+    "issuelink": HITS,
+    "delivery": ("ledger",),
+}
+# delivery: inserts and deletes only (its status updates come with the issue's, which has a trigger)
+EVENTS = {table: ("INSERT", "UPDATE", "DELETE") for table in COUNTED} | {"delivery": ("INSERT", "DELETE")}
+
+_PG_FUNCTIONS = {  # event -> (function, the issues its statement touched, the transition tables)
+    "INSERT": ("issuerollup_forget_inserted", "SELECT issue_id FROM new_rows", "NEW TABLE AS new_rows"),
+    "UPDATE": (
+        "issuerollup_forget_updated",
+        "SELECT issue_id FROM old_rows UNION SELECT issue_id FROM new_rows",
+        "OLD TABLE AS old_rows NEW TABLE AS new_rows",
+    ),
+    "DELETE": ("issuerollup_forget_deleted", "SELECT issue_id FROM old_rows", "OLD TABLE AS old_rows"),
+}
+_PG_SIZES = {  # event -> (function, the earliest time its statement touched, the transition tables)
+    "INSERT": ("listsize_forget_inserted", "SELECT min(at) FROM new_rows", "NEW TABLE AS new_rows"),
+    "UPDATE": (
+        "listsize_forget_updated",
+        "SELECT min(at) FROM (SELECT at FROM old_rows UNION ALL SELECT at FROM new_rows) AS changed",
+        "OLD TABLE AS old_rows NEW TABLE AS new_rows",
+    ),
+    "DELETE": ("listsize_forget_deleted", "SELECT min(at) FROM old_rows", "OLD TABLE AS old_rows"),
+}
+_SQLITE_SIZES = {
+    "INSERT": "BEGIN DELETE FROM listsize WHERE moment > NEW.at; END",
+    "UPDATE": "BEGIN DELETE FROM listsize WHERE moment > OLD.at OR moment > NEW.at; END",
+    "DELETE": "BEGIN DELETE FROM listsize WHERE moment > OLD.at; END",
+}
+_SQLITE_ROWS = {"INSERT": "NEW.issue_id", "UPDATE": "OLD.issue_id, NEW.issue_id", "DELETE": "OLD.issue_id"}
+
+
+def _listed(parts: tuple[str, ...]) -> str:
+    return ", ".join(f"'{part}'" for part in parts)
+
+
+def _name(table: str, event: str) -> str:
+    return f"{table}_rollup_{event.lower()}"
+
+
+def create_statements(dialect: str) -> list[str]:
+    """The DDL that makes the triggers (and on PostgreSQL their functions)."""
+    if dialect == "postgresql":
+        made = [
+            f"CREATE FUNCTION {name}() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN "
+            f"DELETE FROM issuerollup WHERE part = ANY (TG_ARGV) AND issue_id IN ({issues}); "
+            "RETURN NULL; END $$"
+            for name, issues, _ in _PG_FUNCTIONS.values()
+        ]
+        made += [
+            f"CREATE TRIGGER {_name(table, event)} AFTER {event} ON {table} "
+            f"REFERENCING {_PG_FUNCTIONS[event][2]} FOR EACH STATEMENT "
+            f"EXECUTE FUNCTION {_PG_FUNCTIONS[event][0]}({_listed(COUNTED[table])})"
+            for table, events in EVENTS.items()
+            for event in events
+        ]
+        made += [
+            f"CREATE FUNCTION {name}() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN "
+            f"DELETE FROM listsize WHERE moment > ({earliest}); RETURN NULL; END $$"
+            for name, earliest, _ in _PG_SIZES.values()
+        ]
+        made += [
+            f"CREATE TRIGGER subscriberevent_listsize_{event.lower()} AFTER {event} ON subscriberevent "
+            f"REFERENCING {referencing} FOR EACH STATEMENT EXECUTE FUNCTION {name}()"
+            for event, (name, _, referencing) in _PG_SIZES.items()
+        ]
+        return [
+            *made,
+            "CREATE FUNCTION issuerollup_forget_ledger() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN "
+            "DELETE FROM issuerollup WHERE part = 'ledger' AND issue_id = NEW.id; RETURN NULL; END $$",
+            "CREATE TRIGGER issue_rollup_status AFTER UPDATE OF status ON issue FOR EACH ROW "
+            "WHEN (OLD.status IS DISTINCT FROM NEW.status) EXECUTE FUNCTION issuerollup_forget_ledger()",
+        ]
+    made = [
+        f"CREATE TRIGGER {_name(table, event)} AFTER {event} ON {table} BEGIN "
+        f"DELETE FROM issuerollup WHERE part IN ({_listed(COUNTED[table])}) "
+        f"AND issue_id IN ({_SQLITE_ROWS[event]}); END"
+        for table, events in EVENTS.items()
+        for event in events
+    ]
+    made += [
+        f"CREATE TRIGGER subscriberevent_listsize_{event.lower()} AFTER {event} ON subscriberevent {body}"
+        for event, body in _SQLITE_SIZES.items()
+    ]
+    return [
+        *made,
+        "CREATE TRIGGER issue_rollup_status AFTER UPDATE OF status ON issue "
+        "WHEN OLD.status IS NOT NEW.status BEGIN "
+        "DELETE FROM issuerollup WHERE part = 'ledger' AND issue_id = NEW.id; END",
+    ]
+
+
+def drop_statements(dialect: str) -> list[str]:
+    postgresql = dialect == "postgresql"
+    dropped = [
+        f"DROP TRIGGER {_name(table, event)}" + (f" ON {table}" if postgresql else "")
+        for table, events in EVENTS.items()
+        for event in events
+    ]
+    dropped.append("DROP TRIGGER issue_rollup_status" + (" ON issue" if postgresql else ""))
+    dropped += [
+        f"DROP TRIGGER subscriberevent_listsize_{event.lower()}"
+        + (" ON subscriberevent" if postgresql else "")
+        for event in _SQLITE_SIZES
+    ]
+    if postgresql:
+        dropped += [
+            f"DROP FUNCTION {name}()" for name, _, _ in (*_PG_FUNCTIONS.values(), *_PG_SIZES.values())
+        ]
+        dropped.append("DROP FUNCTION issuerollup_forget_ledger()")
+    return dropped
