@@ -35,6 +35,8 @@ from sqlmodel import Session
 
 from newsletter.models import IssueRollup, IssueStatus, utcnow
 
+KEPT_FIGURES = ("issuerollup", "listsize")  # tables of figures kept, never data of their own
+
 # What each part counts: the tables a rollup of it must hold still while it is made.
 TABLES = {
     "ledger": ("delivery",),

@@ -16,6 +16,7 @@ from sqlalchemy.engine import Connection, Engine
 from sqlmodel import SQLModel
 
 from newsletter import schema
+from newsletter.rollups import KEPT_FIGURES
 
 CHUNK_ROWS = 5_000
 
@@ -45,7 +46,9 @@ def copy_store(
             f"the source store is not at revision {head}; run `newsletter db upgrade` on it first"
         )
     schema.upgrade(target)
-    tables = SQLModel.metadata.sorted_tables  # parents before children: foreign keys hold throughout
+    # Parents before children: foreign keys hold throughout. Kept figures are not copied: the
+    # target's triggers would drop them as the rows they count arrive, and its pages count them again.
+    tables = [table for table in SQLModel.metadata.sorted_tables if table.name not in KEPT_FIGURES]
     counts: list[TableCount] = []
     with source.connect() as reader, target.begin() as writer:
         for table in tables:

@@ -11,7 +11,7 @@ from sqlalchemy import update
 from sqlmodel import Session, select
 
 from newsletter import rollups
-from newsletter.db import session_scope
+from newsletter.db import make_engine, session_scope
 from newsletter.ledger import retry_failed
 from newsletter.models import (
     Delivery,
@@ -26,10 +26,12 @@ from newsletter.models import (
     SubscriberEvent,
 )
 from newsletter.reports import issue_headline, issue_report
+from newsletter.store_copy import copy_store
 from newsletter.subscriptions import erase, record_event
 from newsletter.tracking.classify import Rules
 from newsletter.tracking.recorder import PendingHit, store_hits
 from newsletter.weekly import last_weeks, list_movements, weekly_stats
+from tests.databases import database_url
 from tests.test_reports import busy, reference_movements  # noqa: F401  (a fixture)
 
 PARTS = {"ledger", "events", "hits", "readers"}
@@ -218,3 +220,19 @@ def test_a_caller_that_writes_what_a_rollup_counts_gets_the_figures_counted_live
         store_hits(session, [hit], Rules())
         report = issue_report(session, issue_id).as_json()
     assert report == counted(engine, issue_id)["report"]
+
+
+def test_a_copied_store_leaves_its_kept_figures_behind(engine, busy, tmp_path):  # noqa: F811
+    """`db copy` copies the rows, not what was counted from them: the target counts afresh."""
+    issue_id, _ = busy
+    first = read(engine, issue_id)
+    assert kept(engine, issue_id) == PARTS
+    (tmp_path / "copy").mkdir()
+    target = make_engine(database_url(tmp_path / "copy"))
+    try:
+        counts = {count.table: count.target for count in copy_store(engine, target)}
+        assert "issuerollup" not in counts and "listsize" not in counts and counts["delivery"] == 8
+        assert kept(target, issue_id) == set()
+        assert read(target, issue_id) == first
+    finally:
+        target.dispose()
