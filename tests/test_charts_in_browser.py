@@ -12,6 +12,8 @@ from newsletter.charts import CHART_CSS, Series, bar_chart, line_chart
 from tests.axe import describe, violations
 from tests.browser import artifact
 
+pytestmark = pytest.mark.sqlite_pass_only  # the page's or email's HTML, the same on any store
+
 WEEKS = [f"2026-W{n:02d}" for n in range(37, 49)]
 HOSTILE = "</svg><script>window.pwned = 1</script>"
 CHARTS = [

@@ -8,6 +8,8 @@ from newsletter.render import Renderer
 from tests.browser import artifact
 from tests.test_render import issue_of
 
+pytestmark = pytest.mark.sqlite_pass_only  # the page's or email's HTML, the same on any store
+
 
 @pytest.fixture(scope="module")
 def issue_file(tmp_path_factory):

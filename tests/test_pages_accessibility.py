@@ -23,6 +23,8 @@ from tests.conftest import TEST_KEY
 from tests.databases import database_url
 from tests.web_server import link_in, running_server
 
+pytestmark = pytest.mark.sqlite_pass_only  # the page's or email's HTML, the same on any store
+
 SIGNER = Signer(TEST_KEY.encode())
 COMPARISON = "claude-haiku-open-weights-vs-gemini-2-5-flash-lite"
 VIEWS = [("light", 1024), ("dark", 1024), ("light", 375), ("dark", 375)]

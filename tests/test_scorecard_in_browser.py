@@ -19,6 +19,8 @@ from tests.axe import EMAIL_RULES_OFF, describe, violations
 from tests.browser import artifact
 from tests.conftest import TEST_KEY
 
+pytestmark = pytest.mark.sqlite_pass_only  # the page's or email's HTML, the same on any store
+
 SCHEMES = ["light", "dark"]
 WIDTHS = [600, 375]
 

@@ -21,6 +21,8 @@ from newsletter.render import Renderer
 from newsletter.samples import issue_from, sample_comparisons
 from tests.conftest import TEST_KEY
 
+pytestmark = pytest.mark.sqlite_pass_only  # the page's or email's HTML, the same on any store
+
 MAX_SCORE = 0.1
 _SCORE = re.compile(r"^Content analysis details:\s+\((-?\d+(?:\.\d+)?) points", re.MULTILINE)
 _RULE = re.compile(r"^\s*(-?\d+\.\d+)\s+([A-Z0-9_]+)\s", re.MULTILINE)
