@@ -13,7 +13,8 @@ demo: $(STAMP)
 	$(BIN)/newsletter demo
 
 # The whole suite twice: on SQLite files, then on the PostgreSQL server at TEST_POSTGRES (each test
-# gets its own database there). A PostgreSQL that cannot be reached fails the second pass.
+# gets its own database there; tests marked sqlite_pass_only, which judge HTML no store changes, are
+# left out). A PostgreSQL that cannot be reached fails the second pass.
 TEST_POSTGRES ?= postgresql+psycopg://postgres@127.0.0.1:5432/newsletter_test
 # One pytest-xdist worker per core; a test file stays on one worker (its module fixtures, such as a
 # served app or a browser, are made once).
