@@ -54,8 +54,15 @@ def _patient(instance) -> None:
         context.set_default_timeout(PAGE_TIMEOUT_MS)
         return context
 
+    new_page = instance.new_page
+
+    def new_patient_page(*args, **kwargs):
+        page = new_page(*args, **kwargs)  # its own context, closed with the page
+        page.context.set_default_timeout(PAGE_TIMEOUT_MS)
+        return page
+
     instance.new_context = new_patient_context
-    instance.new_page = lambda *args, **kwargs: new_patient_context(*args, **kwargs).new_page()
+    instance.new_page = new_patient_page
 
 
 def artifact(name: str) -> Path:
