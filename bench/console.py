@@ -20,9 +20,11 @@ earlier run made with the same --readers and --earlier. Then, warm, it times --r
     report page `/issues/<slug>/report` and the readers page `/readers` over HTTP through uvicorn.
 
 Once a send is over its costliest figures are kept as exact rollups (newsletter/rollups.py,
-list_history.py): the warm runs read them. Each is dropped by any change to what it counts, so
-"hits flowing" times the pages with the issues' hits counted afresh on every view (as each new hit
-makes them), and "nothing kept" with every rollup dropped before each call (untimed): a first view.
+list_history.py): the warm runs read them. "hits flowing" inserts 500 new hits and 200 provider
+events on the issue before each view (untimed), as they arrive in the days after a send: the
+rollups grow from the highest id they counted (newsletter/report_growth.py). "nothing kept" drops
+every rollup before each call (untimed): a first view, which the console's warmer
+(newsletter/console/warmer.py) counts ahead within WARM_EVERY seconds of a send's end.
 
 Prints the fastest, median and p95 of each against the target (issue 13, this 2-core machine:
 < 300 ms each), PASS or FAIL on the p95 (the warm runs decide the exit code), and the load
@@ -38,20 +40,23 @@ from __future__ import annotations
 import argparse
 import importlib.util
 import os
+import random
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
+import uuid
 from collections.abc import Callable
 from contextlib import contextmanager
+from datetime import UTC, datetime
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import httpx
-from sqlalchemy import bindparam, event, text
+from sqlalchemy import event, text
 from sqlmodel import Session
 
 from bench.console_store import KEY, prepare, prepared
@@ -86,23 +91,86 @@ def timings(
     return took
 
 
-HITS = ("hits", "readers")  # what a new hit drops (newsletter/rollup_triggers.py)
+ARRIVING = (500, 200)  # hits and provider events between two views while they flow in
 
 
-def forget_rollups(engine, parts: tuple[str, ...] | None = None) -> Callable[[], None]:
-    """Drop the kept rollups of `parts` (HITS: as each new hit does), or every rollup and list point
-    (None: as a view of a store nobody has looked at since it changed)."""
+def arrive(engine, about: dict, hits: int = ARRIVING[0], events: int = ARRIVING[1]) -> Callable[[], None]:
+    """New hits (people and scanners) and provider events on the issue, as they arrive in the
+    days after a send: inserted through the triggers, each view then counts them on top of the
+    kept figures (newsletter/report_growth.py)."""
+    rng = random.Random(about["issue_id"])
+    with engine.connect() as connection:
+        links = list(
+            connection.execute(
+                text("SELECT id FROM issuelink WHERE issue_id = :issue AND kind <> 'open'"),
+                {"issue": about["issue_id"]},
+            ).scalars()
+        )
+        low, high = connection.execute(
+            text("SELECT min(id), max(id) FROM delivery WHERE issue_id = :issue"),
+            {"issue": about["issue_id"]},
+        ).one()
+
+    def flow() -> None:
+        start = rng.randint(low, max(low, high - hits))
+        with engine.begin() as connection:
+            sent = connection.execute(
+                text(
+                    "SELECT id, subscriber_id FROM delivery WHERE issue_id = :issue AND id >= :start "
+                    "ORDER BY id LIMIT :n"
+                ),
+                {"issue": about["issue_id"], "start": start, "n": hits},
+            ).all()
+            moment = datetime.now(UTC)
+            rows = []
+            for _, reader in sent:
+                machine = rng.random() < 0.6
+                rows.append(
+                    {
+                        "issue": about["issue_id"],
+                        "reader": reader,
+                        "link": rng.choice(links),
+                        "at": moment,
+                        "machine": machine,
+                        "reason": "decoy-burst" if machine else "",
+                    }
+                )
+            connection.execute(
+                text(
+                    "INSERT INTO linkhit (issue_id, subscriber_id, link_id, at, method, agent, prefetch, "
+                    "machine, reason) VALUES (:issue, :reader, :link, :at, 'GET', 'browser', false, "
+                    ":machine, :reason)"
+                ),
+                rows,
+            )
+            kinds = rng.choices(("delivered", "opened", "bounced"), (90, 8, 2), k=min(events, len(sent)))
+            connection.execute(
+                text(
+                    "INSERT INTO providerevent (provider, event_key, kind, delivery_id, subscriber_id, "
+                    "issue_id, occurred_at, received_at) VALUES ('postmark', :key, :kind, :delivery, "
+                    ":reader, :issue, :at, :at)"
+                ),
+                [
+                    {
+                        "key": uuid.uuid4().hex,
+                        "kind": kind,
+                        "delivery": delivery,
+                        "reader": reader,
+                        "issue": about["issue_id"],
+                        "at": moment,
+                    }
+                    for kind, (delivery, reader) in zip(kinds, sent, strict=False)
+                ],
+            )
+
+    return flow
+
+
+def forget_rollups(engine) -> Callable[[], None]:
+    """Drop every rollup and list point: as a view of a store nobody has looked at since it changed."""
 
     def forget() -> None:
         with engine.begin() as connection:
-            if parts is not None:
-                connection.execute(
-                    text("DELETE FROM issuerollup WHERE part IN :parts").bindparams(
-                        bindparam("parts", expanding=True)
-                    ),
-                    {"parts": list(parts)},
-                )
-                return
             connection.execute(text("DELETE FROM issuerollup"))
             connection.execute(text("DELETE FROM listsize"))
 
@@ -278,18 +346,28 @@ def _time_pages(base: str, about: dict, runs: int, log, engine=None) -> bool:
             )
         if engine is not None and has_rollups(engine):
             report = f"/issues/{about['week'].lower()}/report"
-            for name, path, part in (
-                ("    hits flowing: week page", "/", HITS),
-                ("    hits flowing: report page", report, HITS),
-                ("    nothing kept: week page", "/", None),
-                ("    nothing kept: report page", report, None),
-                ("    nothing kept: readers page", "/readers", None),
+            flow = arrive(engine, about)
+            print(
+                f"    hits flowing: {ARRIVING[0]} new hits and {ARRIVING[1]} provider events before each view"
+            )
+            for name, path in (
+                ("    hits flowing: week page", "/"),
+                ("    hits flowing: report page", report),
+            ):
+                ok &= verdict(
+                    f"{name} {path}",
+                    timings(lambda _n, p=path: client.get(p).raise_for_status(), runs, warm=0, before=flow),
+                )
+            for name, path in (
+                ("    nothing kept: week page", "/"),
+                ("    nothing kept: report page", report),
+                ("    nothing kept: readers page", "/readers"),
             ):
                 cold = timings(
                     lambda _n, p=path: client.get(p).raise_for_status(),
                     max(3, runs // 4),
                     warm=0,
-                    before=forget_rollups(engine, part),
+                    before=forget_rollups(engine),
                 )
                 verdict(f"{name} {path}", cold)
         return ok

@@ -550,6 +550,7 @@ class IssueRollup(SQLModel, table=True):
     issue_id: int = Field(foreign_key="issue.id", primary_key=True)
     part: str = Field(max_length=20, primary_key=True)
     figures: str = Field(sa_column=Column(Text, nullable=False))  # JSON
+    through_id: int | None = Field(default=None)  # hits, events: the highest row id counted (0013)
     computed_at: datetime = _time(default=utcnow)
 
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
 
+FOLDED_REASON = "folded (reason not kept)"  # machine clicks folded past retention
 CSV_COLUMNS = ("section", "name", "url", "value", "human", "machine", "ship", "skip")
 
 

@@ -27,6 +27,7 @@ from zoneinfo import ZoneInfo
 from sqlalchemy import and_, distinct, func, select, true, union
 from sqlmodel import Session
 
+from newsletter import report_growth as growth
 from newsletter import rollups
 from newsletter.curation import Week
 from newsletter.models import (
@@ -44,7 +45,7 @@ from newsletter.models import (
     Tool,
     Vote,
 )
-from newsletter.report_data import CSV_COLUMNS, IssueHeadline, IssueReport, LinkFigures
+from newsletter.report_data import CSV_COLUMNS, FOLDED_REASON, IssueHeadline, IssueReport, LinkFigures
 from newsletter.sunset import figures as sunset_figures
 from newsletter.tracking.links import LinkKind
 
@@ -160,17 +161,22 @@ def _provider_figures(session: Session, issue_id: int) -> dict[str, dict[str, in
     def count(s: Session) -> dict[str, dict[str, int]]:
         return {"outcomes": _events_by_kind(s, issue_id), "opens": _provider_opens(s, issue_id)}
 
-    return rollups.figures(session, issue_id, "events", count, settled=_settled(session, issue_id))
+    return rollups.figures(
+        session, issue_id, "events", count, settled=_settled(session, issue_id), grows=growth.events_since
+    )
 
 
 def _hit_figures(session: Session, issue_id: int) -> dict[str, object]:
     """Every link's figures and the machine clicks by reason (a rollup's part)."""
 
     def count(s: Session) -> dict[str, object]:
-        links = [asdict(link) for link in _link_figures(s, issue_id)]
-        return {"links": links, "reasons": _machine_reasons(s, issue_id)}
+        found = _link_figures(s, issue_id)
+        links = [asdict(link) for link in found.values()]
+        return {"links": links, "ids": list(found), "reasons": _machine_reasons(s, issue_id)}
 
-    return rollups.figures(session, issue_id, "hits", count, settled=_settled(session, issue_id))
+    return rollups.figures(
+        session, issue_id, "hits", count, settled=_settled(session, issue_id), grows=growth.hits_since
+    )
 
 
 def _reader_figures(session: Session, issue_id: int) -> dict[str, int]:
@@ -182,10 +188,12 @@ def _reader_figures(session: Session, issue_id: int) -> dict[str, int]:
             "openers": _human_readers(s, issue_id, opens=True),
         }
 
-    return rollups.figures(session, issue_id, "readers", count, settled=_settled(session, issue_id))
+    return rollups.figures(
+        session, issue_id, "readers", count, settled=_settled(session, issue_id), grows=growth.readers_since
+    )
 
 
-OUTCOMES = (EventKind.DELIVERED, EventKind.BOUNCED, EventKind.SOFT_BOUNCED, EventKind.COMPLAINED)
+OUTCOMES = growth.OUTCOMES
 
 
 def _events_by_kind(session: Session, issue_id: int) -> dict[str, int]:
@@ -211,7 +219,8 @@ def _events_by_kind(session: Session, issue_id: int) -> dict[str, int]:
     return dict(zip(OUTCOMES, counts, strict=True))
 
 
-def _link_figures(session: Session, issue_id: int) -> list[LinkFigures]:
+def _link_figures(session: Session, issue_id: int) -> dict[int, LinkFigures]:
+    """Each link's figures by its id, in id order."""
     links = {
         link.id: LinkFigures(link.url, link.kind, link.label, link.comparison_slug)
         for link in session.scalars(
@@ -250,7 +259,7 @@ def _link_figures(session: Session, issue_id: int) -> list[LinkFigures]:
         figures.human += human
         figures.machine += machine
         figures.human_readers += legacy_readers  # counted by folds before revision 0010
-    return list(links.values())
+    return links
 
 
 def _human_clickers(issue_id: int):
@@ -320,9 +329,6 @@ def _human_readers(session: Session, issue_id: int, *, opens: bool) -> int:
             )
         ).scalar_one()
     return readers + legacy
-
-
-FOLDED_REASON = "folded (reason not kept)"
 
 
 def _machine_reasons(session: Session, issue_id: int) -> dict[str, int]:

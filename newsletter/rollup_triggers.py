@@ -6,6 +6,8 @@ and with the tables on a new one (`models`: after `create_all`); one definition 
 - `providerevent` inserted, updated or deleted: the issue's `events`;
 - `linkhit`, `linkcount`, `foldedclick`, `issuelink` inserted, updated or deleted: its `hits` and
   `readers`;
+- except that a hit or a provider event inserted above the rollup's `through_id` leaves it standing
+  (GROWING: a view adds such rows, newsletter/report_growth.py; migration 0013);
 - `delivery` inserted or deleted, or the issue's status changed: its `ledger` (kept only once the
   send is over, when its rows are final until a retry makes the issue `sending` again);
 - a `subscriberevent` inserted, changed or deleted: the list at every moment after it.
@@ -28,6 +30,7 @@ COUNTED = {
     "issuelink": HITS,
     "delivery": ("ledger",),
 }
+GROWING = ("linkhit", "providerevent")  # their inserts drop only rollups that counted past them
 # delivery: inserts and deletes only (its status updates come with the issue's, which has a trigger)
 EVENTS = {table: ("INSERT", "UPDATE", "DELETE") for table in COUNTED} | {"delivery": ("INSERT", "DELETE")}
 
@@ -65,8 +68,16 @@ def _name(table: str, event: str) -> str:
     return f"{table}_rollup_{event.lower()}"
 
 
-def create_statements(dialect: str) -> list[str]:
-    """The DDL that makes the triggers (and on PostgreSQL their functions)."""
+_PG_BELOW = "issuerollup_forget_inserted_below"
+
+
+def _grows(table: str, event: str) -> bool:
+    return event == "INSERT" and table in GROWING
+
+
+def create_statements(dialect: str, *, watermarks: bool = True) -> list[str]:
+    """The DDL that makes the triggers (and on PostgreSQL their functions); `watermarks=False`:
+    as migration 0012 made them, before rollups of hits and events recorded their `through_id`."""
     if dialect == "postgresql":
         made = [
             f"CREATE FUNCTION {name}() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN "
@@ -80,7 +91,9 @@ def create_statements(dialect: str) -> list[str]:
             f"EXECUTE FUNCTION {_PG_FUNCTIONS[event][0]}({_listed(COUNTED[table])})"
             for table, events in EVENTS.items()
             for event in events
+            if not _grows(table, event)
         ]
+        made += growing_statements(dialect, watermarks=watermarks)
         made += [
             f"CREATE FUNCTION {name}() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN "
             f"DELETE FROM listsize WHERE moment > ({earliest}); RETURN NULL; END $$"
@@ -104,7 +117,9 @@ def create_statements(dialect: str) -> list[str]:
         f"AND issue_id IN ({_SQLITE_ROWS[event]}); END"
         for table, events in EVENTS.items()
         for event in events
+        if not _grows(table, event)
     ]
+    made += growing_statements(dialect, watermarks=watermarks)
     made += [
         f"CREATE TRIGGER subscriberevent_listsize_{event.lower()} AFTER {event} ON subscriberevent {body}"
         for event, body in _SQLITE_SIZES.items()
@@ -117,7 +132,56 @@ def create_statements(dialect: str) -> list[str]:
     ]
 
 
-def drop_statements(dialect: str) -> list[str]:
+def growing_statements(dialect: str, *, watermarks: bool = True) -> list[str]:
+    """The insert triggers of the GROWING tables: they drop a rollup only when a new row's id is at
+    or below its `through_id` (never, for ids handed out after it was counted; an id given by hand
+    or reused is caught), or when the rollup has none. `watermarks=False`: as 0012 made them, any
+    insert drops the issue's rollups."""
+    postgresql = dialect == "postgresql"
+    if not watermarks:
+        return [
+            f"CREATE TRIGGER {_name(table, 'INSERT')} AFTER INSERT ON {table} "
+            + (
+                f"REFERENCING NEW TABLE AS new_rows FOR EACH STATEMENT "
+                f"EXECUTE FUNCTION {_PG_FUNCTIONS['INSERT'][0]}({_listed(COUNTED[table])})"
+                if postgresql
+                else f"BEGIN DELETE FROM issuerollup WHERE part IN ({_listed(COUNTED[table])}) "
+                f"AND issue_id IN ({_SQLITE_ROWS['INSERT']}); END"
+            )
+            for table in GROWING
+        ]
+    if postgresql:
+        return [
+            f"CREATE FUNCTION {_PG_BELOW}() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN "
+            "DELETE FROM issuerollup AS kept "
+            "USING (SELECT issue_id, min(id) AS lowest FROM new_rows GROUP BY issue_id) AS added "
+            "WHERE kept.part = ANY (TG_ARGV) AND kept.issue_id = added.issue_id "
+            "AND (kept.through_id IS NULL OR added.lowest <= kept.through_id); RETURN NULL; END $$",
+            *(
+                f"CREATE TRIGGER {_name(table, 'INSERT')} AFTER INSERT ON {table} "
+                f"REFERENCING NEW TABLE AS new_rows FOR EACH STATEMENT "
+                f"EXECUTE FUNCTION {_PG_BELOW}({_listed(COUNTED[table])})"
+                for table in GROWING
+            ),
+        ]
+    return [
+        f"CREATE TRIGGER {_name(table, 'INSERT')} AFTER INSERT ON {table} BEGIN "
+        f"DELETE FROM issuerollup WHERE part IN ({_listed(COUNTED[table])}) AND issue_id = NEW.issue_id "
+        "AND (through_id IS NULL OR NEW.id <= through_id); END"
+        for table in GROWING
+    ]
+
+
+def drop_growing_statements(dialect: str, *, watermarks: bool) -> list[str]:
+    """Drop the GROWING tables' insert triggers (either kind), and their function if `watermarks`."""
+    postgresql = dialect == "postgresql"
+    dropped = [
+        f"DROP TRIGGER {_name(table, 'INSERT')}" + (f" ON {table}" if postgresql else "") for table in GROWING
+    ]
+    return dropped + ([f"DROP FUNCTION {_PG_BELOW}()"] if postgresql and watermarks else [])
+
+
+def drop_statements(dialect: str, *, watermarks: bool = True) -> list[str]:
     postgresql = dialect == "postgresql"
     dropped = [
         f"DROP TRIGGER {_name(table, event)}" + (f" ON {table}" if postgresql else "")
@@ -135,4 +199,6 @@ def drop_statements(dialect: str) -> list[str]:
             f"DROP FUNCTION {name}()" for name, _, _ in (*_PG_FUNCTIONS.values(), *_PG_SIZES.values())
         ]
         dropped.append("DROP FUNCTION issuerollup_forget_ledger()")
+        if watermarks:
+            dropped.append(f"DROP FUNCTION {_PG_BELOW}()")
     return dropped

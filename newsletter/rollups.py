@@ -17,8 +17,15 @@ A rollup is made only where no such change can be under way: on PostgreSQL its q
 transaction of their own that first takes a SHARE lock on the tables they count (waiting for the
 writers already at work, holding off new ones until it commits, so the trigger of a write that
 follows always finds the rollup); on SQLite every transaction holds the store's write lock already.
-So an issue whose hits still flow in is counted afresh, as before; one that has settled is read in
-a few milliseconds.
+
+Hits and provider events keep arriving for days after a send, and only ever arrive: a rollup of
+them (`hits`, `readers`, `events`) also records the highest row id it counted (`through_id`). A new
+row above it leaves the rollup standing (the insert trigger drops it only for a row at or below
+`through_id`, which a counted row never is: ids grow, and the count ran when no insert was under
+way); a view adds the issue's rows above it (newsletter/report_growth.py: a few thousand rows where
+a recount reads a million). Once more than REKEEP_AFTER new rows have arrived, a view keeps the
+grown figures with a new `through_id`, under the same lock. An update or a delete of a counted row
+(a retention fold, an erasure) still drops the rollup.
 """
 
 from __future__ import annotations
@@ -27,7 +34,7 @@ import json
 from collections.abc import Callable
 from typing import Any, TypeVar
 
-from sqlalchemy import delete, text
+from sqlalchemy import delete, text, update
 from sqlalchemy.dialects.postgresql import insert as postgresql_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import DBAPIError
@@ -48,32 +55,91 @@ TABLES = {
 
 SETTLED = (IssueStatus.SENT, IssueStatus.CANCELLED)  # a send is over: its ledger rows are final
 
+# The parts whose rows only ever arrive, by the table whose ids say what a rollup counted.
+GROWING = {"hits": "linkhit", "readers": "linkhit", "events": "providerevent"}
+REKEEP_AFTER = 5000  # new ids past a rollup's through_id before a view keeps the grown figures
+# grows(session, issue_id, kept figures, through_id) -> (figures now, new rows read), or None
+Grows = Callable[[Session, int, Any, int], "tuple[Any, int] | None"]
+
 
 def figures(
-    session: Session, issue_id: int, part: str, count: Callable[[Session], Any], *, settled: bool
+    session: Session,
+    issue_id: int,
+    part: str,
+    count: Callable[[Session], Any],
+    *,
+    settled: bool,
+    grows: Grows | None = None,
 ) -> Any:
-    """The part's figures for the issue: its rollup if there is one, else `count(session)`, kept as
-    a rollup when the issue's send is over (`settled`: its status is in SETTLED). While it is being
-    sent everything moves: counted live, and no lock is taken. `count` returns plain JSON data."""
+    """The part's figures for the issue: its rollup if there is one (grown by the rows that arrived
+    since, with `grows`, for the parts in GROWING), else `count(session)`, kept as a rollup when the
+    issue's send is over (`settled`: its status is in SETTLED). While it is being sent everything
+    moves: counted live, and no lock is taken. `count` returns plain JSON data."""
     found = session.get(IssueRollup, (issue_id, part))
     if found is not None:
-        return json.loads(found.figures)
+        kept = json.loads(found.figures)
+        if found.through_id is None or grows is None:
+            return kept
+        if _newest(session, GROWING[part]) - found.through_id > REKEEP_AFTER:
+            value = _grown_and_kept(session, issue_id, part, grows)
+            if value is not None:
+                return value
+        grown = grows(session, issue_id, kept, found.through_id)
+        if grown is not None:
+            return grown[0]
     if not settled:
         return count(session)
     if session.get_bind().dialect.name != "postgresql":  # SQLite: this transaction holds the write lock
-        value = count(session)
-        if _keepable(session, issue_id):
-            _keep(session, issue_id, part, value, sqlite_insert)
-        return value
+        return _count_and_keep(session, issue_id, part, count)
 
-    def count_and_keep(own: Session) -> Any:
-        value = count(own)
-        if _keepable(own, issue_id):
-            _keep(own, issue_id, part, value, postgresql_insert)
-        return value
-
-    done, value = under_share_lock(session, TABLES[part], count_and_keep)
+    done, value = under_share_lock(
+        session, TABLES[part], lambda own: _count_and_keep(own, issue_id, part, count)
+    )
     return value if done else count(session)
+
+
+def _count_and_keep(session: Session, issue_id: int, part: str, count: Callable[[Session], Any]) -> Any:
+    """Count the part and keep it if the send is still over; where no write of what it counts can
+    be under way (the caller's lock)."""
+    value = count(session)
+    if _keepable(session, issue_id):
+        through = _newest(session, GROWING[part]) if part in GROWING else None
+        _keep(session, issue_id, part, value, through)
+    return value
+
+
+def _grown_and_kept(session: Session, issue_id: int, part: str, grows: Grows) -> Any | None:
+    """The rollup grown by the rows above its through_id, kept with the newest id as its new one
+    (under the lock on PostgreSQL); None where it was dropped meanwhile or the lock was not had."""
+
+    def grow(own: Session) -> Any | None:
+        kept = own.get(IssueRollup, (issue_id, part), populate_existing=True)
+        if kept is None or kept.through_id is None:
+            return None
+        through = _newest(own, GROWING[part])
+        grown = grows(own, issue_id, json.loads(kept.figures), kept.through_id)
+        if grown is None:
+            return None
+        own.execute(
+            update(IssueRollup)
+            .where(
+                IssueRollup.issue_id == issue_id,
+                IssueRollup.part == part,
+                IssueRollup.through_id == kept.through_id,
+            )
+            .values(figures=json.dumps(grown[0]), through_id=through, computed_at=utcnow())
+        )
+        return grown[0]
+
+    if session.get_bind().dialect.name != "postgresql":
+        return grow(session)
+    done, value = under_share_lock(session, TABLES[part], grow)
+    return value if done else None
+
+
+def _newest(session: Session, table: str) -> int:
+    """The highest row id of `table` (0 when empty): one step down its primary key."""
+    return session.execute(text(f"SELECT coalesce(max(id), 0) FROM {table}")).scalar_one()  # noqa: S608
 
 
 T = TypeVar("T")
@@ -109,10 +175,16 @@ def _keepable(session: Session, issue_id: int) -> bool:
     return status in SETTLED
 
 
-def _keep(session: Session, issue_id: int, part: str, value: Any, insert) -> None:
-    row = {"issue_id": issue_id, "part": part, "figures": json.dumps(value), "computed_at": utcnow()}
-    statement = insert(IssueRollup).values(**row).on_conflict_do_nothing()  # another view made it
-    session.execute(statement)
+def _keep(session: Session, issue_id: int, part: str, value: Any, through: int | None) -> None:
+    insert = postgresql_insert if session.get_bind().dialect.name == "postgresql" else sqlite_insert
+    row = {
+        "issue_id": issue_id,
+        "part": part,
+        "figures": json.dumps(value),
+        "through_id": through,
+        "computed_at": utcnow(),
+    }
+    session.execute(insert(IssueRollup).values(**row).on_conflict_do_nothing())  # another view made it
 
 
 def forget(session: Session, issue_id: int | None = None) -> int:

@@ -29,6 +29,7 @@ from newsletter.console.guard import ConsoleGuard, checked_post
 from newsletter.console.runner import SendRunner
 from newsletter.console.sources import Sources
 from newsletter.console.state import ConsoleState, refusal
+from newsletter.console.warmer import WARM_EVERY, FigureWarmer
 from newsletter.providers import Provider, make_provider
 from newsletter.web.common import page_environment, relative_slash_redirects
 from newsletter.web.input_guard import InputGuardMiddleware
@@ -49,10 +50,12 @@ def create_console(
     provider: Provider | None = None,
     hosts: tuple[str, ...] = LOCAL_HOSTS,
     test_sends: tuple[int, int] = TEST_SENDS,
+    warm_every: float = WARM_EVERY,
 ) -> FastAPI:
     """The console app. `engine` None previews the package's sample only (no store yet); `templates`
     is a directory of email templates to work on instead of the package's own; `provider` sends
-    tests (made on the first test otherwise); `hosts` are the Host names it answers."""
+    tests (made on the first test otherwise); `hosts` are the Host names it answers; `warm_every`:
+    seconds between looks for report figures to count ahead (0: never; console/warmer.py)."""
     key = settings.signing_key()
     credentials = Credentials(settings)
     outbound: list[Provider] = [provider] if provider else []
@@ -76,9 +79,13 @@ def create_console(
         mail_provider=mail_provider,
     )
 
+    warmer = FigureWarmer(engine, settings, warm_every)
+
     @asynccontextmanager
     async def lifespan(_app: FastAPI):
+        warmer.start()
         yield
+        warmer.shutdown()
         state.sends.shutdown()
         for each in outbound:
             await each.aclose()

@@ -53,12 +53,12 @@ def upgrade() -> None:
         sa.Column("computed_at", _time(), nullable=False),
         sa.PrimaryKeyConstraint("moment"),
     )
-    for statement in create_statements(op.get_bind().dialect.name):
+    for statement in create_statements(op.get_bind().dialect.name, watermarks=False):
         op.execute(statement)
 
 
 def downgrade() -> None:
-    for statement in drop_statements(op.get_bind().dialect.name):
+    for statement in drop_statements(op.get_bind().dialect.name, watermarks=False):
         op.execute(statement)
     op.drop_table("listsize")
     op.drop_table("issuerollup")
