@@ -13,10 +13,10 @@ from sqlalchemy.engine import Engine
 from sqlmodel import Session
 
 from newsletter.config import Settings
-from newsletter.db import create_schema, make_engine
+from newsletter.db import make_engine
 from newsletter.samples import sample_comparisons
 from tests.browser import launch
-from tests.databases import ON_POSTGRES, created_count, database_url, drop_created
+from tests.databases import ON_POSTGRES, created_count, database_url, drop_created, drop_templates, store_url
 
 FIXTURES = Path(__file__).parent / "fixtures"
 TEST_KEY = "test-signing-key-0123456789-abcdefghijklmnop"
@@ -46,6 +46,7 @@ def _all_databases():
     """On PostgreSQL, databases made for module-scoped fixtures are dropped when the session ends."""
     yield
     drop_created()
+    drop_templates()
 
 
 @pytest.fixture(autouse=True)
@@ -58,10 +59,12 @@ def _own_database():
 
 
 @pytest.fixture
-def settings(tmp_path: Path) -> Settings:
+def settings(tmp_path: Path, request: pytest.FixtureRequest) -> Settings:
+    """A test's settings and its own store: empty, or (for a test that uses `engine`) a copy of one
+    with the newest schema made once per worker (tests/databases.py `store_url`)."""
     return Settings(
         _env_file=None,
-        database_url=database_url(tmp_path),
+        database_url=store_url(tmp_path) if "engine" in request.fixturenames else database_url(tmp_path),
         outbox_dir=tmp_path / "outbox",
         secret_key=TEST_KEY,
         secret_file=tmp_path / ".newsletter-secret",
@@ -71,8 +74,7 @@ def settings(tmp_path: Path) -> Settings:
 
 @pytest.fixture
 def engine(settings: Settings) -> Iterator[Engine]:
-    engine = make_engine(settings.database_url)
-    create_schema(engine)
+    engine = make_engine(settings.database_url)  # made with the newest schema (see `settings`)
     yield engine
     engine.dispose()
 
