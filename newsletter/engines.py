@@ -4,7 +4,7 @@ accepted: `parse_database_url` says why.
 
 Apart from `newsletter.db` (sessions, which need the ORM and the table models) so that reading the
 settings or opening a store for a quick read (`newsletter issue show`) never loads the ORM, SQLModel
-or the 25 table models: about 40% of such a command's start-up.
+or the 25 table models: a third of the CPU and 12 MB of `newsletter issue show` (issue 16).
 """
 
 from __future__ import annotations

@@ -4,7 +4,7 @@ and derived figures (panel and community ship %), its view (subject, preheader),
 One copy of these reads serves every caller. The ORM paths pass their Session (it runs Core
 statements too, and is flushed first as its own queries would be); `newsletter issue show` passes a
 plain Connection, so that command never loads the ORM, SQLModel or the table models, which were
-about 40% of its start-up (issue 16, bench/startup.py). The tables are named here only by the
+a third of its CPU and 12 MB (issue 16, bench/startup.py). The tables are named here only by the
 columns these reads use; tests/test_startup_imports.py checks every one against the models' tables.
 """
 

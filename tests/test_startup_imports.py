@@ -15,7 +15,7 @@ from newsletter import issue_reads, schema
 from tests.commands import run
 from tests.databases import ON_POSTGRES, clean_env
 
-# Never needed to read an issue: the ORM and the table models (about 40% of the command's time
+# Never needed to read an issue: the ORM and the table models (a third of the command's CPU
 # and 12 MB), migrations, the web stack, HTTP clients, the renderer, the scheduler's machinery.
 HEAVY = (
     "sqlmodel",
