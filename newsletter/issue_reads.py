@@ -2,10 +2,10 @@
 and derived figures (panel and community ship %), its view (subject, preheader), its ledger counts.
 
 One copy of these reads serves every caller. The ORM paths pass their Session (it runs Core
-statements too, and is flushed first as its own queries would be); `newsletter issue show` passes a
-plain Connection, so that command never loads the ORM, SQLModel or the table models, which were
-a third of its CPU and 12 MB (issue 16, bench/startup.py). The tables are named here only by the
-columns these reads use; tests/test_startup_imports.py checks every one against the models' tables.
+statements too, autoflush included); `newsletter issue show` passes a plain Connection, so that
+command never loads the ORM, SQLModel or the table models, which were a third of its CPU and 12 MB
+(issue 16, bench/startup.py). The tables are named here only by the columns these reads use;
+tests/test_startup_imports.py checks every one against the models' tables.
 """
 
 from __future__ import annotations
@@ -55,10 +55,8 @@ class EditionError(RuntimeError):
 
 
 def rows(reader: Any, statement: Select) -> list[Row]:
-    """`statement`'s rows through `reader`, a Connection or an ORM Session. A Session runs a Core
-    statement without its autoflush, so it is flushed here: what the caller added is read back."""
-    if getattr(reader, "autoflush", False):
-        reader.flush()
+    """`statement`'s rows through `reader`, a Connection or an ORM Session (which flushes what the
+    caller added first, as for its own queries: its autoflush covers Core statements too)."""
     return list(reader.execute(statement))
 
 
