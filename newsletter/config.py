@@ -20,7 +20,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from pydantic import ValidationInfo, field_validator
 
 from newsletter.crontab import parse_cron
-from newsletter.db import is_sqlite, parse_database_url, sqlite_location_problem, sqlite_path
+from newsletter.engines import is_sqlite, parse_database_url, sqlite_location_problem, sqlite_path
 from newsletter.headers import HeaderValueError, check_header_value, normalise_email, parse_from_address
 from newsletter.key_strength import weakness
 from newsletter.local_secret import read_or_create

@@ -5,7 +5,6 @@ Panel ship % comes from the review rows and community % from the vote rows, ever
 
 from __future__ import annotations
 
-from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -13,12 +12,16 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import delete, func
+from sqlalchemy import delete
 from sqlmodel import Session, col, select
 
 from newsletter.identity import Mention, clash_with_store, name_key, store_clash_reason
+from newsletter.issue_reads import (  # noqa: F401  (the reads of derived figures, as before)
+    community_shares,
+    comparison_views,
+    panel_shares,
+)
 from newsletter.models import Comparison, Review, Reviewer, Tool, Vote, utcnow
-from newsletter.views import ComparisonView, ReviewView, Share, ToolView, tool_view
 
 if TYPE_CHECKING:  # the import format (pydantic models, YAML) loads only where something is imported
     from newsletter.importing import ComparisonIn, ImportProblem, Located, ToolIn
@@ -211,80 +214,3 @@ def _replace_site_votes(
             )
     if rows:
         session.execute(Vote.__table__.insert(), rows)
-
-
-def panel_shares(session: Session, comparison_ids: Sequence[int]) -> dict[tuple[int, int], Share]:
-    """Panel ship share per (comparison, tool), from the review rows."""
-    return _shares(session, Review, comparison_ids)
-
-
-def community_shares(session: Session, comparison_ids: Sequence[int]) -> dict[tuple[int, int], Share]:
-    """Community ship share per (comparison, tool), from the vote rows."""
-    return _shares(session, Vote, comparison_ids)
-
-
-def _shares(session: Session, table, comparison_ids: Sequence[int]) -> dict[tuple[int, int], Share]:
-    counts: dict[tuple[int, int], list[int]] = defaultdict(lambda: [0, 0])
-    if not comparison_ids:
-        return {}
-    query = (
-        select(table.comparison_id, table.tool_id, table.verdict, func.count())
-        .where(col(table.comparison_id).in_(comparison_ids))
-        .group_by(table.comparison_id, table.tool_id, table.verdict)
-    )
-    for comparison_id, tool_id, verdict, count in session.exec(query):
-        entry = counts[(comparison_id, tool_id)]
-        entry[1] += count
-        if verdict == "ship":
-            entry[0] += count
-    return {key: Share(ship, total) for key, (ship, total) in counts.items()}
-
-
-def comparison_views(
-    session: Session, comparisons: Sequence[Comparison], site_url: str
-) -> list[ComparisonView]:
-    """Plain views of `comparisons` (in the given order) with reviews and derived figures, in four queries."""
-    ids = [c.id for c in comparisons]
-    if not ids:
-        return []
-    tool_ids = {c.left_tool_id for c in comparisons} | {c.right_tool_id for c in comparisons}
-    tools = {t.id: t for t in session.exec(select(Tool).where(col(Tool.id).in_(tool_ids)))}
-    reviews: dict[tuple[int, int], list[ReviewView]] = defaultdict(list)
-    query = (
-        select(Review, Reviewer)
-        .join(Reviewer, col(Reviewer.id) == Review.reviewer_id)
-        .where(col(Review.comparison_id).in_(ids))
-        .order_by(Review.comparison_id, Review.position)
-    )
-    for review, reviewer in session.exec(query):
-        reviews[(review.comparison_id, review.tool_id)].append(
-            ReviewView(reviewer=reviewer.name, lens=reviewer.lens, verdict=review.verdict, quote=review.quote)
-        )
-    panel = panel_shares(session, ids)
-    community = community_shares(session, ids)
-    empty = Share(0, 0)
-
-    def view_of_tool(comparison: Comparison, tool_id: int) -> ToolView:
-        tool = tools[tool_id]
-        key = (comparison.id, tool_id)
-        return tool_view(
-            tool,
-            slug=tool.slug,
-            panel=panel.get(key, empty),
-            community=community.get(key, empty),
-            reviews=reviews[key],
-        )
-
-    return [
-        ComparisonView(
-            slug=c.slug,
-            title=c.title,
-            dek=c.dek,
-            category=c.category,
-            url=c.url or f"{site_url}/compare/{c.slug}",
-            left=view_of_tool(c, c.left_tool_id),
-            right=view_of_tool(c, c.right_tool_id),
-            pinned=c.pinned,
-        )
-        for c in comparisons
-    ]

@@ -14,21 +14,14 @@ from sqlalchemy import delete, update
 from sqlmodel import Session, col, select
 
 from newsletter.config import Settings
-from newsletter.content import comparison_views
 from newsletter.curation import Week, pick
 from newsletter.headers import HeaderValueError, check_header_value
-from newsletter.issue_words import default_preheader, default_subject
+from newsletter.issue_reads import EditionError, issue_view, missing_issue  # noqa: F401  (issue_view: shared)
 from newsletter.lengths import preheader_problem, subject_problem
 from newsletter.models import Comparison, Issue, IssueItem, IssueStatus, utcnow
-from newsletter.render import masthead_from
-from newsletter.views import IssueView
 
 if TYPE_CHECKING:
     from newsletter.quality import Report
-
-
-class EditionError(RuntimeError):
-    """An issue cannot do what was asked in its current state; the message says why."""
 
 
 class ComposeOutcome(StrEnum):
@@ -53,9 +46,7 @@ def find_issue(session: Session, week: Week) -> Issue | None:
 def require_issue(session: Session, week: Week) -> Issue:
     issue = find_issue(session, week)
     if issue is None:
-        raise EditionError(
-            f"there is no issue for {week}; run `newsletter issue compose --week {week}` first"
-        )
+        raise missing_issue(week)
     return issue
 
 
@@ -145,31 +136,6 @@ def variant_comparisons(
         settings.issue_size,
         for_issue_id=issue.id,
         categories=categories,
-    )
-
-
-def issue_view(
-    session: Session, issue: Issue, settings: Settings, comparisons: list[Comparison] | None = None
-) -> IssueView:
-    """Everything the renderer needs for `issue` (or for a readers' variant of it, `comparisons`).
-
-    The editor's subject and preheader apply to the issue as composed; a variant with other
-    comparisons gets its own generated ones, since the editor's words may name what it lacks.
-    """
-    own = issue_comparisons(session, issue)
-    chosen = own if comparisons is None else comparisons
-    views = tuple(comparison_views(session, chosen, settings.site_url))
-    if not views:
-        raise EditionError(f"issue {issue.week} has no comparisons")
-    edited = [c.id for c in chosen] == [c.id for c in own]
-    return IssueView(
-        week=issue.week,
-        slug=issue.slug,
-        subject=(issue.subject_override if edited else None) or default_subject(views),
-        preheader=(issue.preheader_override if edited else None) or default_preheader(views),
-        comparisons=views,
-        week_start=Week.parse(issue.week).monday,
-        masthead=masthead_from(settings),
     )
 
 

@@ -37,6 +37,7 @@ from sqlalchemy.engine import Connection, Engine
 from sqlmodel import Session, col, select
 
 from newsletter.db import session_scope
+from newsletter.issue_reads import delivery_counts
 from newsletter.models import (
     Delivery,
     DeliveryStatus,
@@ -180,10 +181,8 @@ def undo_open(engine: Engine, issue_id: int, before: BeforeSend, me: str, fresh_
 
 
 def counts(session: Session, issue_id: int) -> dict[str, int]:
-    query = (
-        select(Delivery.status, func.count()).where(Delivery.issue_id == issue_id).group_by(Delivery.status)
-    )
-    return {status: count for status, count in session.exec(query)}
+    """How many of the issue's rows are in each status (one read, shared with `newsletter issue show`)."""
+    return delivery_counts(session, issue_id)
 
 
 def failure_reasons(session: Session, issue_id: int, limit: int = 10) -> list[tuple[str, int]]:

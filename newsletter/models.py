@@ -25,6 +25,7 @@ from sqlalchemy import (
 from sqlmodel import Field, SQLModel
 
 from newsletter.tracking.links import LinkKind  # noqa: F401  (the kinds an IssueLink has)
+from newsletter.weeks import issue_slug
 
 
 def utcnow() -> datetime:
@@ -228,7 +229,7 @@ class Issue(SQLModel, table=True):
     @property
     def slug(self) -> str:
         """The URL and tag form of the week: 2026-W48 -> 2026-w48."""
-        return self.week.lower()
+        return issue_slug(self.week)
 
 
 class IssueItem(SQLModel, table=True):

@@ -28,7 +28,7 @@ from newsletter.rendered import (
     marker_pattern,
 )
 from newsletter.tracking.links import LinkKind, LinkSpec
-from newsletter.views import ComparisonView, IssueView, Masthead
+from newsletter.views import ComparisonView, IssueView, Masthead, masthead_from  # noqa: F401  (masthead_from: its old home)
 
 GMAIL_CLIP_BYTES = 102_000  # Gmail clips a larger HTML part; counted in decimal KB to be safe
 SCORECARD_ANCHOR = "scorecard"  # the id of the scorecard on a comparison's page
@@ -239,12 +239,3 @@ def _wrap_paragraph(words: list[str], width: int, indent: str) -> str:
     if line:
         lines.append(indent + " ".join(line))
     return "\n".join(lines)
-
-
-def masthead_from(settings) -> Masthead:
-    return Masthead(
-        name=settings.name,
-        site_url=settings.site_url,
-        postal_address=settings.postal_address,
-        scorecard=settings.scorecard,
-    )

@@ -16,9 +16,6 @@ from typing import TYPE_CHECKING
 
 from sqlalchemy import MetaData, inspect, text
 from sqlalchemy.engine import Connection, Engine
-from sqlmodel import SQLModel
-
-from newsletter import models  # registers the tables on SQLModel.metadata
 
 if TYPE_CHECKING:
     from alembic.config import Config
@@ -35,7 +32,13 @@ class SchemaError(RuntimeError):
 
 def metadata() -> MetaData:
     """Every table and index the migrations build: the models' tables with their partial indexes,
-    which are declared only where a schema is made or compared (see `models.partial_indexes`)."""
+    which are declared only where a schema is made or compared (see `models.partial_indexes`).
+    The models load here, not with this module: every command checks the store's revision, and
+    only those that make or compare a schema need the tables."""
+    from sqlmodel import SQLModel
+
+    from newsletter import models  # registers the tables on SQLModel.metadata
+
     models.partial_indexes()
     return SQLModel.metadata
 

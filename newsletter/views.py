@@ -229,3 +229,13 @@ class IssueView:
     comparisons: tuple[ComparisonView, ...]
     week_start: date
     masthead: Masthead
+
+
+def masthead_from(settings) -> Masthead:
+    """The masthead the settings describe."""
+    return Masthead(
+        name=settings.name,
+        site_url=settings.site_url,
+        postal_address=settings.postal_address,
+        scorecard=settings.scorecard,
+    )

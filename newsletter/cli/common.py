@@ -18,9 +18,9 @@ if TYPE_CHECKING:
     from sqlalchemy.exc import DBAPIError
 
     from newsletter.config import Settings
-    from newsletter.curation import Week
     from newsletter.quality import Report as QualityReport
     from newsletter.views import IssueView
+    from newsletter.weeks import Week
 
 console = Console(highlight=False)
 errors = Console(stderr=True, highlight=False)
@@ -56,7 +56,7 @@ def unreachable(store: str, exc: DBAPIError) -> NoReturn:
 # The services' expected refusals, by module: each is one line and exit 1, never a traceback.
 REFUSALS = {
     "newsletter.config": "ConfigError",
-    "newsletter.editions": "EditionError",
+    "newsletter.issue_reads": "EditionError",  # newsletter.editions's too (one class)
     "newsletter.render": "RenderError",
     "newsletter.headers": "HeaderValueError",
     "newsletter.schema": "SchemaError",
@@ -135,7 +135,7 @@ def open_store(settings: Settings, *, create: bool = False) -> Engine:
     from sqlalchemy.exc import DBAPIError
 
     from newsletter import schema
-    from newsletter.db import create_schema, make_engine, shown_url, sqlite_location_problem, sqlite_path
+    from newsletter.engines import make_engine, shown_url, sqlite_location_problem, sqlite_path
     from newsletter.schema import SchemaError
 
     path = sqlite_path(settings.database_url)
@@ -148,6 +148,8 @@ def open_store(settings: Settings, *, create: bool = False) -> Engine:
     engine = make_engine(settings.database_url)
     try:
         if create:
+            from newsletter.db import create_schema  # the ORM and models: only to make a schema
+
             create_schema(engine)
         elif not inspect(engine).has_table("issue"):
             fail(f"no store at {shown_store}; run `newsletter init` first")
@@ -167,7 +169,7 @@ def open_store(settings: Settings, *, create: bool = False) -> Engine:
 
 def parse_week(text: str | None, settings: Settings) -> Week:
     """--week as a Week, or a one-line refusal naming it (before the store is opened)."""
-    from newsletter.curation import Week
+    from newsletter.weeks import Week
 
     if text is None:
         return Week.containing(datetime.now(UTC), settings.zone)
