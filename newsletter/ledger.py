@@ -23,7 +23,6 @@ from typing import NamedTuple
 
 from sqlalchemy import (
     and_,
-    bindparam,
     delete,
     exists,
     func,
@@ -32,7 +31,6 @@ from sqlalchemy import (
     or_,
     update,
 )
-from sqlalchemy import select as core_select
 from sqlalchemy.engine import Connection, Engine
 from sqlmodel import Session, col, select
 
@@ -226,22 +224,18 @@ def claim(
     suppressed instead, so unsubscribing stops the very next batch. Returns the claimed rows and how
     many were suppressed for each reason.
 
-    Core statements on one connection, no ORM session: a claim is on the path of every message.
+    The select and the batch's update are the driver's own statements, of one text for every batch
+    (see `_claim_sql`): built with SQLAlchemy, the update's `IN (...)` list was compiled afresh for
+    every batch, and the two statements cost more than the batch's requests' own set-up.
     """
     suppressed: dict[str, int] = {}
     cursor = cursor or ClaimCursor()
-    d, s = DELIVERY.c, SUBSCRIBER.c
-    query = (
-        core_select(d.id, d.subscriber_id, s.email, s.categories, s.status, s.paused_until, s.tracking)
-        .select_from(DELIVERY.join(SUBSCRIBER, s.id == d.subscriber_id))
-        .where(d.issue_id == issue_id, d.status == DeliveryStatus.QUEUED, d.id > bindparam("after"))
-        .order_by(d.id)
-        .limit(size)
-        .with_for_update(skip_locked=True, of=DELIVERY)
-    )
     while True:
         with engine.begin() as connection:
-            rows = connection.execute(query, {"after": cursor.after}).all()
+            dialect = connection.dialect
+            select_sql, update_sql = _claim_sql(dialect.name)
+            queued = (issue_id, DeliveryStatus.QUEUED.value, cursor.after, size)
+            rows = connection.exec_driver_sql(select_sql, queued).fetchall()
             if not rows:
                 if cursor.after:
                     cursor.after = 0  # once more from the start, for rows put back in the queue
@@ -250,27 +244,67 @@ def claim(
             cursor.after = max(cursor.after, rows[-1][0])
             now = utcnow()
             key = new_batch_key()
+            read_time = _result_processor(dialect)
             left = [r[0] for r in rows if r[4] != SubscriberStatus.ACTIVE]
-            paused = [r[0] for r in rows if r[4] == SubscriberStatus.ACTIVE and r[5] and r[5] > now]
+            paused = [
+                r[0] for r in rows if r[4] == SubscriberStatus.ACTIVE and r[5] and read_time(r[5]) > now
+            ]
             gone = set(left) | set(paused)
-            batch = [Claimed(r[0], r[1], r[2], r[3], key, r[6]) for r in rows if r[0] not in gone]
+            batch = [Claimed(r[0], r[1], r[2], r[3], key, bool(r[6])) for r in rows if r[0] not in gone]
             for ids, reason in ((left, "reader no longer active"), (paused, "reader paused")):
                 if ids:
                     _set(connection, ids, status=DeliveryStatus.SUPPRESSED, last_error=reason, updated_at=now)
                     suppressed[reason] = suppressed.get(reason, 0) + len(ids)
             if batch:
-                _set(
-                    connection,
-                    [b.delivery_id for b in batch],
-                    status=DeliveryStatus.SENDING,
-                    batch_key=key,
-                    claimed_at=now,
-                    claimed_by=me,
-                    lease_until=now + timedelta(seconds=lease_seconds),
-                    attempts=d.attempts + 1,
-                    updated_at=now,
-                )
+                stored = _bind_processor(dialect)  # times as the column type stores them
+                ids = [b.delivery_id for b in batch]
+                values = (DeliveryStatus.SENDING.value, key, stored(now), me)
+                values += (stored(now + timedelta(seconds=lease_seconds)), stored(now))
+                if dialect.name == "postgresql":
+                    connection.exec_driver_sql(update_sql, (*values, ids))
+                else:
+                    connection.exec_driver_sql(_in_list(update_sql, len(ids)), (*values, *ids))
                 return batch, suppressed
+
+
+@functools.cache
+def _claim_sql(dialect_name: str) -> tuple[str, str]:
+    """(the claim's select, its update) for this database, as the driver takes them.
+
+    The select takes (issue id, queued, the cursor, the batch size). On PostgreSQL it skips rows
+    another sender has locked (`FOR UPDATE SKIP LOCKED`; SQLite's single writer serialises claims
+    anyway) and the update names its rows as one array parameter, so every batch runs the one
+    statement psycopg prepares on the server; SQLite's takes an `IN` list (`_in_list`), one text per
+    batch size, which the sqlite3 module keeps compiled."""
+    select_sql = (
+        "SELECT delivery.id, delivery.subscriber_id, subscriber.email, subscriber.categories, "
+        "subscriber.status, subscriber.paused_until, subscriber.tracking "
+        "FROM delivery JOIN subscriber ON subscriber.id = delivery.subscriber_id "
+        "WHERE delivery.issue_id = ? AND delivery.status = ? AND delivery.id > ? ORDER BY delivery.id LIMIT ?"
+    )
+    update_sql = (
+        "UPDATE delivery SET status = ?, batch_key = ?, claimed_at = ?, claimed_by = ?, lease_until = ?, "
+        "attempts = delivery.attempts + 1, updated_at = ? WHERE delivery.id "
+    )
+    if dialect_name == "postgresql":
+        locked = select_sql + " FOR UPDATE OF delivery SKIP LOCKED"
+        return locked.replace("?", "%s"), update_sql.replace("?", "%s") + "= ANY(%s)"
+    return select_sql, update_sql + "IN ({})"
+
+
+@functools.cache
+def _in_list(update_sql: str, count: int) -> str:
+    return update_sql.format(", ".join(["?"] * count))
+
+
+def _bind_processor(dialect):
+    """A datetime as the ledger's time columns store it on this database."""
+    return DELIVERY.c.updated_at.type._cached_bind_processor(dialect) or (lambda value: value)
+
+
+def _result_processor(dialect):
+    """A stored time read back as the ORM reads it (aware, UTC)."""
+    return SUBSCRIBER.c.paused_until.type._cached_result_processor(dialect, None) or (lambda value: value)
 
 
 def _set(connection: Connection | Session, ids: list[int], **changes) -> None:
@@ -356,7 +390,7 @@ def mark_sent(
         return 0
     sent = DeliveryStatus.SENT.value
     with engine.begin() as connection:
-        when = DELIVERY.c.sent_at.type._cached_bind_processor(connection.dialect)(utcnow())  # as stored
+        when = _bind_processor(connection.dialect)(utcnow())  # as stored
         if connection.dialect.name == "postgresql":
             connection.exec_driver_sql(
                 _values_update(len(rows)),

@@ -12,6 +12,7 @@ take well under a second. One `hmac.digest` call (about a microsecond) per reade
 from __future__ import annotations
 
 import base64
+import functools
 import hashlib
 import hmac
 import re
@@ -55,6 +56,12 @@ def _b36(number: int) -> str:
     return "".join(reversed(digits))
 
 
+@functools.lru_cache(maxsize=64)
+def _expiry_b36(expires_at: int) -> str:
+    """An expiry in base 36, remembered: a send signs every reader's token with its issue's one expiry."""
+    return _b36(expires_at)
+
+
 class Signer:
     """Makes and checks tokens with one key; the key is derived so it is never used raw elsewhere."""
 
@@ -71,7 +78,7 @@ class Signer:
     def sign(self, purpose: str, subject: int, expires_at: int) -> str:
         if subject < 0 or expires_at < 0:
             raise ValueError("subject and expiry must not be negative")
-        subject_text, expiry_text = _b36(subject), _b36(expires_at)
+        subject_text, expiry_text = _b36(subject), _expiry_b36(expires_at)
         return f"{subject_text}.{expiry_text}.{self._mac(purpose, subject_text, expiry_text)}"
 
     def verify(

@@ -126,16 +126,17 @@ class PostmarkProvider(HttpProvider):
 
     async def send_batch(self, messages: Sequence[OutgoingMessage]) -> list[SendResult]:
         results: list[SendResult] = []
-        for chunk in self._chunks([(m, self.encode(m)) for m in messages]):
+        for chunk, sizes in self._chunks([(m, self.encode(m)) for m in messages]):
             try:
-                results.extend(await self._send_chunk(chunk))
+                results.extend(await self._send_chunk(chunk, sizes))
             except ProviderError as error:
                 raise with_completed(error, dict(enumerate(results))) from None
         return results
 
     def _chunks(self, encoded: list[tuple[OutgoingMessage, list[bytes]]]):
-        """Requests of at most 500 messages and MAX_REQUEST_BYTES each."""
+        """Requests of at most 500 messages and MAX_REQUEST_BYTES each, with each message's size."""
         chunk: list[tuple[OutgoingMessage, list[bytes]]] = []
+        sizes: list[int] = []
         size = 2
         for item in encoded:
             length = sum(map(len, item[1]))
@@ -145,15 +146,18 @@ class PostmarkProvider(HttpProvider):
                     failure=Failure.FATAL,
                 )
             if chunk and (len(chunk) == MAX_BATCH or size + length + 1 > MAX_REQUEST_BYTES):
-                yield chunk
-                chunk, size = [], 2
+                yield chunk, sizes
+                chunk, sizes, size = [], [], 2
             chunk.append(item)
+            sizes.append(length)
             size += length + 1
         if chunk:
-            yield chunk
+            yield chunk, sizes
 
-    async def _send_chunk(self, chunk: list[tuple[OutgoingMessage, list[bytes]]]) -> list[SendResult]:
-        headers, body = json_array([encoded for _, encoded in chunk])
+    async def _send_chunk(
+        self, chunk: list[tuple[OutgoingMessage, list[bytes]]], sizes: list[int]
+    ) -> list[SendResult]:
+        headers, body = json_array([encoded for _, encoded in chunk], sizes)
         response = await self.request("POST", "/email/batch", content=body, headers=headers)
         if response.status_code >= 400:
             raise self._request_error(response)
