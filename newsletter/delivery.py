@@ -22,9 +22,7 @@ import json
 import random
 import threading
 import time
-from collections import Counter
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from datetime import timedelta
 
 from sqlalchemy.engine import Engine
@@ -41,92 +39,18 @@ from newsletter.outgoing_webhooks.outbox import issue_sent
 from newsletter.personalise import IssueMailer
 from newsletter.providers.base import Failure, Provider, ProviderError, ReconcileUnsupported, SendResult
 from newsletter.render import RenderedMessage, Renderer, RenderError
+from newsletter.send_pacing import RateLimiter, backoff
+from newsletter.send_report import SendAborted, SendReport
 from newsletter.tracking.issue_links import register_links
 
 ProgressCallback = Callable[[int, int], None]
 NO_MATCHING_CATEGORY = "nothing in the reader's categories this week"
 LEASE_SECONDS = 120.0
-BACKOFF_BASE, BACKOFF_CAP = 0.5, 30.0
-
-
-class SendAborted(RuntimeError):
-    """The send stopped as a whole (a bad key, an unverified sender, a disk that cannot be written):
-    the rest of the queue is kept for a later `newsletter issue send`. The message says why; `report`
-    says what was done before it stopped."""
-
-    def __init__(self, message: str, report: SendReport | None = None):
-        super().__init__(message)
-        self.report = report
 
 
 class SendRefused(EditionError):
     """The send cannot start (the issue does not render, or is too big, or the provider cannot be
     used): it was refused before anything changed, and the issue is as it was."""
-
-
-@dataclass
-class SendReport:
-    """What one run of `send` did, for the closing summary."""
-
-    week: str
-    sent: int = 0
-    suppressed: Counter[str] = field(default_factory=Counter)
-    failed: Counter[str] = field(default_factory=Counter)
-    reconciled: int = 0
-    retries: int = 0
-    stopped: bool = False  # a shutdown asked it to stop: in-flight batches finished, the rest queued
-    previously_sent: int = 0
-    seconds: float = 0.0
-    aborted: str | None = None
-    owed: int = 0  # rows queued or in flight when this run began
-    recovered: int = 0  # rows a dead sender left in flight that the provider confirmed it had sent
-
-    @property
-    def settled(self) -> int:
-        """Rows this run brought to an end state (sent, failed or suppressed): what progress shows."""
-        return self.sent + self.recovered + self.failed_total + self.suppressed_total
-
-    @property
-    def rate(self) -> float:
-        return self.sent / self.seconds if self.seconds > 0 else 0.0
-
-    @property
-    def failed_total(self) -> int:
-        return sum(self.failed.values())
-
-    @property
-    def suppressed_total(self) -> int:
-        return sum(self.suppressed.values())
-
-
-class RateLimiter:
-    """A token bucket in messages per second; `acquire(n)` waits until n messages may go."""
-
-    def __init__(self, per_second: float):
-        self.rate = per_second
-        self.tokens = per_second
-        self.updated = time.monotonic()
-        self.lock = asyncio.Lock()
-
-    async def acquire(self, count: int) -> None:
-        if not self.rate:
-            return
-        async with self.lock:
-            while True:
-                now = time.monotonic()
-                self.tokens = min(max(self.rate, count), self.tokens + (now - self.updated) * self.rate)
-                self.updated = now
-                if self.tokens >= count:
-                    self.tokens -= count
-                    return
-                await asyncio.sleep((count - self.tokens) / self.rate)
-
-
-def backoff(attempt: int, retry_after: float | None, rng: random.Random) -> float:
-    """Exponential back-off with full jitter; a provider's Retry-After is a floor."""
-    ceiling = min(BACKOFF_CAP, BACKOFF_BASE * 2 ** (attempt - 1))
-    delay = rng.uniform(0, ceiling)
-    return max(delay, retry_after) if retry_after is not None else delay
 
 
 class Sender:

@@ -13,9 +13,7 @@ taken over by another sender, which reconciles them with the provider before any
 from __future__ import annotations
 
 import functools
-import os
 import secrets
-import socket
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -44,6 +42,16 @@ from newsletter.models import (
     Subscriber,
     SubscriberStatus,
     utcnow,
+)
+from newsletter.send_lease import (  # noqa: F401  (the ledger's API: senders and tests ask it)
+    LeaseTaken,
+    release_lease,
+    renew_lease,
+    sender_identity,
+    take_lease,
+)
+from newsletter.send_lease import (
+    alive as holder_alive,
 )
 
 DELIVERY, SUBSCRIBER = Delivery.__table__, Subscriber.__table__
@@ -340,7 +348,7 @@ def take_over(engine: Engine, issue_id: int, me: str, lease_seconds: float) -> d
             holder, until = row[5], row[6]
             if holder == me:
                 continue
-            if holder and until and until > now and alive.setdefault(holder, _alive(holder)):
+            if holder and until and until > now and alive.setdefault(holder, holder_alive(holder)):
                 continue
             claimed = Claimed(*row[:4], row[4] or "", row[7])
             groups.setdefault(claimed.batch_key, []).append(claimed)
@@ -497,7 +505,7 @@ def cancel_send(session: Session, issue_id: int) -> dict[str, int]:
     issue = session.get(Issue, issue_id, with_for_update=True)
     now = utcnow()
     holder, until = issue.sender, issue.sender_lease_until
-    if holder and until and until > now and _alive(holder):
+    if holder and until and until > now and holder_alive(holder):
         raise SendInProgress(
             f"issue {issue.week} is being sent by {holder} (lease until {until:%H:%M:%S} UTC); stop "
             "that send first (Ctrl-C or SIGTERM lets it finish its batches), then cancel"
@@ -507,7 +515,7 @@ def cancel_send(session: Session, issue_id: int) -> dict[str, int]:
             Delivery.issue_id == issue_id, Delivery.status == DeliveryStatus.SENDING
         )
     ).all()
-    live = {who for who, lease in in_flight if who and lease and lease > now and _alive(who)}
+    live = {who for who, lease in in_flight if who and lease and lease > now and holder_alive(who)}
     if live:
         raise SendInProgress(
             f"issue {issue.week} has deliveries in flight with {', '.join(sorted(live))}; stop the "
@@ -533,64 +541,3 @@ def cancel_send(session: Session, issue_id: int) -> dict[str, int]:
     session.add(issue)
     session.flush()
     return counts(session, issue_id)
-
-
-# --- the send lease: one sender per issue at a time ---------------------------------------------------
-
-
-def sender_identity() -> str:
-    return f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(3)}"
-
-
-class LeaseTaken(RuntimeError):
-    """Another process holds this issue's send lease."""
-
-
-def take_lease(engine: Engine, issue_id: int, me: str, seconds: float) -> None:
-    """Hold the issue's send lease, or raise LeaseTaken. A lease whose holder is a dead process on
-    this machine is taken over at once; one held elsewhere is taken over when it expires."""
-    now = utcnow()
-    with session_scope(engine) as session:
-        # Row lock: two processes asking at once take turns (SQLite's BEGIN IMMEDIATE already does).
-        issue = session.get(Issue, issue_id, with_for_update=True)
-        holder, until = issue.sender, issue.sender_lease_until
-        if holder and holder != me and until and until > now and _alive(holder):
-            raise LeaseTaken(
-                f"issue {issue.week} is being sent by {holder} (lease until {until:%H:%M:%S} UTC)"
-            )
-        issue.sender, issue.sender_lease_until = me, now + timedelta(seconds=seconds)
-        session.add(issue)
-
-
-def renew_lease(engine: Engine, issue_id: int, me: str, seconds: float) -> bool:
-    with session_scope(engine) as session:
-        result = session.execute(
-            update(Issue)
-            .where(Issue.id == issue_id, Issue.sender == me)
-            .values(sender_lease_until=utcnow() + timedelta(seconds=seconds))
-        )
-        return bool(result.rowcount)
-
-
-def release_lease(engine: Engine, issue_id: int, me: str) -> None:
-    with session_scope(engine) as session:
-        session.execute(
-            update(Issue)
-            .where(Issue.id == issue_id, Issue.sender == me)
-            .values(sender=None, sender_lease_until=None)
-        )
-
-
-def _alive(holder: str) -> bool:
-    """False only when the holder is a process on this machine that no longer runs."""
-    host, _, rest = holder.partition(":")
-    pid_text = rest.split(":", 1)[0]
-    if host != socket.gethostname() or not pid_text.isdigit():
-        return True
-    try:
-        os.kill(int(pid_text), 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True

@@ -12,8 +12,8 @@ if TYPE_CHECKING:
     from sqlalchemy.engine import Engine
 
     from newsletter.config import Settings
-    from newsletter.delivery import SendReport
     from newsletter.render import Renderer
+    from newsletter.send_report import SendReport
 
 
 def run_send(

@@ -44,12 +44,12 @@ from sqlmodel import Session, col, select
 
 from newsletter.config import Settings
 from newsletter.db import session_scope
-from newsletter.ledger import _alive as holder_alive  # one rule for "a dead process on this machine"
-from newsletter.ledger import sender_identity
 from newsletter.models import WebhookAttempt, WebhookEndpoint, WebhookMessage, utcnow
 from newsletter.outgoing_webhooks import events
 from newsletter.outgoing_webhooks.endpoints import disable, get, shown_url
 from newsletter.outgoing_webhooks.signing import SecretUnreadable, new_message_id, signature, unseal
+from newsletter.send_lease import alive as holder_alive  # one rule for "a dead process on this machine"
+from newsletter.send_lease import sender_identity
 
 log = logging.getLogger("newsletter.webhooks")
 RETRY_DELAYS = (5, 300, 1800, 7200, 18_000, 36_000, 50_400, 72_000, 86_400)  # seconds, after each failure
