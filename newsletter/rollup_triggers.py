@@ -75,6 +75,25 @@ def _grows(table: str, event: str) -> bool:
     return event == "INSERT" and table in GROWING
 
 
+def _dropping_trigger(dialect: str, table: str, event: str) -> str:
+    """The trigger that drops the issue's rollups of what `table` counts on any `event` of its rows."""
+    if dialect == "postgresql":
+        function, _, referencing = _PG_FUNCTIONS[event]
+        return (
+            f"CREATE TRIGGER {_name(table, event)} AFTER {event} ON {table} REFERENCING {referencing} "
+            f"FOR EACH STATEMENT EXECUTE FUNCTION {function}({_listed(COUNTED[table])})"
+        )
+    return (
+        f"CREATE TRIGGER {_name(table, event)} AFTER {event} ON {table} BEGIN "
+        f"DELETE FROM issuerollup WHERE part IN ({_listed(COUNTED[table])}) "
+        f"AND issue_id IN ({_SQLITE_ROWS[event]}); END"
+    )
+
+
+def _drop_trigger(dialect: str, table: str, name: str) -> str:
+    return f"DROP TRIGGER {name}" + (f" ON {table}" if dialect == "postgresql" else "")
+
+
 def create_statements(dialect: str, *, watermarks: bool = True) -> list[str]:
     """The DDL that makes the triggers (and on PostgreSQL their functions); `watermarks=False`:
     as migration 0012 made them, before rollups of hits and events recorded their `through_id`."""
@@ -86,9 +105,7 @@ def create_statements(dialect: str, *, watermarks: bool = True) -> list[str]:
             for name, issues, _ in _PG_FUNCTIONS.values()
         ]
         made += [
-            f"CREATE TRIGGER {_name(table, event)} AFTER {event} ON {table} "
-            f"REFERENCING {_PG_FUNCTIONS[event][2]} FOR EACH STATEMENT "
-            f"EXECUTE FUNCTION {_PG_FUNCTIONS[event][0]}({_listed(COUNTED[table])})"
+            _dropping_trigger(dialect, table, event)
             for table, events in EVENTS.items()
             for event in events
             if not _grows(table, event)
@@ -112,9 +129,7 @@ def create_statements(dialect: str, *, watermarks: bool = True) -> list[str]:
             "WHEN (OLD.status IS DISTINCT FROM NEW.status) EXECUTE FUNCTION issuerollup_forget_ledger()",
         ]
     made = [
-        f"CREATE TRIGGER {_name(table, event)} AFTER {event} ON {table} BEGIN "
-        f"DELETE FROM issuerollup WHERE part IN ({_listed(COUNTED[table])}) "
-        f"AND issue_id IN ({_SQLITE_ROWS[event]}); END"
+        _dropping_trigger(dialect, table, event)
         for table, events in EVENTS.items()
         for event in events
         if not _grows(table, event)
@@ -137,20 +152,9 @@ def growing_statements(dialect: str, *, watermarks: bool = True) -> list[str]:
     or below its `through_id` (never, for ids handed out after it was counted; an id given by hand
     or reused is caught), or when the rollup has none. `watermarks=False`: as 0012 made them, any
     insert drops the issue's rollups."""
-    postgresql = dialect == "postgresql"
     if not watermarks:
-        return [
-            f"CREATE TRIGGER {_name(table, 'INSERT')} AFTER INSERT ON {table} "
-            + (
-                f"REFERENCING NEW TABLE AS new_rows FOR EACH STATEMENT "
-                f"EXECUTE FUNCTION {_PG_FUNCTIONS['INSERT'][0]}({_listed(COUNTED[table])})"
-                if postgresql
-                else f"BEGIN DELETE FROM issuerollup WHERE part IN ({_listed(COUNTED[table])}) "
-                f"AND issue_id IN ({_SQLITE_ROWS['INSERT']}); END"
-            )
-            for table in GROWING
-        ]
-    if postgresql:
+        return [_dropping_trigger(dialect, table, "INSERT") for table in GROWING]
+    if dialect == "postgresql":
         return [
             f"CREATE FUNCTION {_PG_BELOW}() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN "
             "DELETE FROM issuerollup AS kept "
@@ -174,24 +178,20 @@ def growing_statements(dialect: str, *, watermarks: bool = True) -> list[str]:
 
 def drop_growing_statements(dialect: str, *, watermarks: bool) -> list[str]:
     """Drop the GROWING tables' insert triggers (either kind), and their function if `watermarks`."""
-    postgresql = dialect == "postgresql"
-    dropped = [
-        f"DROP TRIGGER {_name(table, 'INSERT')}" + (f" ON {table}" if postgresql else "") for table in GROWING
-    ]
-    return dropped + ([f"DROP FUNCTION {_PG_BELOW}()"] if postgresql and watermarks else [])
+    dropped = [_drop_trigger(dialect, table, _name(table, "INSERT")) for table in GROWING]
+    return dropped + ([f"DROP FUNCTION {_PG_BELOW}()"] if dialect == "postgresql" and watermarks else [])
 
 
 def drop_statements(dialect: str, *, watermarks: bool = True) -> list[str]:
     postgresql = dialect == "postgresql"
     dropped = [
-        f"DROP TRIGGER {_name(table, event)}" + (f" ON {table}" if postgresql else "")
+        _drop_trigger(dialect, table, _name(table, event))
         for table, events in EVENTS.items()
         for event in events
     ]
-    dropped.append("DROP TRIGGER issue_rollup_status" + (" ON issue" if postgresql else ""))
+    dropped.append(_drop_trigger(dialect, "issue", "issue_rollup_status"))
     dropped += [
-        f"DROP TRIGGER subscriberevent_listsize_{event.lower()}"
-        + (" ON subscriberevent" if postgresql else "")
+        _drop_trigger(dialect, "subscriberevent", f"subscriberevent_listsize_{event.lower()}")
         for event in _SQLITE_SIZES
     ]
     if postgresql:
