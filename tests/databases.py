@@ -42,14 +42,23 @@ def database_url(directory: Path) -> str:
         return f"sqlite:///{directory / 'subscribers.db'}"
     name = _name(directory)
     if name not in _created:
-        try:
-            with _admin_engine().connect() as connection:
-                connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-                connection.execute(text(f'CREATE DATABASE "{name}" TEMPLATE template0'))
-                connection.execute(text(NO_FLUSH_WAIT.format(name=name)))
-        except Exception as exc:  # a test that cannot reach PostgreSQL fails, loudly
-            pytest.fail(f"PostgreSQL at {TARGET} is not reachable: {exc}")
+        _fresh_database(name, "template0")
         _created.append(name)
+    return _url(name)
+
+
+def _fresh_database(name: str, template: str) -> None:
+    """(Re)create the PostgreSQL database `name` as a copy of `template`."""
+    try:
+        with _admin_engine().connect() as connection:
+            connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+            connection.execute(text(f'CREATE DATABASE "{name}" TEMPLATE "{template}"'))
+            connection.execute(text(NO_FLUSH_WAIT.format(name=name)))
+    except Exception as exc:  # a test that cannot reach PostgreSQL fails, loudly
+        pytest.fail(f"PostgreSQL at {TARGET} is not reachable: {exc}")
+
+
+def _url(name: str) -> str:
     return make_url(TARGET).set(database=name).render_as_string(hide_password=False)
 
 
@@ -67,13 +76,10 @@ def store_url(directory: Path) -> str:
         shutil.copyfile(template, directory / "subscribers.db")
         return database_url(directory)
     name = _name(directory)
-    with _admin_engine().connect() as connection:
-        connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        connection.execute(text(f'CREATE DATABASE "{name}" TEMPLATE "{template}"'))
-        connection.execute(text(NO_FLUSH_WAIT.format(name=name)))
+    _fresh_database(name, template)
     if name not in _created:
         _created.append(name)
-    return make_url(TARGET).set(database=name).render_as_string(hide_password=False)
+    return _url(name)
 
 
 def _template() -> str:
@@ -83,10 +89,8 @@ def _template() -> str:
 
     if ON_POSTGRES:
         name = f"nt_template_{os.getpid()}"
-        with _admin_engine().connect() as connection:
-            connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-            connection.execute(text(f'CREATE DATABASE "{name}" TEMPLATE template0'))
-        url = make_url(TARGET).set(database=name).render_as_string(hide_password=False)
+        _fresh_database(name, "template0")
+        url = _url(name)
     else:
         name = str(Path(tempfile.mkdtemp(prefix="newsletter-template-")) / "subscribers.db")
         url = f"sqlite:///{name}"

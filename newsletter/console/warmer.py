@@ -25,13 +25,13 @@ from newsletter.curation import Week
 from newsletter.db import session_scope
 from newsletter.models import Issue, IssueRollup, ListSize, utcnow
 from newsletter.reports import issue_report
-from newsletter.rollups import SETTLED
+from newsletter.rollups import SETTLED, TABLES
 
 log = logging.getLogger("newsletter.console")
 WARM_EVERY = 30.0  # seconds between looks
 FIRST_LOOK = 2.0  # seconds after start: the console answers its first requests first
 RECENT = 3  # settled issues kept warm, newest first
-PARTS = 4  # ledger, events, hits, readers
+PARTS = len(TABLES)  # ledger, events, hits, readers: every part a rollup has
 WEEKS = 26  # the readers page's span (console/readers.py)
 
 
