@@ -17,7 +17,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import and_, distinct, exists, func, literal, select
+from sqlalchemy import and_, distinct, exists, func, select, true
 from sqlalchemy.orm import aliased
 from sqlmodel import Session
 
@@ -83,7 +83,7 @@ def hits_since(session: Session, issue_id: int, kept: dict[str, Any], through: i
                 LinkHit.issue_id == issue_id,
                 LinkHit.id > through,
                 LinkHit.machine.is_(True),
-                LinkHit.link_id.not_in(pixel) if pixel else literal(True),
+                on_links(LinkHit.link_id, pixel, opens=False),
             )
             .group_by(LinkHit.reason)
         )
@@ -95,11 +95,7 @@ def hits_since(session: Session, issue_id: int, kept: dict[str, Any], through: i
 def readers_since(session: Session, issue_id: int, kept: dict[str, int], through: int) -> Grown | None:
     """The `readers` part (the issue's human readers of its links, `clickers`, and of its pixel,
     `openers`) grown by the issue's human hits above `through`."""
-    pixel = list(
-        session.scalars(
-            select(IssueLink.id).where(IssueLink.issue_id == issue_id, IssueLink.kind == LinkKind.OPEN)
-        )
-    )
+    pixel = pixel_ids(session, issue_id)
     grown = dict(kept)
     seen = 0
     for name, opens in (("clickers", False), ("openers", True)):
@@ -118,24 +114,18 @@ def _new_readers(
     human hits read."""
     older = aliased(LinkHit)
     folded = aliased(FoldedClick)
-
-    def on_links(link_id):
-        if opens:
-            return link_id.in_(pixel)
-        return link_id.not_in(pixel) if pixel else literal(True)
-
     first = and_(
         ~exists().where(
             older.issue_id == issue_id,
             older.subscriber_id == LinkHit.subscriber_id,
             older.machine.is_(False),
             older.id <= through,
-            on_links(older.link_id),
+            on_links(older.link_id, pixel, opens=opens),
         ),
         ~exists().where(
             folded.issue_id == issue_id,
             folded.subscriber_id == LinkHit.subscriber_id,
-            on_links(folded.link_id),
+            on_links(folded.link_id, pixel, opens=opens),
         ),
     )
     new, rows = session.execute(
@@ -143,7 +133,7 @@ def _new_readers(
             LinkHit.issue_id == issue_id,
             LinkHit.id > through,
             LinkHit.machine.is_(False),
-            on_links(LinkHit.link_id),
+            on_links(LinkHit.link_id, pixel, opens=opens),
         )
     ).one()
     return new, rows
@@ -180,6 +170,20 @@ def events_since(session: Session, issue_id: int, kept: dict[str, Any], through:
             name = "provider_machine" if machine else "provider_human"
             opens[name] += count
     return {"outcomes": outcomes, "opens": opens}, seen
+
+
+def pixel_ids(session: Session, issue_id: int) -> list[int]:
+    """The ids of the issue's pixel links (none for most issues: tracking opens is off by default)."""
+    query = select(IssueLink.id).where(IssueLink.issue_id == issue_id, IssueLink.kind == LinkKind.OPEN)
+    return list(session.scalars(query))
+
+
+def on_links(link_id, pixel: list[int], *, opens: bool):
+    """A condition on a link id column: on the pixel (`opens`) or on the issue's other links; none
+    at all when the issue has no pixel, the usual case, so no join with the link table is needed."""
+    if opens:
+        return link_id.in_(pixel)
+    return link_id.not_in(pixel) if pixel else true()
 
 
 def _by_count(reasons: dict[str, int]) -> dict[str, int]:

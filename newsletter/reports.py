@@ -24,7 +24,7 @@ from dataclasses import asdict
 from datetime import UTC
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import and_, distinct, func, select, true, union
+from sqlalchemy import and_, distinct, func, select, union
 from sqlmodel import Session
 
 from newsletter import report_growth as growth
@@ -279,17 +279,8 @@ def _has_folded_clicks(session: Session, issue_id: int) -> bool:
 
 
 def _on_links(session: Session, issue_id: int, *, opens: bool):
-    """The hits on the issue's pixel (`opens`) or on its other links, as a condition on the hit's
-    link id: none at all when the issue has no pixel, the usual case, so no join with the link
-    table is needed."""
-    pixel = list(
-        session.scalars(
-            select(IssueLink.id).where(IssueLink.issue_id == issue_id, IssueLink.kind == LinkKind.OPEN)
-        )
-    )
-    if opens:
-        return LinkHit.link_id.in_(pixel)
-    return LinkHit.link_id.not_in(pixel) if pixel else true()
+    """The hits on the issue's pixel (`opens`) or on its other links, as a condition on their link id."""
+    return growth.on_links(LinkHit.link_id, growth.pixel_ids(session, issue_id), opens=opens)
 
 
 def human_readers(session: Session, issue_id: int, *, opens: bool) -> int:
