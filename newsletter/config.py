@@ -19,8 +19,6 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import ValidationInfo, field_validator
 
-from newsletter.crontab import parse_cron
-from newsletter.engines import is_sqlite, parse_database_url, sqlite_location_problem, sqlite_path
 from newsletter.headers import HeaderValueError, check_header_value, normalise_email, parse_from_address
 from newsletter.key_strength import weakness
 from newsletter.local_secret import read_or_create
@@ -29,6 +27,7 @@ from newsletter.passwords import parse_hash
 from newsletter.redaction import environment_secrets, url_secrets
 from newsletter.setting_fields import SECRET_FIELDS, SettingFields
 from newsletter.smtp_url import parse_smtp_url
+from newsletter.store_urls import is_sqlite, parse_database_url, sqlite_location_problem, sqlite_path
 from newsletter.text_rules import https_url_problem
 
 MIN_SECRET_LENGTH = 32
@@ -213,6 +212,10 @@ class Settings(SettingFields):
     )
     @classmethod
     def _crontab(cls, value: str) -> str:
+        # APScheduler loads only where a crontab is set: a default one is valid (tests/test_config.py),
+        # and most commands never schedule (issue 16: start-up).
+        from newsletter.crontab import parse_cron
+
         parse_cron(value, ZoneInfo("UTC"))
         return value
 

@@ -11,18 +11,17 @@ from sqlalchemy.engine import Engine
 from sqlmodel import Session
 
 from newsletter import models  # noqa: F401  (registers the tables on SQLModel.metadata)
-from newsletter.engines import (  # noqa: F401  (the store's URL and engine, as before)
+from newsletter.engines import SQLITE_BUSY_TIMEOUT_MS, make_engine  # noqa: F401  (as before)
+from newsletter.outgoing_webhooks import outbox  # noqa: F401  (every reader event reaches the webhook outbox)
+from newsletter.store_urls import (  # noqa: F401  (the store's URL, as before)
     DRIVERS,
     EXPECTED_URL,
-    SQLITE_BUSY_TIMEOUT_MS,
     is_sqlite,
-    make_engine,
     parse_database_url,
     shown_url,
     sqlite_location_problem,
     sqlite_path,
 )
-from newsletter.outgoing_webhooks import outbox  # noqa: F401  (every reader event reaches the webhook outbox)
 
 
 def create_schema(engine: Engine) -> None:
