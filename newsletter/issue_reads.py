@@ -1,28 +1,26 @@
-"""Reading an issue as readers get it, with SQLAlchemy Core alone: its comparisons with their reviews
-and derived figures (panel and community ship %), its view (subject, preheader), its ledger counts.
+"""Reading an issue as readers get it: its comparisons with their reviews and derived figures (panel
+and community ship %), its view (subject, preheader), its ledger counts.
 
-One copy of these reads serves every caller. The ORM paths pass their Session (it runs Core
-statements too, autoflush included); `newsletter issue show` passes a plain Connection, so that
-command never loads the ORM, SQLModel or the table models, which were a third of its CPU and 12 MB
-(issue 16, bench/startup.py). The tables are named here only by the columns these reads use;
+One copy of these reads, as SQL text with `:name` parameters, serves every caller. The ORM paths
+pass their Session (SQLAlchemy's `text()` runs the SQL, autoflush included); `newsletter issue show`
+passes a `newsletter.plain_store.PlainReader`, a DB-API connection of the driver alone, so that
+command loads neither SQLAlchemy nor the table models (issue 16: it must start in under 300 ms;
+bench/startup.py). The tables are named here only by the columns these reads use (COLUMNS);
 tests/test_startup_imports.py checks every one against the models' tables.
 """
 
+# ruff: noqa: S608  (every statement here is built from this module's constants; values are parameters)
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
-
-from sqlalchemy import Select, column, func, select, table
 
 from newsletter.issue_words import default_preheader, default_subject
 from newsletter.views import ComparisonView, IssueView, ReviewView, Share, masthead_from, tool_view
 from newsletter.weeks import Week, issue_slug
 
 if TYPE_CHECKING:
-    from sqlalchemy import Row
-
     from newsletter.config import Settings
 
 COMPARISON_FIELDS = (
@@ -36,33 +34,51 @@ COMPARISON_FIELDS = (
     "right_tool_id",
     "pinned",
 )
-ISSUE = table("issue", *map(column, ("id", "week", "status", "subject_override", "preheader_override")))
-ISSUE_ITEM = table("issueitem", column("issue_id"), column("comparison_id"), column("position"))
-COMPARISON = table("comparison", *map(column, COMPARISON_FIELDS))
-TOOL = table("tool", *map(column, ("id", "slug", "name", "vendor", "category", "tagline", "description")),
-             column("entry_price"), column("url"))  # fmt: skip
-REVIEWER = table("reviewer", column("id"), column("name"), column("lens"))
-REVIEW = table(
-    "review", *map(column, ("comparison_id", "tool_id", "reviewer_id", "position", "verdict", "quote"))
-)
-VOTE = table("vote", column("comparison_id"), column("tool_id"), column("verdict"))
-DELIVERY = table("delivery", column("issue_id"), column("status"))
-TABLES = (ISSUE, ISSUE_ITEM, COMPARISON, TOOL, REVIEWER, REVIEW, VOTE, DELIVERY)
+ISSUE_FIELDS = ("id", "week", "status", "subject_override", "preheader_override")
+TOOL_FIELDS = ("id", "slug", "name", "vendor", "category", "tagline", "description", "entry_price", "url")
+# Every column these reads name, by table (checked against the models by a test).
+COLUMNS: dict[str, tuple[str, ...]] = {
+    "issue": ISSUE_FIELDS,
+    "issueitem": ("issue_id", "comparison_id", "position"),
+    "comparison": COMPARISON_FIELDS,
+    "tool": TOOL_FIELDS,
+    "reviewer": ("id", "name", "lens"),
+    "review": ("comparison_id", "tool_id", "reviewer_id", "position", "verdict", "quote"),
+    "vote": ("comparison_id", "tool_id", "verdict"),
+    "delivery": ("issue_id", "status"),
+}
 
 
 class EditionError(RuntimeError):
     """An issue cannot do what was asked in its current state; the message says why."""
 
 
-def rows(reader: Any, statement: Select) -> list[Row]:
-    """`statement`'s rows through `reader`, a Connection or an ORM Session (which flushes what the
-    caller added first, as for its own queries: its autoflush covers Core statements too)."""
-    return list(reader.execute(statement))
+def rows(reader: Any, sql: str, params: Mapping[str, Any] | None = None) -> list[Any]:
+    """`sql`'s rows (attributes by column name) through `reader`: a PlainReader, or a SQLAlchemy
+    Connection or ORM Session (which flushes what the caller added first, as for its own queries)."""
+    plain = getattr(reader, "plain_rows", None)
+    if plain is not None:
+        return plain(sql, params or {})
+    from sqlalchemy import text  # loaded already wherever a Session or Connection exists
+
+    return list(reader.execute(text(sql), params or {}))
 
 
-def find_issue(reader: Any, week: Week) -> Row | None:
+def fields(alias: str, names: Iterable[str]) -> str:
+    """`alias.a, alias.b, ...`: a select list of a table's named columns."""
+    return ", ".join(f"{alias}.{name}" for name in names)
+
+
+def in_list(name: str, values: Iterable[Any]) -> tuple[str, dict[str, Any]]:
+    """`(:name_0, :name_1, ...)` and its parameters: an IN list both drivers take."""
+    params = {f"{name}_{index}": value for index, value in enumerate(values)}
+    return "(" + ", ".join(f":{key}" for key in params) + ")", params
+
+
+def find_issue(reader: Any, week: Week) -> Any | None:
     """The week's issue (id, week, status and the editor's words), or None."""
-    found = rows(reader, select(ISSUE).where(ISSUE.c.week == week.label))
+    sql = f"SELECT {fields('i', ISSUE_FIELDS)} FROM issue AS i WHERE i.week = :week"
+    found = rows(reader, sql, {"week": week.label})
     return found[0] if found else None
 
 
@@ -70,15 +86,14 @@ def missing_issue(week: Week) -> EditionError:
     return EditionError(f"there is no issue for {week}; run `newsletter issue compose --week {week}` first")
 
 
-def issue_comparison_rows(reader: Any, issue_id: int) -> list[Row]:
+def issue_comparison_rows(reader: Any, issue_id: int) -> list[Any]:
     """The issue's comparisons in reading order (the columns of COMPARISON_FIELDS)."""
-    query = (
-        select(COMPARISON)
-        .join(ISSUE_ITEM, ISSUE_ITEM.c.comparison_id == COMPARISON.c.id)
-        .where(ISSUE_ITEM.c.issue_id == issue_id)
-        .order_by(ISSUE_ITEM.c.position)
+    sql = (
+        f"SELECT {fields('c', COMPARISON_FIELDS)} FROM comparison AS c"
+        " JOIN issueitem AS item ON item.comparison_id = c.id"
+        " WHERE item.issue_id = :issue_id ORDER BY item.position"
     )
-    return rows(reader, query)
+    return rows(reader, sql, {"issue_id": issue_id})
 
 
 def issue_view(
@@ -108,35 +123,30 @@ def issue_view(
 
 def delivery_counts(reader: Any, issue_id: int) -> dict[str, int]:
     """How many of the issue's ledger rows are in each status."""
-    query = (
-        select(DELIVERY.c.status, func.count())
-        .where(DELIVERY.c.issue_id == issue_id)
-        .group_by(DELIVERY.c.status)
-    )
-    return {status: count for status, count in rows(reader, query)}
+    sql = "SELECT d.status, COUNT(*) AS n FROM delivery AS d WHERE d.issue_id = :issue_id GROUP BY d.status"
+    return {status: count for status, count in rows(reader, sql, {"issue_id": issue_id})}
 
 
 def panel_shares(reader: Any, comparison_ids: Sequence[int]) -> dict[tuple[int, int], Share]:
     """Panel ship share per (comparison, tool), from the review rows."""
-    return _shares(reader, REVIEW, comparison_ids)
+    return _shares(reader, "review", comparison_ids)
 
 
 def community_shares(reader: Any, comparison_ids: Sequence[int]) -> dict[tuple[int, int], Share]:
     """Community ship share per (comparison, tool), from the vote rows."""
-    return _shares(reader, VOTE, comparison_ids)
+    return _shares(reader, "vote", comparison_ids)
 
 
-def _shares(reader: Any, source, comparison_ids: Sequence[int]) -> dict[tuple[int, int], Share]:
+def _shares(reader: Any, table: str, comparison_ids: Sequence[int]) -> dict[tuple[int, int], Share]:
     counts: dict[tuple[int, int], list[int]] = defaultdict(lambda: [0, 0])
     if not comparison_ids:
         return {}
-    c = source.c
-    query = (
-        select(c.comparison_id, c.tool_id, c.verdict, func.count())
-        .where(c.comparison_id.in_(comparison_ids))
-        .group_by(c.comparison_id, c.tool_id, c.verdict)
+    ids, params = in_list("comparison", comparison_ids)
+    sql = (
+        f"SELECT t.comparison_id, t.tool_id, t.verdict, COUNT(*) AS n FROM {table} AS t"
+        f" WHERE t.comparison_id IN {ids} GROUP BY t.comparison_id, t.tool_id, t.verdict"
     )
-    for comparison_id, tool_id, verdict, count in rows(reader, query):
+    for comparison_id, tool_id, verdict, count in rows(reader, sql, params):
         entry = counts[(comparison_id, tool_id)]
         entry[1] += count
         if verdict == "ship":
@@ -151,22 +161,17 @@ def comparison_views(reader: Any, comparisons: Sequence[Any], site_url: str) -> 
     if not ids:
         return []
     tool_ids = {c.left_tool_id for c in comparisons} | {c.right_tool_id for c in comparisons}
-    tools = {t.id: t for t in rows(reader, select(TOOL).where(TOOL.c.id.in_(tool_ids)))}
+    tool_list, tool_params = in_list("tool", sorted(tool_ids))
+    tool_sql = f"SELECT {fields('t', TOOL_FIELDS)} FROM tool AS t WHERE t.id IN {tool_list}"
+    tools = {t.id: t for t in rows(reader, tool_sql, tool_params)}
     reviews: dict[tuple[int, int], list[ReviewView]] = defaultdict(list)
-    query = (
-        select(
-            REVIEW.c.comparison_id,
-            REVIEW.c.tool_id,
-            REVIEW.c.verdict,
-            REVIEW.c.quote,
-            REVIEWER.c.name,
-            REVIEWER.c.lens,
-        )
-        .join(REVIEWER, REVIEWER.c.id == REVIEW.c.reviewer_id)
-        .where(REVIEW.c.comparison_id.in_(ids))
-        .order_by(REVIEW.c.comparison_id, REVIEW.c.position)
+    id_list, id_params = in_list("comparison", ids)
+    review_sql = (
+        "SELECT r.comparison_id, r.tool_id, r.verdict, r.quote, w.name, w.lens"
+        " FROM review AS r JOIN reviewer AS w ON w.id = r.reviewer_id"
+        f" WHERE r.comparison_id IN {id_list} ORDER BY r.comparison_id, r.position"
     )
-    for review in rows(reader, query):
+    for review in rows(reader, review_sql, id_params):
         reviews[(review.comparison_id, review.tool_id)].append(
             ReviewView(reviewer=review.name, lens=review.lens, verdict=review.verdict, quote=review.quote)
         )

@@ -14,15 +14,15 @@ from functools import cache
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from sqlalchemy import MetaData, inspect, text
-from sqlalchemy.engine import Connection, Engine
-
 if TYPE_CHECKING:
     from alembic.config import Config
+    from sqlalchemy import MetaData
+    from sqlalchemy.engine import Connection, Engine
 
 MIGRATIONS = Path(__file__).parent / "migrations"
 VERSION_TABLE = "alembic_version"
 NOT_OURS = {"apscheduler_jobs", VERSION_TABLE}  # the scheduler's job store manages its own table
+VERSION_QUERY = "SELECT version_num FROM alembic_version"  # Alembic's VERSION_TABLE
 BASELINE = "0001"  # the schema of the releases before migrations: created by create_all
 
 
@@ -124,10 +124,16 @@ def unknown_revision_message(revision: str) -> str:
 def current(engine: Engine) -> str | None:
     """The store's revision; None for an empty store or one from before migrations. Read as
     Alembic reads it (its version table), without loading Alembic."""
+    from sqlalchemy import inspect, text
+
     with engine.connect() as connection:
         if not inspect(connection).has_table(VERSION_TABLE):
             return None
-        found = connection.execute(text("SELECT version_num FROM alembic_version")).scalars().all()
+        return revision_among(connection.execute(text(VERSION_QUERY)).scalars().all())
+
+
+def revision_among(found: list[str]) -> str | None:
+    """The one revision the version table names (None: it names none), or SchemaError."""
     if len(found) > 1:
         raise SchemaError(
             f"the store names {len(found)} schema revisions at once; this release made none of them"
@@ -140,6 +146,7 @@ def upgrade(engine: Engine, revision: str = "head") -> tuple[str | None, str | N
     from alembic import command
     from alembic.runtime.migration import MigrationContext
     from alembic.util.exc import CommandError
+    from sqlalchemy import inspect
 
     with engine.begin() as connection:
         config = alembic_config(connection)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager, suppress
 from datetime import UTC, datetime
 from pathlib import Path
@@ -18,6 +18,7 @@ if TYPE_CHECKING:
     from sqlalchemy.exc import DBAPIError
 
     from newsletter.config import Settings
+    from newsletter.plain_store import PlainReader
     from newsletter.quality import Report as QualityReport
     from newsletter.views import IssueView
     from newsletter.weeks import Week
@@ -135,36 +136,76 @@ def open_store(settings: Settings, *, create: bool = False) -> Engine:
     from sqlalchemy.exc import DBAPIError
 
     from newsletter import schema
-    from newsletter.engines import make_engine, shown_url, sqlite_location_problem, sqlite_path
+    from newsletter.engines import make_engine
     from newsletter.schema import SchemaError
 
-    path = sqlite_path(settings.database_url)
-    shown_store = shown_url(settings.database_url)
-    if path is not None:
-        if problem := sqlite_location_problem(path):
-            fail(f"NEWSLETTER_DATABASE_URL: {problem}")
-        if not create and not path.exists():
-            fail(f"no store at {path}; run `newsletter init` first")
+    shown_store = _checked_location(settings, create=create)
     engine = make_engine(settings.database_url)
     try:
         if create:
             from newsletter.db import create_schema  # the ORM and models: only to make a schema
 
             create_schema(engine)
-        elif not inspect(engine).has_table("issue"):
-            fail(f"no store at {shown_store}; run `newsletter init` first")
-        elif (revision := schema.current(engine)) != schema.head():
-            if revision is not None and not schema.known(revision):
-                fail(schema.unknown_revision_message(revision))
-            fail(
-                f"the store at {shown_store} is at schema revision {revision or 'from before migrations'}, "
-                f"this release needs {schema.head()}; run `newsletter db upgrade`"
-            )
+        else:
+            _require_newest(shown_store, inspect(engine).has_table("issue"), lambda: schema.current(engine))
     except DBAPIError as exc:
         unreachable(f"the store at {shown_store}", exc)
     except SchemaError as exc:
         fail(str(exc))
     return engine
+
+
+@contextmanager
+def read_store(settings: Settings) -> Iterator[PlainReader]:
+    """The store at the newest schema, opened through its driver alone for a command that only reads
+    (newsletter.plain_store: no SQLAlchemy to import); the same refusals as `open_store`."""
+    from newsletter import schema
+    from newsletter.plain_store import StoreUnreachable, open_plain
+
+    shown_store = _checked_location(settings, create=False)
+
+    def revision() -> str | None:
+        if not reader.has_table(schema.VERSION_TABLE):
+            return None
+        return schema.revision_among([row.version_num for row in reader.plain_rows(schema.VERSION_QUERY, {})])
+
+    try:
+        with open_plain(settings.database_url) as reader:
+            _require_newest(shown_store, reader.has_table("issue"), revision)
+            yield reader
+    except StoreUnreachable as exc:
+        fail(f"cannot {exc.verb} the store at {shown_store}: {exc.detail}")
+    except schema.SchemaError as exc:
+        fail(str(exc))
+
+
+def _checked_location(settings: Settings, *, create: bool) -> str:
+    """The store as shown in messages; refuses a SQLite file that cannot be, or (unless `create`)
+    is not, there."""
+    from newsletter.store_urls import shown_url, sqlite_location_problem, sqlite_path
+
+    path = sqlite_path(settings.database_url)
+    if path is not None:
+        if problem := sqlite_location_problem(path):
+            fail(f"NEWSLETTER_DATABASE_URL: {problem}")
+        if not create and not path.exists():
+            fail(f"no store at {path}; run `newsletter init` first")
+    return shown_url(settings.database_url)
+
+
+def _require_newest(shown_store: str, has_issue_table: bool, revision: Callable[[], str | None]) -> None:
+    """Refuse a store that is empty, or at a schema revision other than this release's newest."""
+    from newsletter import schema
+
+    if not has_issue_table:
+        fail(f"no store at {shown_store}; run `newsletter init` first")
+    if (found := revision()) != schema.head():
+        if found is not None and not schema.known(found):
+            fail(schema.unknown_revision_message(found))
+        fail(
+            f"the store at {shown_store} is at schema revision {found or 'from before migrations'}, "
+            f"this release needs {schema.head()}; run `newsletter db upgrade`"
+        )
 
 
 def parse_week(text: str | None, settings: Settings) -> Week:
