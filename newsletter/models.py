@@ -1,22 +1,19 @@
 """SQLModel tables. Derived figures (panel ship %, community %) are computed from rows, never stored.
 
-Times are stored as UTC. `UTCDateTime` makes that explicit on every backend: SQLite has no time zone
-type, so values go in as naive UTC and come back as aware UTC.
+Times are stored as UTC (`newsletter.model_types.UTCDateTime`, with the status vocabularies the
+tables use).
 """
 
 from __future__ import annotations
 
 import functools
-from datetime import UTC, datetime
-from enum import StrEnum
+from datetime import datetime
 
 from sqlalchemy import (
     BigInteger,
     Column,
-    DateTime,
     Index,
     Text,
-    TypeDecorator,
     UniqueConstraint,
     event,
     text,
@@ -24,68 +21,18 @@ from sqlalchemy import (
 )
 from sqlmodel import Field, SQLModel
 
+from newsletter.model_types import (  # noqa: F401  (the tables' vocabularies, as before)
+    DeliveryStatus,
+    EventKind,
+    IssueStatus,
+    SubscriberStatus,
+    UTCDateTime,
+    Verdict,
+    utc_time_field,
+    utcnow,
+)
 from newsletter.tracking.links import LinkKind  # noqa: F401  (the kinds an IssueLink has)
 from newsletter.weeks import issue_slug
-
-
-def utcnow() -> datetime:
-    return datetime.now(UTC)
-
-
-class UTCDateTime(TypeDecorator):
-    """A timestamp that is always UTC in the store and always aware in Python."""
-
-    impl = DateTime
-    cache_ok = True
-
-    def process_bind_param(self, value: datetime | None, dialect) -> datetime | None:
-        if value is None:
-            return None
-        if value.tzinfo is None:
-            raise ValueError("naive datetime given to the store; use an aware datetime")
-        return value.astimezone(UTC).replace(tzinfo=None)
-
-    def process_result_value(self, value: datetime | None, dialect) -> datetime | None:
-        if value is None:
-            return None
-        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
-
-
-def _time(*, nullable: bool = False, index: bool = False, default=None):
-    """A UTC timestamp column."""
-    kwargs = {"default_factory": default} if default else {"default": None}
-    return Field(sa_column=Column(UTCDateTime(), nullable=nullable, index=index), **kwargs)
-
-
-class Verdict(StrEnum):
-    SHIP = "ship"
-    SKIP = "skip"
-
-
-class SubscriberStatus(StrEnum):
-    PENDING = "pending"
-    ACTIVE = "active"
-    UNSUBSCRIBED = "unsubscribed"
-    BOUNCED = "bounced"
-    COMPLAINED = "complained"
-    ERASED = "erased"
-    SUPPRESSED = "suppressed"  # left the list on another platform, by its export; `status_reason` says how
-
-
-class IssueStatus(StrEnum):
-    DRAFT = "draft"
-    APPROVED = "approved"
-    SENDING = "sending"
-    SENT = "sent"
-    CANCELLED = "cancelled"
-
-
-class DeliveryStatus(StrEnum):
-    QUEUED = "queued"
-    SENDING = "sending"
-    SENT = "sent"
-    FAILED = "failed"
-    SUPPRESSED = "suppressed"
 
 
 class Tool(SQLModel, table=True):
@@ -100,7 +47,7 @@ class Tool(SQLModel, table=True):
     description: str = Field(sa_column=Column(Text, nullable=False))
     entry_price: str = Field(max_length=100)
     url: str | None = Field(default=None, max_length=2000)
-    updated_at: datetime = _time(default=utcnow)
+    updated_at: datetime = utc_time_field(default=utcnow)
 
 
 class Comparison(SQLModel, table=True):
@@ -115,9 +62,9 @@ class Comparison(SQLModel, table=True):
     right_tool_id: int = Field(foreign_key="tool.id")
     url: str | None = Field(default=None, max_length=2000)
     pinned: bool = Field(default=False)
-    published_at: datetime = _time(index=True)
-    created_at: datetime = _time(default=utcnow)
-    updated_at: datetime = _time(default=utcnow)
+    published_at: datetime = utc_time_field(index=True)
+    created_at: datetime = utc_time_field(default=utcnow)
+    updated_at: datetime = utc_time_field(default=utcnow)
 
 
 class Reviewer(SQLModel, table=True):
@@ -155,8 +102,8 @@ class Vote(SQLModel, table=True):
     subscriber_id: int | None = Field(default=None, foreign_key="subscriber.id", index=True)
     verdict: str = Field(max_length=4)
     issue_id: int | None = Field(default=None, foreign_key="issue.id", index=True)  # cast from its links
-    created_at: datetime = _time(default=utcnow)
-    updated_at: datetime = _time(default=utcnow)
+    created_at: datetime = utc_time_field(default=utcnow)
+    updated_at: datetime = utc_time_field(default=utcnow)
 
 
 class Subscriber(SQLModel, table=True):
@@ -174,13 +121,13 @@ class Subscriber(SQLModel, table=True):
     status: str = Field(default=SubscriberStatus.PENDING, max_length=20, index=True)
     source: str = Field(default="unknown", max_length=40)
     categories: str | None = Field(default=None, sa_column=Column(Text, nullable=True))
-    created_at: datetime = _time(default=utcnow)
-    requested_at: datetime | None = _time(nullable=True)
-    confirmed_at: datetime | None = _time(nullable=True)
-    unsubscribed_at: datetime | None = _time(nullable=True)
-    paused_until: datetime | None = _time(nullable=True)
+    created_at: datetime = utc_time_field(default=utcnow)
+    requested_at: datetime | None = utc_time_field(nullable=True)
+    confirmed_at: datetime | None = utc_time_field(nullable=True)
+    unsubscribed_at: datetime | None = utc_time_field(nullable=True)
+    paused_until: datetime | None = utc_time_field(nullable=True)
     tracking: bool = Field(default=True, sa_column_kwargs={"server_default": true()})
-    updated_at: datetime = _time(default=utcnow)
+    updated_at: datetime = utc_time_field(default=utcnow)
     # Why the reader is in their state where the state alone does not say ("imported: mailchimp cleaned").
     status_reason: str | None = Field(default=None, max_length=80)
 
@@ -189,7 +136,7 @@ class ErasedAddress(SQLModel, table=True):
     """A keyed hash of an address whose owner asked to be erased: imports must not re-add it."""
 
     email_hash: str = Field(primary_key=True, max_length=64)
-    erased_at: datetime = _time(default=utcnow)
+    erased_at: datetime = utc_time_field(default=utcnow)
 
 
 class SubscriberEvent(SQLModel, table=True):
@@ -202,7 +149,7 @@ class SubscriberEvent(SQLModel, table=True):
     client_hash: str | None = Field(default=None, max_length=64)
     detail: str | None = Field(default=None, max_length=2000)
     issue_id: int | None = Field(default=None, foreign_key="issue.id", index=True)  # what it answered
-    at: datetime = _time(default=utcnow)
+    at: datetime = utc_time_field(default=utcnow)
 
 
 class Issue(SQLModel, table=True):
@@ -213,13 +160,13 @@ class Issue(SQLModel, table=True):
     status: str = Field(default=IssueStatus.DRAFT, max_length=20)
     subject_override: str | None = Field(default=None, max_length=200)
     preheader_override: str | None = Field(default=None, max_length=300)
-    created_at: datetime = _time(default=utcnow)
-    updated_at: datetime = _time(default=utcnow)
-    approved_at: datetime | None = _time(nullable=True)
-    send_started_at: datetime | None = _time(nullable=True)
-    sent_at: datetime | None = _time(nullable=True)
+    created_at: datetime = utc_time_field(default=utcnow)
+    updated_at: datetime = utc_time_field(default=utcnow)
+    approved_at: datetime | None = utc_time_field(nullable=True)
+    send_started_at: datetime | None = utc_time_field(nullable=True)
+    sent_at: datetime | None = utc_time_field(nullable=True)
     sender: str | None = Field(default=None, max_length=120)  # holder of the send lease: host:pid:nonce
-    sender_lease_until: datetime | None = _time(nullable=True)
+    sender_lease_until: datetime | None = utc_time_field(nullable=True)
     # The expiry (Unix seconds) signed into every reader token of this issue, fixed by its first send:
     # a token names its issue by it (an unsubscribe or a vote from the issue's links).
     token_expires_at: int | None = Field(
@@ -263,30 +210,16 @@ class Delivery(SQLModel, table=True):
     subscriber_id: int = Field(foreign_key="subscriber.id", index=True)
     status: str = Field(default=DeliveryStatus.QUEUED, max_length=20)
     batch_key: str | None = Field(default=None, max_length=64, index=True)
-    claimed_at: datetime | None = _time(nullable=True)
+    claimed_at: datetime | None = utc_time_field(nullable=True)
     claimed_by: str | None = Field(default=None, max_length=120)
-    lease_until: datetime | None = _time(nullable=True)
+    lease_until: datetime | None = utc_time_field(nullable=True)
     provider: str | None = Field(default=None, max_length=40)
     provider_message_id: str | None = Field(default=None, max_length=200, index=True)
     attempts: int = Field(default=0)
     last_error: str | None = Field(default=None, max_length=2000)
-    created_at: datetime = _time(default=utcnow)
-    updated_at: datetime = _time(default=utcnow)
-    sent_at: datetime | None = _time(nullable=True)
-
-
-class EventKind(StrEnum):
-    """The one vocabulary every provider's events are normalised into."""
-
-    DELIVERED = "delivered"
-    BOUNCED = "bounced"  # permanent: the address is suppressed
-    SOFT_BOUNCED = "soft_bounced"  # temporary: nothing to do
-    COMPLAINED = "complained"  # marked as spam: the address is suppressed
-    UNSUBSCRIBED = "unsubscribed"
-    OPENED = "opened"
-    CLICKED = "clicked"
-    DEFERRED = "deferred"
-    OTHER = "other"
+    created_at: datetime = utc_time_field(default=utcnow)
+    updated_at: datetime = utc_time_field(default=utcnow)
+    sent_at: datetime | None = utc_time_field(nullable=True)
 
 
 class ProviderEvent(SQLModel, table=True):
@@ -304,8 +237,8 @@ class ProviderEvent(SQLModel, table=True):
     provider_message_id: str | None = Field(default=None, max_length=200)
     detail: str | None = Field(default=None, max_length=1000)
     machine: bool | None = Field(default=None)  # the provider says a machine did it (None: it cannot tell)
-    occurred_at: datetime = _time()
-    received_at: datetime = _time(default=utcnow)
+    occurred_at: datetime = utc_time_field()
+    received_at: datetime = utc_time_field(default=utcnow)
 
 
 class IssueLink(SQLModel, table=True):
@@ -321,7 +254,7 @@ class IssueLink(SQLModel, table=True):
     url: str = Field(max_length=2000)
     label: str = Field(default="", max_length=300)
     comparison_slug: str | None = Field(default=None, max_length=200)
-    created_at: datetime = _time(default=utcnow)
+    created_at: datetime = utc_time_field(default=utcnow)
 
 
 class LinkHit(SQLModel, table=True):
@@ -338,7 +271,7 @@ class LinkHit(SQLModel, table=True):
     issue_id: int = Field(foreign_key="issue.id", index=True)
     subscriber_id: int = Field(foreign_key="subscriber.id", index=True)
     link_id: int = Field(foreign_key="issuelink.id", index=True)
-    at: datetime = _time(index=True)
+    at: datetime = utc_time_field(index=True)
     method: str = Field(max_length=10)
     agent: str = Field(max_length=40)
     prefetch: bool = Field(default=False)
@@ -357,7 +290,7 @@ class LinkCount(SQLModel, table=True):
     human: int = Field(default=0)
     machine: int = Field(default=0)
     human_readers: int = Field(default=0)
-    updated_at: datetime = _time(default=utcnow)
+    updated_at: datetime = utc_time_field(default=utcnow)
 
 
 class WebhookEndpoint(SQLModel, table=True):
@@ -372,14 +305,14 @@ class WebhookEndpoint(SQLModel, table=True):
     events: str = Field(max_length=1000)
     secret: str = Field(max_length=200)
     enabled: bool = Field(default=True)
-    disabled_at: datetime | None = _time(nullable=True)
+    disabled_at: datetime | None = utc_time_field(nullable=True)
     disabled_reason: str | None = Field(default=None, max_length=500)
-    failing_since: datetime | None = _time(nullable=True)
-    last_success_at: datetime | None = _time(nullable=True)
-    last_failure_at: datetime | None = _time(nullable=True)
+    failing_since: datetime | None = utc_time_field(nullable=True)
+    last_success_at: datetime | None = utc_time_field(nullable=True)
+    last_failure_at: datetime | None = utc_time_field(nullable=True)
     last_error: str | None = Field(default=None, max_length=500)
-    created_at: datetime = _time(default=utcnow)
-    updated_at: datetime = _time(default=utcnow)
+    created_at: datetime = utc_time_field(default=utcnow)
+    updated_at: datetime = utc_time_field(default=utcnow)
 
 
 class WebhookMessage(SQLModel, table=True):
@@ -404,11 +337,11 @@ class WebhookMessage(SQLModel, table=True):
     payload: str = Field(sa_column=Column(Text, nullable=False))
     status: str = Field(default="pending", max_length=20)
     attempts: int = Field(default=0)
-    created_at: datetime = _time(default=utcnow)
-    next_attempt_at: datetime = _time(default=utcnow)
-    lease_until: datetime | None = _time(nullable=True)
+    created_at: datetime = utc_time_field(default=utcnow)
+    next_attempt_at: datetime = utc_time_field(default=utcnow)
+    lease_until: datetime | None = utc_time_field(nullable=True)
     claimed_by: str | None = Field(default=None, max_length=120)
-    delivered_at: datetime | None = _time(nullable=True)
+    delivered_at: datetime | None = utc_time_field(nullable=True)
     last_error: str | None = Field(default=None, max_length=500)
 
 
@@ -419,7 +352,7 @@ class WebhookAttempt(SQLModel, table=True):
     id: int | None = Field(default=None, primary_key=True)
     endpoint_id: int = Field(foreign_key="webhookendpoint.id", index=True)
     message_id: int | None = Field(default=None, foreign_key="webhookmessage.id", index=True)
-    at: datetime = _time(index=True)
+    at: datetime = utc_time_field(index=True)
     status_code: int | None = Field(default=None)
     duration_ms: int = Field(default=0)
     error: str | None = Field(default=None, max_length=500)
@@ -431,7 +364,7 @@ class EditorEvent(SQLModel, table=True):
     written in the same transaction as the change itself."""
 
     id: int | None = Field(default=None, primary_key=True)
-    at: datetime = _time(default=utcnow, index=True)
+    at: datetime = utc_time_field(default=utcnow, index=True)
     editor: str = Field(max_length=120)
     action: str = Field(max_length=40)
     issue_id: int | None = Field(default=None, foreign_key="issue.id", index=True)
@@ -447,9 +380,9 @@ class WelcomeMail(SQLModel, table=True):
     and after a failure the earliest retry. No address is kept here."""
 
     subscriber_id: int = Field(primary_key=True, foreign_key="subscriber.id")
-    due_at: datetime | None = _time(nullable=True, index=True)
-    claimed_until: datetime | None = _time(nullable=True)
-    sent_at: datetime | None = _time(nullable=True)
+    due_at: datetime | None = utc_time_field(nullable=True, index=True)
+    claimed_until: datetime | None = utc_time_field(nullable=True)
+    sent_at: datetime | None = utc_time_field(nullable=True)
     attempts: int = Field(default=0)
     last_error: str | None = Field(default=None, max_length=500)
 
@@ -469,14 +402,14 @@ class SunsetAsk(SQLModel, table=True):
     subscriber_id: int = Field(foreign_key="subscriber.id", index=True)
     last_issue_id: int = Field(foreign_key="issue.id", index=True)
     issues: int  # the span's length (NEWSLETTER_SUNSET_ISSUES when asked)
-    asked_at: datetime = _time(default=utcnow)
-    claimed_until: datetime | None = _time(nullable=True)
-    sent_at: datetime | None = _time(nullable=True)
-    answer_by: datetime | None = _time(nullable=True)
+    asked_at: datetime = utc_time_field(default=utcnow)
+    claimed_until: datetime | None = utc_time_field(nullable=True)
+    sent_at: datetime | None = utc_time_field(nullable=True)
+    answer_by: datetime | None = utc_time_field(nullable=True)
     attempts: int = Field(default=0)
     last_error: str | None = Field(default=None, max_length=500)
     outcome: str | None = Field(default=None, max_length=20, index=True)
-    resolved_at: datetime | None = _time(nullable=True)
+    resolved_at: datetime | None = utc_time_field(nullable=True)
 
 
 class StoreKey(SQLModel, table=True):
@@ -486,7 +419,7 @@ class StoreKey(SQLModel, table=True):
 
     name: str = Field(primary_key=True, max_length=40)
     value: str = Field(max_length=128)
-    created_at: datetime = _time(default=utcnow)
+    created_at: datetime = utc_time_field(default=utcnow)
 
 
 class FoldedClick(SQLModel, table=True):
@@ -552,7 +485,7 @@ class IssueRollup(SQLModel, table=True):
     part: str = Field(max_length=20, primary_key=True)
     figures: str = Field(sa_column=Column(Text, nullable=False))  # JSON
     through_id: int | None = Field(default=None)  # hits, events: the highest row id counted (0013)
-    computed_at: datetime = _time(default=utcnow)
+    computed_at: datetime = utc_time_field(default=utcnow)
 
 
 class ListSize(SQLModel, table=True):
@@ -564,7 +497,7 @@ class ListSize(SQLModel, table=True):
     moment: datetime = Field(sa_column=Column(UTCDateTime(), primary_key=True))
     size: int
     counts: str = Field(sa_column=Column(Text, nullable=False))  # JSON: kind -> events before it
-    computed_at: datetime = _time(default=utcnow)
+    computed_at: datetime = utc_time_field(default=utcnow)
 
 
 @event.listens_for(SQLModel.metadata, "after_create")
