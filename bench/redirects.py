@@ -116,7 +116,7 @@ def build_store(work: Path, url: str, readers: int, people: int) -> tuple[list[l
     sender = Sender(engine, settings, Discard())
     report = asyncio.run(sender.send(issue_id))
     assert report.sent == readers, report
-    mailer = next(iter(sender._by_key.values()))
+    mailer = sender.variants.mailers[0]
     html = mailer.message(delivery_id=1, subscriber_id=1, email="x@example.com").html
     parts = sorted({m[1] for m in re.finditer(r'href="https://[^/"]+/r/([^"]+)"', html)})
     link_parts = [".".join(part.split(".")[:3]) for part in parts]

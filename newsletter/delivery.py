@@ -18,30 +18,26 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import random
 import threading
 import time
 from collections.abc import Callable
-from datetime import timedelta
 
 from sqlalchemy.engine import Engine
-from sqlmodel import select
 
 from newsletter import ledger
 from newsletter.config import Settings
 from newsletter.db import session_scope
-from newsletter.editions import EditionError, issue_view, variant_comparisons
-from newsletter.ledger import Claimed
+from newsletter.editions import EditionError, issue_view
+from newsletter.ledger_batches import Claimed
 from newsletter.mail import OutgoingMessage
-from newsletter.models import DeliveryStatus, Issue, IssueStatus, Subscriber, SubscriberStatus, utcnow
+from newsletter.models import DeliveryStatus, Issue, IssueStatus, utcnow
 from newsletter.outgoing_webhooks.outbox import issue_sent
-from newsletter.personalise import IssueMailer
 from newsletter.providers.base import Failure, Provider, ProviderError, ReconcileUnsupported, SendResult
-from newsletter.render import RenderedMessage, Renderer, RenderError
+from newsletter.render import Renderer, RenderError
 from newsletter.send_pacing import RateLimiter, backoff
 from newsletter.send_report import SendAborted, SendReport
-from newsletter.tracking.issue_links import register_links
+from newsletter.send_variants import IssueVariants
 
 ProgressCallback = Callable[[int, int], None]
 NO_MATCHING_CATEGORY = "nothing in the reader's categories this week"
@@ -74,11 +70,8 @@ class Sender:
         self.identity = identity or ledger.sender_identity()
         self.rng = rng or random.Random()  # noqa: S311  (jitter, not secrets)
         self.rate = RateLimiter(settings.send_rate)
-        self._mailers: dict[str | None, IssueMailer | None] = {}
         self._cursor = ledger.ClaimCursor()  # one sender, one issue: claims resume where they left off
-        self._variants: dict[str | None, tuple[int, ...]] = {}  # reader categories -> comparison ids
-        self._rendered: dict[tuple[int, ...], RenderedMessage] = {}
-        self._by_key: dict[tuple[int, ...], IssueMailer] = {}
+        self.variants: IssueVariants | None = None  # the issue as each reader gets it (`_variants_of`)
         self._handed = False  # has any message been handed to the provider in this run?
         self._fresh_keys: set[str] = set()  # batch keys this run claimed
 
@@ -129,7 +122,7 @@ class Sender:
             issue = session.get(Issue, issue_id)
             week, tag = issue.week, issue.slug
         try:
-            self._render_variants(issue_id)
+            self._variants_of(issue_id).render_all()
         except (RenderError, EditionError) as exc:
             raise SendRefused(f"issue {week} cannot be sent: {exc}; nothing was changed") from exc
         preflight = getattr(self.provider, "preflight", None)
@@ -243,61 +236,10 @@ class Sender:
 
     # --- messages ------------------------------------------------------------------------------------
 
-    def _render_variants(self, issue_id: int) -> int:
-        """Render every variant of the issue the active readers will get (one per distinct set of
-        comparisons), before anything changes: a RenderError here (invalid MJML, over Gmail's size)
-        refuses the send while the issue is as it was. Returns how many distinct renders there were."""
-        with session_scope(self.engine) as session:
-            choices = session.exec(
-                select(Subscriber.categories).where(Subscriber.status == SubscriberStatus.ACTIVE).distinct()
-            ).all()
-        for categories in sorted({None, *choices}, key=lambda c: c or ""):
-            self._comparisons_for(issue_id, categories)
-        return len(self._rendered)
-
-    def _comparisons_for(self, issue_id: int, categories: str | None) -> tuple[int, ...]:
-        """The comparison ids readers with these categories (None: all) get; () when none."""
-        if categories not in self._variants:
-            with session_scope(self.engine) as session:
-                issue = session.get(Issue, issue_id)
-                chosen = frozenset(json.loads(categories)) if categories else None
-                comparisons = variant_comparisons(session, issue, self.settings, chosen)
-                key = tuple(c.id for c in comparisons)
-                if key and key not in self._rendered:
-                    view = issue_view(session, issue, self.settings, comparisons)
-                    self._rendered[key] = self.renderer.render_issue(view)
-            self._variants[categories] = key
-        return self._variants[categories]
-
-    def _mailer_for(self, issue_id: int, categories: str | None) -> IssueMailer | None:
-        """The compiled issue for readers with these categories (None: all), or None if the week has
-        nothing in them. Rendered once per distinct set of comparisons, however many readers share it
-        (`prepare` renders them all before the send opens)."""
-        if categories in self._mailers:
-            return self._mailers[categories]
-        key = self._comparisons_for(issue_id, categories)
-        mailer = self._by_key.get(key) if key else None
-        if key and mailer is None:
-            expires, tag = self._token_expiry(issue_id)
-            mailer = IssueMailer(
-                self._rendered[key], self.settings, tag=tag, expires_at=expires, issue_id=issue_id
-            )
-            register_links(self.engine, issue_id, mailer.links)  # before any message carries them
-            self._by_key[key] = mailer
-        self._mailers[categories] = mailer
-        return mailer
-
-    def _token_expiry(self, issue_id: int) -> tuple[int, str]:
-        """(the expiry of the issue's reader tokens, its tag). Fixed by the issue's first send and
-        kept on the issue, so every run and worker signs the same expiry (a token names its issue by
-        it) even if NEWSLETTER_LINK_TOKEN_DAYS changed in between."""
-        with session_scope(self.engine) as session:
-            issue = session.get(Issue, issue_id, with_for_update=True)
-            if issue.token_expires_at is None:
-                expires = issue.send_started_at + timedelta(days=self.settings.link_token_days)
-                issue.token_expires_at = int(expires.timestamp())
-                session.add(issue)
-            return issue.token_expires_at, issue.slug
+    def _variants_of(self, issue_id: int) -> IssueVariants:
+        if self.variants is None or self.variants.issue_id != issue_id:
+            self.variants = IssueVariants(self.engine, self.settings, self.renderer, issue_id)
+        return self.variants
 
     def _messages(
         self, issue_id: int, batch: list[Claimed]
@@ -308,7 +250,7 @@ class Sender:
         sendable, unmatched, unrenderable = [], [], {}
         for row in batch:
             try:
-                mailer = self._mailer_for(issue_id, row.categories)
+                mailer = self._variants_of(issue_id).mailer_for(row.categories)
             except (RenderError, EditionError) as exc:
                 unrenderable.setdefault(f"cannot render this reader's issue: {exc}", []).append(
                     row.delivery_id
