@@ -46,7 +46,7 @@ class PlainReader:
             cursor = self.connection.execute(sql, dict(params))
             return cursor.fetchall()
         except _driver_errors(self.backend) as exc:
-            raise StoreUnreachable("read", _first_line(exc)) from exc
+            raise StoreUnreachable("read", first_line(exc)) from exc
 
     def has_table(self, name: str) -> bool:
         if self.backend == "sqlite":
@@ -76,7 +76,7 @@ def open_plain(url: str) -> Iterator[PlainReader]:
                 isolation_level=None,  # transactions as this module begins them
             )
         except sqlite3.Error as exc:
-            raise StoreUnreachable("open", _first_line(exc)) from exc
+            raise StoreUnreachable("open", first_line(exc)) from exc
         connection.row_factory = _named_row
         reader = PlainReader(connection, "sqlite")
     try:
@@ -109,7 +109,7 @@ def _connect_postgresql(url: str) -> Any:
     try:
         connection = psycopg.connect(**arguments, row_factory=namedtuple_row)
     except psycopg.Error as exc:
-        raise StoreUnreachable("reach", _first_line(exc)) from exc
+        raise StoreUnreachable("reach", first_line(exc)) from exc
     connection.read_only = True  # its first read begins a READ ONLY transaction
     return connection
 
@@ -131,6 +131,7 @@ def _row_class(names: tuple[str, ...]) -> type:
     return namedtuple("Row", names, rename=True)
 
 
-def _first_line(exc: BaseException) -> str:
+def first_line(exc: BaseException) -> str:
+    """The first line of a driver's message (its type's name if it has none): what a refusal quotes."""
     lines = str(exc).strip().splitlines()
     return lines[0] if lines else type(exc).__name__

@@ -18,7 +18,7 @@ if TYPE_CHECKING:
     from sqlalchemy.exc import DBAPIError
 
     from newsletter.config import Settings
-    from newsletter.plain_store import PlainReader
+    from newsletter.plain_store import PlainReader, StoreUnreachable
     from newsletter.quality import Report as QualityReport
     from newsletter.views import IssueView
     from newsletter.weeks import Week
@@ -46,12 +46,18 @@ def shown(text: str) -> str:
     return repr(text if len(text) <= MAX_SHOWN_CHARS else text[:MAX_SHOWN_CHARS] + "...")
 
 
-def unreachable(store: str, exc: DBAPIError) -> NoReturn:
-    """A database that cannot be reached or opened: the driver's first line says why, never a
-    traceback (the driver's text names host and user at most, never the password)."""
-    verb = "open" if "sqlite" in type(exc.orig).__module__ else "reach"
-    detail = str(exc.orig or exc).strip().splitlines()
-    fail(f"cannot {verb} {store}: {detail[0] if detail else type(exc.orig).__name__}")
+def unreachable(store: str, exc: DBAPIError | StoreUnreachable) -> NoReturn:
+    """A database that cannot be reached, opened or read, through SQLAlchemy (a DBAPIError) or the
+    driver alone (newsletter.plain_store): the driver's first line says why, never a traceback (the
+    driver's text names host and user at most, never the password)."""
+    from newsletter.plain_store import StoreUnreachable, first_line
+
+    if isinstance(exc, StoreUnreachable):
+        verb, detail = exc.verb, exc.detail
+    else:
+        verb = "open" if "sqlite" in type(exc.orig).__module__ else "reach"
+        detail = first_line(exc.orig or exc)
+    fail(f"cannot {verb} {store}: {detail}")
 
 
 # The services' expected refusals, by module: each is one line and exit 1, never a traceback.
@@ -174,7 +180,7 @@ def read_store(settings: Settings) -> Iterator[PlainReader]:
             _require_newest(shown_store, reader.has_table("issue"), revision)
             yield reader
     except StoreUnreachable as exc:
-        fail(f"cannot {exc.verb} the store at {shown_store}: {exc.detail}")
+        unreachable(f"the store at {shown_store}", exc)
     except schema.SchemaError as exc:
         fail(str(exc))
 
