@@ -128,9 +128,8 @@ class Connection(asyncio.BufferedProtocol):
     def buffer_updated(self, nbytes: int) -> None:
         if self.request is not None:
             self.filled += nbytes
-            if self.filled == self.length:
+            if self.filled == self.length:  # never past it: `get_buffer` ends at the body's end
                 self.answer()
-                self.take_heads()  # a pipelined request that came with this body's last bytes
             return
         self.pending += memoryview(self.chunk)[:nbytes]
         self.take_heads()

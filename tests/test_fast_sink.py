@@ -62,14 +62,30 @@ def test_big_bodies_in_many_reads_are_counted_once_per_reader(sink):
     assert (counts["total"], counts["readers"], counts["repeated"], counts["requests"]) == (301, 300, 1, 4)
 
 
-def test_pipelined_requests_and_refusals_on_one_connection(sink):
+def small_writes(connection: socket.socket, wire: bytes) -> None:
+    """Heads and bodies split anywhere: each write lands in a read of its own."""
+    for at in range(0, len(wire), 7):
+        connection.sendall(wire[at : at + 7])
+
+
+def body_tail_with_next_head(connection: socket.socket, wire: bytes) -> None:
+    """Most of the second body (smaller than the first, so the sink's reused buffer is longer than
+    it), then, once the sink is reading that body, its tail and every later request in one write:
+    the sink must stop reading at the body's end and find the next head after it."""
+    second_body_ends = wire.index(b"\r\n\r\n", wire.index(b"wrong")) + 4 + len(batch(["b@example.com"]))
+    connection.sendall(wire[: second_body_ends - 20])
+    time.sleep(0.3)
+    connection.sendall(wire[second_body_ends - 20 :])
+
+
+@pytest.mark.parametrize("write", [small_writes, body_tail_with_next_head])
+def test_pipelined_requests_and_refusals_on_one_connection(sink, write):
     port = int(sink.rsplit(":", 1)[1])
-    wire = request(batch(["a@example.com"])) + request(batch(["b@example.com"]), token="wrong")
+    wire = request(batch(["a@example.com"], 2_000)) + request(batch(["b@example.com"]), token="wrong")
     wire += request(batch(["c@example.com", "d@example.com"]))
     wire += b"POST /email/batch HTTP/1.1\r\nHost: sink\r\nTransfer-Encoding: chunked\r\n\r\n"
     with socket.create_connection(("127.0.0.1", port), timeout=10) as connection:
-        for at in range(0, len(wire), 7):  # in small writes, heads and bodies split anywhere
-            connection.sendall(wire[at : at + 7])
+        write(connection, wire)
         received = b""
         while chunk := connection.recv(65536):  # the sink closes after the 411
             received += chunk
