@@ -116,6 +116,10 @@ def parse_database_url(text: str) -> str:
         url = parse_url(text.strip())
     except ValueError:  # no URL at all, or a port that is not a number
         raise ValueError(f"not a database URL; expected {EXPECTED_URL}") from None
+    # libpq would cut a name at a NUL (and reach another database); the OS refuses it in a path
+    values = [value for values in url.query.values() for value in values]
+    if any("\x00" in part for part in (url.username, url.password, url.host, url.database, *values) if part):
+        raise ValueError(f"the URL holds a NUL byte (%00); expected {EXPECTED_URL}")
     driver = DRIVERS.get(url.drivername.lower())
     if driver is None:
         backend = url.drivername.lower()

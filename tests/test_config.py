@@ -138,6 +138,9 @@ def test_a_home_relative_sqlite_path_is_expanded(monkeypatch, tmp_path):
         ("sqlite:///:memory:", "in-memory"),
         ("sqlite:///x.db?mode=ro", "no ?options"),
         ("sqlite://host/x.db", "three slashes"),
+        ("sqlite:///st%00ore.db", "NUL byte"),
+        (f"postgresql+psycopg://u:{PASSWORD}@h/po%00stgres", "NUL byte"),
+        (f"postgresql+psycopg://u:{PASSWORD}@h/db?application_name=a%00b", "NUL byte"),
     ],
 )
 def test_unsupported_database_urls_are_refused_with_the_expected_form_and_no_password(url, reason):
